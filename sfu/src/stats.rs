@@ -1,0 +1,106 @@
+//! Counters the shard writes and everyone else reads (metrics, tests, the load generator).
+//!
+//! Only the shard thread writes, so relaxed atomics suffice and no lock is taken.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
+        /// Monotonic counters of the media plane.
+        #[derive(Debug, Default)]
+        pub struct SfuStats {
+            $( $(#[$doc])* pub $name: AtomicU64, )*
+        }
+
+        /// A point-in-time copy of [`SfuStats`].
+        #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+        pub struct SfuStatsSnapshot {
+            $( $(#[$doc])* pub $name: u64, )*
+        }
+
+        impl SfuStats {
+            /// Reads every counter.
+            pub fn snapshot(&self) -> SfuStatsSnapshot {
+                SfuStatsSnapshot { $( $name: self.$name.load(Ordering::Relaxed), )* }
+            }
+
+            /// `(name, value)` pairs, for the Prometheus exposition.
+            pub fn pairs(&self) -> Vec<(&'static str, u64)> {
+                vec![ $( (stringify!($name), self.$name.load(Ordering::Relaxed)), )* ]
+            }
+        }
+    };
+}
+
+counters! {
+    /// Datagrams read from the UDP socket.
+    datagrams_in,
+    /// Bytes read from the UDP socket.
+    bytes_in,
+    /// Datagrams written to the UDP socket.
+    datagrams_out,
+    /// Bytes written to the UDP socket.
+    bytes_out,
+    /// Datagrams the kernel refused to send.
+    send_errors,
+    /// Datagrams dropped: STUN naming an unknown ufrag.
+    dropped_unknown_ufrag,
+    /// Datagrams dropped: malformed STUN from an unknown address.
+    dropped_malformed_stun,
+    /// Datagrams dropped: non-STUN from an unknown address.
+    dropped_unknown_address,
+    /// RTP packets received from publishers (after SRTP).
+    rtp_in,
+    /// RTP packets dropped as duplicates of one already held.
+    rtp_duplicates,
+    /// RTP packets dropped as too old for the ring.
+    rtp_too_old,
+    /// RTP packets dropped: unknown payload type.
+    rtp_unknown_payload_type,
+    /// RTP packets forwarded to viewers (one per viewer).
+    rtp_forwarded,
+    /// Forwarding skipped: viewer waiting for a keyframe.
+    forward_waiting_for_keyframe,
+    /// Forwarding skipped: stale or old-session packet.
+    forward_stale,
+    /// The engine refused an RTP write.
+    forward_write_errors,
+    /// Packets sent from the keyframe cache to joining viewers.
+    keyframe_cache_replayed,
+    /// Joins served from the keyframe cache.
+    keyframe_cache_hits,
+    /// Joins that found no cached keyframe.
+    keyframe_cache_misses,
+    /// NACKed sequence numbers received from viewers.
+    nacks_received,
+    /// NACKs answered from the ring.
+    retransmissions,
+    /// NACKs the ring could not answer.
+    retransmission_misses,
+    /// Keyframe requests (joins, viewer PLI/FIR, bridge).
+    keyframe_requests,
+    /// PLIs sent to publishers after coalescing.
+    plis_sent,
+    /// Events dropped because a tap's queue was full.
+    tap_dropped,
+    /// Peers accepted (publishers and viewers).
+    peers_created,
+    /// Peers closed, for any reason.
+    peers_closed,
+    /// Peers that timed out before connecting (ICE/DTLS failure).
+    peers_connect_timeout,
+    /// Connected peers closed for silence.
+    peers_silent,
+    /// Data-channel messages received.
+    data_messages_in,
+    /// Data-channel messages sent.
+    data_messages_out,
+}
+
+impl SfuStats {
+    /// Adds to a counter (shard-only writer).
+    #[inline]
+    pub fn add(counter: &AtomicU64, value: u64) {
+        counter.fetch_add(value, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,289 @@
+//! Server configuration: defaults, then a TOML file, then `QUEQIAO_*` environment
+//! variables, then command-line flags (each later source wins).
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+/// Command line of the `queqiao` binary.
+#[derive(Debug, Parser)]
+#[command(
+    name = "queqiao",
+    version,
+    about = "Queqiao (鹊桥) live-streaming server"
+)]
+pub struct Cli {
+    /// Settings shared by every subcommand.
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<CliCommand>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CliCommand {
+    /// Run the server (the default).
+    Serve,
+    /// Print the effective configuration as TOML and exit.
+    PrintConfig,
+}
+
+/// Settings that may come from flags or the environment (each flag `--foo-bar` is also
+/// `QUEQIAO_FOO_BAR`).
+#[derive(Debug, Args, Default)]
+pub struct SettingsArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "QUEQIAO_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// HTTP listen address [default: 127.0.0.1:8080].
+    #[arg(long, env = "QUEQIAO_HTTP", global = true)]
+    pub http: Option<SocketAddr>,
+    /// UDP address for all WebRTC media [default: 127.0.0.1:3478].
+    #[arg(long, env = "QUEQIAO_UDP", global = true)]
+    pub udp: Option<SocketAddr>,
+    /// IP advertised in ICE candidates (the public address behind NAT).
+    #[arg(long, env = "QUEQIAO_PUBLIC_IP", global = true)]
+    pub public_ip: Option<IpAddr>,
+    /// Directory for the database, recordings and keys [default: ./data].
+    #[arg(long, env = "QUEQIAO_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Bearer token that allows publishing (WHIP). Generated and logged at start when unset.
+    #[arg(
+        long,
+        env = "QUEQIAO_PUBLISH_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    pub publish_token: Option<String>,
+    /// STUN/TURN URLs offered to clients in `Link: rel="ice-server"` (repeatable,
+    /// comma-separated in the environment).
+    #[arg(
+        long = "ice-server",
+        env = "QUEQIAO_ICE_SERVERS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub ice_servers: Option<Vec<String>>,
+    /// Directory to serve the web demo from instead of the copy built into the binary.
+    #[arg(long, env = "QUEQIAO_WEB_DIR", global = true)]
+    pub web_dir: Option<PathBuf>,
+    /// Most concurrent WebRTC sessions [default: 5000].
+    #[arg(long, env = "QUEQIAO_MAX_PEERS", global = true)]
+    pub max_peers: Option<usize>,
+}
+
+/// The TOML file's shape: every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    http: Option<SocketAddr>,
+    udp: Option<SocketAddr>,
+    public_ip: Option<IpAddr>,
+    data_dir: Option<PathBuf>,
+    publish_token: Option<String>,
+    ice_servers: Option<Vec<String>>,
+    web_dir: Option<PathBuf>,
+    max_peers: Option<usize>,
+    connect_timeout_secs: Option<f64>,
+    silence_timeout_secs: Option<f64>,
+    publisher_stale_secs: Option<f64>,
+    room_idle_timeout_secs: Option<f64>,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Config {
+    /// HTTP listen address.
+    pub http: SocketAddr,
+    /// UDP media address.
+    pub udp: SocketAddr,
+    /// Advertised IP, if set.
+    pub public_ip: Option<IpAddr>,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Publishing token (`None` only in tests that disable publishing auth explicitly).
+    #[serde(skip_serializing)]
+    pub publish_token: Option<String>,
+    /// ICE servers offered to clients.
+    pub ice_servers: Vec<String>,
+    /// Web demo directory override.
+    pub web_dir: Option<PathBuf>,
+    /// Peer limit.
+    pub max_peers: usize,
+    /// Seconds a new session may take to connect (ICE + DTLS) before it is dropped.
+    pub connect_timeout_secs: f64,
+    /// Seconds a connected session may stay silent before it is dropped.
+    pub silence_timeout_secs: f64,
+    /// Seconds without media after which a publisher may be replaced by a new one.
+    pub publisher_stale_secs: f64,
+    /// Seconds an empty room is kept (so a reconnecting publisher finds its viewers).
+    pub room_idle_timeout_secs: f64,
+}
+
+impl Config {
+    /// The media-plane part of the configuration.
+    pub fn sfu_config(&self) -> sfu::SfuConfig {
+        let secs = |value: f64| std::time::Duration::from_secs_f64(value.clamp(0.1, 86_400.0));
+        sfu::SfuConfig {
+            udp_bind: self.udp,
+            public_ip: self.public_ip,
+            max_peers: self.max_peers,
+            connect_timeout: secs(self.connect_timeout_secs),
+            silence_timeout: secs(self.silence_timeout_secs),
+            publisher_stale_after: secs(self.publisher_stale_secs),
+            room_idle_timeout: secs(self.room_idle_timeout_secs),
+            ..sfu::SfuConfig::default()
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            udp: SocketAddr::from(([127, 0, 0, 1], 3478)),
+            public_ip: None,
+            data_dir: PathBuf::from("data"),
+            publish_token: None,
+            ice_servers: Vec::new(),
+            web_dir: None,
+            max_peers: 5000,
+            connect_timeout_secs: 20.0,
+            silence_timeout_secs: 15.0,
+            publisher_stale_secs: 3.0,
+            room_idle_timeout_secs: 30.0,
+        }
+    }
+}
+
+/// A configuration file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid configuration file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: toml::de::Error,
+    },
+}
+
+impl Config {
+    /// Merges defaults, the file named by `--config`, and flags/environment.
+    pub fn load(args: &SettingsArgs) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileSettings::default(),
+        };
+        let defaults = Config::default();
+        Ok(Config {
+            http: args.http.or(file.http).unwrap_or(defaults.http),
+            udp: args.udp.or(file.udp).unwrap_or(defaults.udp),
+            public_ip: args.public_ip.or(file.public_ip),
+            data_dir: args
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or(defaults.data_dir),
+            publish_token: args
+                .publish_token
+                .clone()
+                .or(file.publish_token)
+                .filter(|t| !t.is_empty()),
+            ice_servers: args
+                .ice_servers
+                .clone()
+                .or(file.ice_servers)
+                .unwrap_or_default(),
+            web_dir: args.web_dir.clone().or(file.web_dir),
+            max_peers: args
+                .max_peers
+                .or(file.max_peers)
+                .unwrap_or(defaults.max_peers),
+            connect_timeout_secs: file
+                .connect_timeout_secs
+                .unwrap_or(defaults.connect_timeout_secs),
+            silence_timeout_secs: file
+                .silence_timeout_secs
+                .unwrap_or(defaults.silence_timeout_secs),
+            publisher_stale_secs: file
+                .publisher_stale_secs
+                .unwrap_or(defaults.publisher_stale_secs),
+            room_idle_timeout_secs: file
+                .room_idle_timeout_secs
+                .unwrap_or(defaults.room_idle_timeout_secs),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_override_defaults() {
+        let dir = std::env::temp_dir().join(format!("queqiao-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("q.toml");
+        std::fs::write(
+            &file,
+            "http = \"0.0.0.0:9000\"\nudp = \"0.0.0.0:4000\"\nice_servers = [\"stun:a\"]\n",
+        )
+        .unwrap();
+        let args = SettingsArgs {
+            config: Some(file.clone()),
+            udp: Some("127.0.0.1:5000".parse().unwrap()),
+            ..Default::default()
+        };
+        let config = Config::load(&args).unwrap();
+        assert_eq!(config.http, "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(config.udp, "127.0.0.1:5000".parse().unwrap());
+        assert_eq!(config.ice_servers, vec!["stun:a"]);
+        assert_eq!(config.max_peers, 5000);
+        std::fs::write(&file, "htp = 1").unwrap();
+        assert!(matches!(
+            Config::load(&args),
+            Err(ConfigError::Parse { .. })
+        ));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn environment_names_follow_the_flag() {
+        let cli = Cli::try_parse_from([
+            "queqiao",
+            "--http",
+            "127.0.0.1:1",
+            "--ice-server",
+            "stun:x",
+            "--ice-server",
+            "turn:y",
+        ])
+        .unwrap();
+        assert_eq!(cli.settings.http, Some("127.0.0.1:1".parse().unwrap()));
+        assert_eq!(cli.settings.ice_servers.unwrap(), vec!["stun:x", "turn:y"]);
+    }
+}

@@ -1,0 +1,121 @@
+//! The one place HTTP statuses are decided: every error becomes
+//! `{"error":{"code":"…","message":"…"}}` with the right status.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use sfu::SfuError;
+use sfu::offer::OfferError;
+
+/// Errors a request can end in.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// No or malformed credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Valid credentials without the right to do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The request body has the wrong media type.
+    #[error("expected Content-Type: {expected}")]
+    UnsupportedMediaType {
+        /// The type the endpoint takes.
+        expected: &'static str,
+    },
+    /// The request body exceeds the limit.
+    #[error("request body exceeds {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The request is well formed but cannot be processed (e.g. no usable codec).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// The resource does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the current state (e.g. a second publisher).
+    #[error("{0}")]
+    Conflict(String),
+    /// An `If-Match` precondition failed.
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// The method is not supported on this resource.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// The server is at capacity or shutting down.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or an unexpected failure; details are logged, not returned.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl AppError {
+    /// HTTP status and stable machine-readable code.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            AppError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            AppError::UnsupportedMediaType { .. } => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            AppError::PayloadTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            }
+            AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            AppError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+            AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            AppError::PreconditionFailed(_) => {
+                (StatusCode::PRECONDITION_FAILED, "precondition_failed")
+            }
+            AppError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if let AppError::Internal(detail) = &self {
+            tracing::error!(%detail, "internal error");
+        }
+        let body = serde_json::json!({ "error": { "code": code, "message": self.to_string() } });
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<SfuError> for AppError {
+    fn from(err: SfuError) -> Self {
+        match err {
+            SfuError::Offer(OfferError::TooLarge(_)) => AppError::PayloadTooLarge {
+                limit: sfu::offer::MAX_OFFER_BYTES,
+            },
+            SfuError::Offer(OfferError::Malformed(_)) => AppError::BadRequest(err.to_string()),
+            SfuError::Offer(OfferError::NoUsableCodec(_)) => {
+                AppError::Unprocessable(err.to_string())
+            }
+            SfuError::RoomNotFound(_) | SfuError::SessionNotFound => {
+                AppError::NotFound(err.to_string())
+            }
+            SfuError::PublisherConflict(_) | SfuError::CodecConflict { .. } => {
+                AppError::Conflict(err.to_string())
+            }
+            SfuError::Capacity(_) | SfuError::ShuttingDown => {
+                AppError::Unavailable(err.to_string())
+            }
+            SfuError::Engine(_) | SfuError::Io(_) => AppError::Internal(err.to_string()),
+        }
+    }
+}

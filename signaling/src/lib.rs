@@ -1,0 +1,22 @@
+//! # Queqiao signaling — the `queqiao` server
+//!
+//! The HTTP edge of the product. Requests arrive at [`routes::app`]; WHIP/WHEP offers
+//! are handed to the media plane ([`sfu::SfuHandle`]), which negotiates them and owns the
+//! resulting WebRTC sessions; every error leaves through one [`error::AppError`] that
+//! decides the HTTP status and the JSON error body.
+//!
+//! ```text
+//!  browser / OBS / app ──HTTP──► routes (whip_whep, rooms, health, metrics, web demo)
+//!                                   │ SfuHandle (message passing)
+//!                                   ▼
+//!                                 sfu shard (UDP) ──► bridge taps
+//! ```
+
+pub mod config;
+pub mod error;
+pub mod routes;
+pub mod server;
+pub mod state;
+
+pub use routes::app;
+pub use state::AppState;

@@ -1,0 +1,46 @@
+//! `GET /metrics`: Prometheus text exposition of the media plane's counters and gauges.
+
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use std::fmt::Write;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics))
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let mut out = String::with_capacity(4096);
+    for (name, value) in state.sfu.stats().pairs() {
+        let _ = writeln!(
+            out,
+            "# TYPE queqiao_sfu_{name}_total counter\nqueqiao_sfu_{name}_total {value}"
+        );
+    }
+    if let Ok(snapshot) = state.sfu.snapshot().await {
+        let live = snapshot.rooms.iter().filter(|r| r.live).count();
+        let viewers: usize = snapshot.rooms.iter().map(|r| r.viewers).sum();
+        let _ = writeln!(
+            out,
+            "# TYPE queqiao_sfu_rooms gauge\nqueqiao_sfu_rooms {}",
+            snapshot.rooms.len()
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE queqiao_sfu_live_rooms gauge\nqueqiao_sfu_live_rooms {live}"
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE queqiao_sfu_peers gauge\nqueqiao_sfu_peers {}",
+            snapshot.peers
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE queqiao_sfu_viewers gauge\nqueqiao_sfu_viewers {viewers}"
+        );
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}

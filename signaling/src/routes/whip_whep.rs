@@ -1,0 +1,315 @@
+//! WHIP (RFC 9725) and WHEP endpoints.
+//!
+//! `POST /whip/{room}` and `POST /whep/{room}` take an SDP offer and answer `201 Created`
+//! with the SDP answer, a `Location` for the session, an `ETag`, and one
+//! `Link: <url>; rel="ice-server"` per configured STUN/TURN server. The session resource
+//! takes `DELETE` (end) and `PATCH` (trickle ICE fragments are accepted and ignored — our
+//! side is ICE-lite and learns addresses from connectivity checks — ICE restarts are
+//! refused with 422, the client starts a new session instead).
+
+use crate::error::AppError;
+use crate::state::AppState;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use sfu::offer::MAX_OFFER_BYTES;
+use sfu::{PeerId, PeerRole, RoomId, Session};
+
+const SDP: &str = "application/sdp";
+const TRICKLE: &str = "application/trickle-ice-sdpfrag";
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/whip/{room}", post(whip).options(endpoint_options))
+        .route("/whep/{room}", post(whep).options(endpoint_options))
+        .route(
+            "/whip/{room}/{session}",
+            axum::routing::delete(whip_delete)
+                .patch(session_patch)
+                .options(session_options),
+        )
+        .route(
+            "/whep/{room}/{session}",
+            axum::routing::delete(whep_delete)
+                .patch(session_patch)
+                .options(session_options),
+        )
+}
+
+async fn whip(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, AppError> {
+    authorize_publisher(&state, &headers)?;
+    let room = parse_room(&room)?;
+    let offer = read_sdp(&headers, body).await?;
+    let session = state.sfu.publish(room.clone(), &offer).await?;
+    Ok(created(&state, "whip", &room, &session))
+}
+
+async fn whep(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, AppError> {
+    let room = parse_room(&room)?;
+    let offer = read_sdp(&headers, body).await?;
+    let session = state.sfu.view(room.clone(), &offer).await?;
+    Ok(created(&state, "whep", &room, &session))
+}
+
+async fn whip_delete(
+    State(state): State<AppState>,
+    Path((room, session)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, AppError> {
+    authorize_publisher(&state, &headers)?;
+    end_session(&state, &room, &session, PeerRole::Publisher).await
+}
+
+async fn whep_delete(
+    State(state): State<AppState>,
+    Path((room, session)): Path<(String, String)>,
+) -> Result<StatusCode, AppError> {
+    end_session(&state, &room, &session, PeerRole::Viewer).await
+}
+
+async fn end_session(
+    state: &AppState,
+    room: &str,
+    session: &str,
+    role: PeerRole,
+) -> Result<StatusCode, AppError> {
+    let peer = find_session(state, room, session, role).await?;
+    state.sfu.close(peer).await?;
+    Ok(StatusCode::OK)
+}
+
+async fn session_patch(
+    State(state): State<AppState>,
+    Path((room, session)): Path<(String, String)>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, AppError> {
+    let role = if uri.path().starts_with("/whip/") {
+        PeerRole::Publisher
+    } else {
+        PeerRole::Viewer
+    };
+    if role == PeerRole::Publisher {
+        authorize_publisher(&state, &headers)?;
+    }
+    let peer = find_session(&state, &room, &session, role).await?;
+    if content_type(&headers) != Some(TRICKLE) {
+        return Err(AppError::UnsupportedMediaType { expected: TRICKLE });
+    }
+    let fragment = read_body(body, MAX_OFFER_BYTES).await?;
+    let if_match = headers
+        .get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    match if_match {
+        Some("*") => {
+            return Err(AppError::Unprocessable(
+                "ICE restarts are not supported; DELETE this session and start a new one".into(),
+            ));
+        }
+        Some(tag) if tag != etag(peer) => {
+            return Err(AppError::PreconditionFailed(
+                "If-Match does not match this session's ETag".into(),
+            ));
+        }
+        _ => {}
+    }
+    std::str::from_utf8(&fragment)
+        .map_err(|_| AppError::BadRequest("the SDP fragment is not UTF-8".into()))?;
+    // Our ICE agent is ICE-lite: the client's checks reach us from whatever address it
+    // has, so its trickled candidates need no action.
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn endpoint_options(State(state): State<AppState>) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
+    headers.insert("accept-post", HeaderValue::from_static(SDP));
+    add_ice_server_links(&state, headers);
+    response
+}
+
+async fn session_options() -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ALLOW,
+        HeaderValue::from_static("DELETE, PATCH, OPTIONS"),
+    );
+    headers.insert("accept-patch", HeaderValue::from_static(TRICKLE));
+    response
+}
+
+/// Until accounts exist, publishing takes the configured bearer token.
+fn authorize_publisher(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
+    let Some(expected) = state.config.publish_token.as_deref() else {
+        return Ok(());
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| {
+            AppError::Unauthorized("publishing needs an Authorization: Bearer token".into())
+        })?
+        .to_str()
+        .ok()
+        .and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .ok_or_else(|| {
+            AppError::Unauthorized("malformed Authorization header; expected Bearer".into())
+        })?;
+    if constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
+        Ok(())
+    } else {
+        Err(AppError::Unauthorized("invalid publish token".into()))
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn parse_room(raw: &str) -> Result<RoomId, AppError> {
+    RoomId::parse(raw).ok_or_else(|| {
+        AppError::BadRequest(format!(
+            "invalid room id {raw:?}: use 1-64 characters of A-Z a-z 0-9 _ -"
+        ))
+    })
+}
+
+async fn find_session(
+    state: &AppState,
+    room: &str,
+    session: &str,
+    role: PeerRole,
+) -> Result<PeerId, AppError> {
+    let not_found = || AppError::NotFound("session not found".into());
+    let peer = PeerId::parse(session).ok_or_else(not_found)?;
+    let (actual_room, actual_role) = state.sfu.session(peer).await?;
+    if actual_room.as_str() != room || actual_role != role {
+        return Err(not_found());
+    }
+    Ok(peer)
+}
+
+fn content_type(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::CONTENT_TYPE)?
+        .to_str()
+        .ok()?
+        .split(';')
+        .next()
+        .map(str::trim)
+}
+
+async fn read_sdp(headers: &HeaderMap, body: Body) -> Result<String, AppError> {
+    if !content_type(headers).is_some_and(|t| t.eq_ignore_ascii_case(SDP)) {
+        return Err(AppError::UnsupportedMediaType { expected: SDP });
+    }
+    let bytes = read_body(body, MAX_OFFER_BYTES).await?;
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| AppError::BadRequest("the SDP offer is not UTF-8".into()))
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, AppError> {
+    axum::body::to_bytes(body, limit).await.map_err(|err| {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+        let mut too_large = false;
+        while let Some(current) = source {
+            too_large |= current.is::<http_body_util::LengthLimitError>();
+            source = current.source();
+        }
+        if too_large {
+            AppError::PayloadTooLarge { limit }
+        } else {
+            AppError::BadRequest(format!("could not read the request body: {err}"))
+        }
+    })
+}
+
+fn etag(peer: PeerId) -> String {
+    format!("\"{peer}\"")
+}
+
+fn created(state: &AppState, kind: &str, room: &RoomId, session: &Session) -> Response {
+    let location = format!("/{kind}/{room}/{}", session.peer);
+    let mut response = (StatusCode::CREATED, session.answer.clone()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(SDP));
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        headers.insert(header::LOCATION, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&etag(session.peer)) {
+        headers.insert(header::ETAG, value);
+    }
+    headers.insert("accept-patch", HeaderValue::from_static(TRICKLE));
+    add_ice_server_links(state, headers);
+    response
+}
+
+/// `Link: <stun:host:port>; rel="ice-server"` per configured server. An entry may carry
+/// credentials after the URL: `turn:host:3478 username=u credential=p`.
+fn add_ice_server_links(state: &AppState, headers: &mut HeaderMap) {
+    for entry in &state.config.ice_servers {
+        if let Some(link) = ice_server_link(entry)
+            && let Ok(value) = HeaderValue::from_str(&link)
+        {
+            headers.append(header::LINK, value);
+        }
+    }
+}
+
+fn ice_server_link(entry: &str) -> Option<String> {
+    let mut parts = entry.split_whitespace();
+    let url = parts.next()?;
+    let mut link = format!("<{url}>; rel=\"ice-server\"");
+    for part in parts {
+        if let Some((key, value)) = part.split_once('=') {
+            match key {
+                "username" => link.push_str(&format!("; username=\"{value}\"")),
+                "credential" => link.push_str(&format!(
+                    "; credential=\"{value}\"; credential-type=\"password\""
+                )),
+                _ => {}
+            }
+        }
+    }
+    Some(link)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ice_server_links_are_formatted_per_rfc_9725() {
+        assert_eq!(
+            ice_server_link("stun:stun.example.net:3478").unwrap(),
+            "<stun:stun.example.net:3478>; rel=\"ice-server\""
+        );
+        assert_eq!(
+            ice_server_link("turn:t.example.net:3478?transport=udp username=u credential=p")
+                .unwrap(),
+            "<turn:t.example.net:3478?transport=udp>; rel=\"ice-server\"; username=\"u\"; credential=\"p\"; credential-type=\"password\""
+        );
+        assert!(ice_server_link("   ").is_none());
+    }
+}
