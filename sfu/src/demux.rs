@@ -122,7 +122,7 @@ pub fn is_stun(datagram: &[u8]) -> bool {
     datagram.len() >= 20
         && datagram[0] & 0xc0 == 0
         && datagram[4..8] == [0x21, 0x12, 0xa4, 0x42]
-        && (u16::from_be_bytes([datagram[2], datagram[3]]) as usize) % 4 == 0
+        && (u16::from_be_bytes([datagram[2], datagram[3]]) as usize).is_multiple_of(4)
 }
 
 /// The local part of a STUN message's USERNAME attribute (`<ours>:<theirs>`), if present

@@ -84,8 +84,31 @@ struct Anchor {
     epoch: u32,
     seq_offset: u16,
     ts_offset: u32,
-    /// The first source sequence number mapped; anything older is stale.
-    first_sequence_number: u16,
+    /// The newest source sequence number seen since anchoring …
+    highest_sequence_number: u16,
+    /// … and how many sequence numbers past the anchor point it is. A packet's distance
+    /// from the anchor is this plus its (signed) distance from the newest, so "older than
+    /// the anchor" stays correct however long the session runs and however often the
+    /// 16-bit sequence number wraps.
+    highest_distance: u64,
+}
+
+impl Anchor {
+    /// How far past the anchor point `sequence_number` is, or `None` if it is before it.
+    fn distance(&self, sequence_number: u16) -> Option<u64> {
+        let delta = sequence_number.wrapping_sub(self.highest_sequence_number) as i16 as i64;
+        u64::try_from(self.highest_distance as i64 + delta).ok()
+    }
+
+    /// Records a packet that was forwarded.
+    fn observe(&mut self, sequence_number: u16) {
+        if seq_is_newer(sequence_number, self.highest_sequence_number)
+            && let Some(distance) = self.distance(sequence_number)
+        {
+            self.highest_sequence_number = sequence_number;
+            self.highest_distance = distance;
+        }
+    }
 }
 
 /// The last packet sent, the base for re-anchoring.
@@ -160,7 +183,7 @@ impl Forwarder {
         packet: &SourcePacket,
         now: Instant,
     ) -> Result<OutputHeader, DropReason> {
-        let anchor = match self.anchor {
+        let mut anchor = match self.anchor {
             Some(anchor) if anchor.epoch == packet.epoch => anchor,
             Some(anchor) if epoch_is_older(packet.epoch, anchor.epoch) => {
                 return Err(DropReason::OldEpoch);
@@ -172,9 +195,11 @@ impl Forwarder {
                 self.anchor_at(packet, now)
             }
         };
-        if seq_is_newer(anchor.first_sequence_number, packet.sequence_number) {
+        if anchor.distance(packet.sequence_number).is_none() {
             return Err(DropReason::Stale);
         }
+        anchor.observe(packet.sequence_number);
+        self.anchor = Some(anchor);
         let header = self.map(packet, anchor);
         let is_newest = self
             .last_sent
@@ -240,22 +265,15 @@ impl Forwarder {
     ) -> Option<u16> {
         let anchor = self.anchor.filter(|anchor| anchor.epoch == current_epoch)?;
         let source = output_sequence_number.wrapping_sub(anchor.seq_offset);
-        let last = self.last_sent?;
-        if seq_is_newer(anchor.first_sequence_number, source)
-            || seq_is_newer(output_sequence_number, last.sequence_number)
-        {
-            return None;
-        }
-        Some(source)
+        let distance = anchor.distance(source)?;
+        (distance <= anchor.highest_distance).then_some(source)
     }
 
     /// The header for retransmitting a packet this viewer already received (a NACK
     /// answered from the shared ring). Does not move the forwarding state.
     pub fn retransmission(&self, packet: &SourcePacket) -> Option<OutputHeader> {
         let anchor = self.anchor.filter(|anchor| anchor.epoch == packet.epoch)?;
-        if seq_is_newer(anchor.first_sequence_number, packet.sequence_number) {
-            return None;
-        }
+        anchor.distance(packet.sequence_number)?;
         Some(self.map(packet, anchor))
     }
 
@@ -278,7 +296,8 @@ impl Forwarder {
             epoch: packet.epoch,
             seq_offset: out_seq.wrapping_sub(packet.sequence_number),
             ts_offset: out_ts.wrapping_sub(packet.timestamp),
-            first_sequence_number: packet.sequence_number,
+            highest_sequence_number: packet.sequence_number,
+            highest_distance: 0,
         };
         self.anchor = Some(anchor);
         self.replay_timestamps.clear();
@@ -404,6 +423,31 @@ mod tests {
         p.sequence_number = 8;
         assert_eq!(f.forward(&p, now).unwrap().sequence_number, 0);
         assert_eq!(f.source_sequence_number(0, 1), Some(8));
+    }
+
+    #[test]
+    fn long_sessions_keep_forwarding_and_mapping_nacks_across_many_wraps() {
+        let now = Instant::now();
+        let mut f = Forwarder::new(config(MediaKind::Video));
+        f.forward(&video(1, 60_000, 0, true, now), now).unwrap();
+        let mut last = None;
+        for i in 1..200_000u32 {
+            let seq = 60_000u16.wrapping_add(i as u16);
+            let header = f.forward(&video(1, seq, i * 10, false, now), now).unwrap();
+            last = Some((seq, header.sequence_number));
+        }
+        let (seq, out) = last.unwrap();
+        assert_eq!(out, 1000u16.wrapping_add(199_999u32 as u16));
+        assert_eq!(f.source_sequence_number(out, 1), Some(seq));
+        assert_eq!(
+            f.source_sequence_number(out.wrapping_sub(100), 1),
+            Some(seq.wrapping_sub(100))
+        );
+        // Reordered by a few packets: still forwarded, not stale.
+        assert!(
+            f.forward(&video(1, seq.wrapping_sub(3), 0, false, now), now)
+                .is_ok()
+        );
     }
 
     #[test]

@@ -170,16 +170,7 @@ pub fn negotiate_publisher(
         .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build());
 
     let (connection, local_ufrag) = build(media_engine, registry, env, now)?;
-    finish(
-        connection,
-        local_ufrag,
-        offer_sdp,
-        offer,
-        env,
-        now,
-        tracks,
-        |_| Ok(()),
-    )
+    finish(connection, local_ufrag, offer_sdp, offer, env, now, tracks)
 }
 
 /// Negotiates a viewer (WHEP) session: we send the room's tracks with fresh SSRCs under
@@ -195,10 +186,7 @@ pub fn negotiate_viewer(
     let mut media_engine = MediaEngine::default();
     let mut wanted: [Option<(Codec, OfferedCodec, Option<u8>)>; 2] = [None, None];
     let mut missing = Vec::new();
-    let room_tracks = [
-        room.audio.map(|codec| (codec, None)),
-        room.video.clone().map(|(codec, profile)| (codec, profile)),
-    ];
+    let room_tracks = [room.audio.map(|codec| (codec, None)), room.video.clone()];
     for (codec, profile) in room_tracks.into_iter().flatten() {
         let chosen = offer
             .media
@@ -277,19 +265,9 @@ pub fn negotiate_viewer(
             sender,
         });
     }
-    finish(
-        connection,
-        local_ufrag,
-        offer_sdp,
-        offer,
-        env,
-        now,
-        tracks,
-        |_| Ok(()),
-    )
+    finish(connection, local_ufrag, offer_sdp, offer, env, now, tracks)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn finish<T>(
     mut connection: RTCPeerConnection,
     local_ufrag: String,
@@ -298,7 +276,6 @@ fn finish<T>(
     env: &PeerEnvironment,
     now: Instant,
     tracks: [Option<T>; 2],
-    check: impl FnOnce(&mut RTCPeerConnection) -> Result<(), SfuError>,
 ) -> Result<NegotiatedPeer<T>, SfuError> {
     let description = RTCSessionDescription::offer(offer_sdp.to_owned())
         .map_err(|e| SfuError::Offer(crate::offer::OfferError::Malformed(e.to_string())))?;
@@ -315,7 +292,6 @@ fn finish<T>(
     connection
         .add_local_candidate(RTCIceCandidateInit::default())
         .map_err(engine)?;
-    check(&mut connection)?;
     let answer = connection
         .local_description()
         .ok_or_else(|| SfuError::Engine("no local description after answering".into()))?

@@ -259,8 +259,8 @@ mod tests {
             ..Default::default()
         };
         let config = Config::load(&args).unwrap();
-        assert_eq!(config.http, "0.0.0.0:9000".parse().unwrap());
-        assert_eq!(config.udp, "127.0.0.1:5000".parse().unwrap());
+        assert_eq!(config.http, "0.0.0.0:9000".parse::<SocketAddr>().unwrap());
+        assert_eq!(config.udp, "127.0.0.1:5000".parse::<SocketAddr>().unwrap());
         assert_eq!(config.ice_servers, vec!["stun:a"]);
         assert_eq!(config.max_peers, 5000);
         std::fs::write(&file, "htp = 1").unwrap();
@@ -283,7 +283,10 @@ mod tests {
             "turn:y",
         ])
         .unwrap();
-        assert_eq!(cli.settings.http, Some("127.0.0.1:1".parse().unwrap()));
+        assert_eq!(
+            cli.settings.http,
+            Some("127.0.0.1:1".parse::<SocketAddr>().unwrap())
+        );
         assert_eq!(cli.settings.ice_servers.unwrap(), vec!["stun:x", "turn:y"]);
     }
 }

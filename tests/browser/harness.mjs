@@ -1,0 +1,114 @@
+// Shared test harness: start a real `queqiao` binary on free ports and a headless Chromium.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { createSocket } from 'node:dgram';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const repoRoot = join(here, '..', '..');
+export const artifacts = join(here, 'artifacts');
+mkdirSync(artifacts, { recursive: true });
+
+export const TOKEN = 'browser-test-token';
+
+function freeTcpPort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => { const { port } = srv.address(); srv.close(() => resolve(port)); });
+  });
+}
+
+function freeUdpPort() {
+  return new Promise((resolve, reject) => {
+    const sock = createSocket('udp4');
+    sock.once('error', reject);
+    sock.bind(0, '127.0.0.1', () => { const { port } = sock.address(); sock.close(() => resolve(port)); });
+  });
+}
+
+/** Starts queqiao; resolves to { base, stop() } once /healthz answers. */
+export async function startServer(extraArgs = []) {
+  const bin = process.env.QUEQIAO_BIN || join(repoRoot, 'target', 'debug', 'queqiao');
+  const http = await freeTcpPort();
+  const udp = await freeUdpPort();
+  const dataDir = mkdtempSync(join(tmpdir(), 'queqiao-browser-'));
+  const child = spawn(bin, [
+    '--http', `127.0.0.1:${http}`, '--udp', `127.0.0.1:${udp}`,
+    '--data-dir', dataDir, '--publish-token', TOKEN, ...extraArgs,
+  ], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' } });
+  let output = '';
+  child.stdout.on('data', (d) => { output += d; });
+  child.stderr.on('data', (d) => { output += d; });
+  const base = `http://127.0.0.1:${http}`;
+  const deadline = Date.now() + 30000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`queqiao exited early:\n${output}`);
+    try {
+      const r = await fetch(`${base}/healthz`);
+      if (r.ok) break;
+    } catch (_) { /* not up yet */ }
+    if (Date.now() > deadline) { child.kill('SIGKILL'); throw new Error(`queqiao did not start:\n${output}`); }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    base,
+    output: () => output,
+    async stop() {
+      if (child.exitCode === null) {
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 10000);
+        await exited;
+        clearTimeout(timer);
+      }
+      rmSync(dataDir, { recursive: true, force: true });
+      return child.exitCode;
+    },
+  };
+}
+
+/** Launches Debian's Chromium headless with fake media devices. */
+export async function launchBrowser() {
+  const userDataDir = mkdtempSync(join(tmpdir(), 'queqiao-chromium-'));
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+      '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required',
+      '--disable-features=WebRtcHideLocalIpsWithMdns',
+    ],
+    viewport: { width: 1100, height: 900 },
+  });
+  return {
+    context,
+    async newPage() {
+      const page = await context.newPage();
+      page.on('console', (msg) => { if (msg.type() === 'error') console.log(`[page] ${msg.text()}`); });
+      return page;
+    },
+    async close() {
+      await context.close();
+      rmSync(userDataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Polls `fn` until it returns a truthy value or the timeout passes. */
+export async function waitFor(fn, { timeout = 20000, interval = 250, message = 'condition' } = {}) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    last = await fn();
+    if (last) return last;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${message}; last value: ${JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, interval));
+  }
+}

@@ -1,0 +1,75 @@
+// The first web-demo page in real headless Chromium: one page publishes its fake camera
+// by WHIP, another plays it by WHEP; getStats proves frames are decoded.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { startServer, launchBrowser, waitFor, artifacts, TOKEN } from './harness.mjs';
+
+let server;
+let browser;
+
+before(async () => {
+  server = await startServer();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (server) assert.equal(await server.stop(), 0, 'queqiao exits cleanly on SIGTERM');
+});
+
+async function publishAndWatch(codec, room) {
+  const host = await browser.newPage();
+  await host.goto(`${server.base}/?room=${room}&token=${TOKEN}`);
+  await host.selectOption('#publish-codec', codec);
+  await host.click('#publish-start');
+  await waitFor(() => host.evaluate(() => document.getElementById('publish-status').dataset.kind === 'ok'), { message: 'publisher connected' });
+
+  const viewer = await browser.newPage();
+  await viewer.goto(`${server.base}/?watch=${room}`);
+  await viewer.click('#watch-start');
+  const stats = await waitFor(async () => {
+    const s = await viewer.evaluate(async () => {
+      const { inboundVideoStats } = await import('./whip.js');
+      return window.queqiao.viewer ? inboundVideoStats(window.queqiao.viewer.pc) : null;
+    });
+    return s && s.framesDecoded > 30 && s.frameWidth > 0 ? s : null;
+  }, { timeout: 30000, message: `${codec} frames decoded by the viewer` });
+  const sent = await host.evaluate(async () => {
+    const { outboundVideoStats } = await import('./whip.js');
+    return outboundVideoStats(window.queqiao.publisher.pc);
+  });
+  await host.screenshot({ path: join(artifacts, `studio-${room}.png`) });
+  await viewer.screenshot({ path: join(artifacts, `viewer-${room}.png`) });
+  return { host, viewer, stats, sent };
+}
+
+test('H.264: a page publishes by WHIP and another plays it by WHEP', async () => {
+  const { host, viewer, stats, sent } = await publishAndWatch('video/H264', 'browser-h264');
+  assert.equal(sent.codec, 'video/H264', 'the publisher encodes H.264');
+  assert.equal(stats.codec, 'video/H264', 'the viewer decodes H.264');
+  assert.ok(stats.frameWidth > 0 && stats.frameHeight > 0, `frame size ${stats.frameWidth}x${stats.frameHeight}`);
+  // The room list shows the live room.
+  const rooms = await (await fetch(`${server.base}/api/rooms`)).json();
+  const room = rooms.rooms.find((r) => r.id === 'browser-h264');
+  assert.ok(room && room.live && room.viewers === 1, JSON.stringify(rooms));
+  await viewer.click('#watch-stop');
+  await host.click('#publish-stop');
+  await waitFor(async () => {
+    const r = await (await fetch(`${server.base}/api/rooms`)).json();
+    return !r.rooms.some((x) => x.id === 'browser-h264' && x.live);
+  }, { message: 'room offline after the show ends' });
+  await host.close();
+  await viewer.close();
+});
+
+test('VP8: the same with VP8', async () => {
+  const { host, viewer, stats, sent } = await publishAndWatch('video/VP8', 'browser-vp8');
+  assert.equal(sent.codec, 'video/VP8');
+  assert.equal(stats.codec, 'video/VP8');
+  assert.ok(stats.frameWidth > 0);
+  await viewer.click('#watch-stop');
+  await host.click('#publish-stop');
+  await host.close();
+  await viewer.close();
+});

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Runs Queqiao's whole test suite on a Debian machine, installing what it needs first.
+#
+#   ./tests/run.sh            everything: lints, unit, end-to-end, browser tests
+#   FUZZ_SECONDS=30 ./tests/run.sh   … plus a short cargo-fuzz run of every fuzz target
+#
+# Needs: the Rust toolchain (cargo), Node.js + npm, and apt-get (root or sudo) for the
+# system packages. Safe to run repeatedly; installs are skipped when already present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+step() { printf '\n\033[1;35m==> %s\033[0m\n' "$*"; }
+
+# ---------------------------------------------------------------------------------------
+step "System packages"
+PACKAGES=(chromium ffmpeg pkg-config libopus-dev fonts-wqy-zenhei)
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "installing: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "all present"
+fi
+
+# ---------------------------------------------------------------------------------------
+step "Node packages (browser tests)"
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+
+# ---------------------------------------------------------------------------------------
+step "Format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# ---------------------------------------------------------------------------------------
+step "Unit and integration tests"
+# End-to-end tests run real WebRTC peers; one test at a time keeps a 2-core machine honest.
+cargo test --workspace --locked -- --test-threads=1
+
+# ---------------------------------------------------------------------------------------
+step "Browser tests (headless Chromium against the queqiao binary)"
+cargo build --locked -p queqiao
+(cd tests/browser && QUEQIAO_BIN="$ROOT/target/debug/queqiao" npm test)
+
+# ---------------------------------------------------------------------------------------
+if [ "${FUZZ_SECONDS:-0}" -gt 0 ]; then
+  step "Fuzzing (${FUZZ_SECONDS}s per target)"
+  command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+  for dir in sfu/fuzz bridge/fuzz; do
+    [ -d "$dir" ] || continue
+    (cd "$dir" && for target in $(RUSTC_BOOTSTRAP=1 cargo fuzz list); do
+      mkdir -p "corpus/$target"
+      seeds=(); [ -d "seeds/$target" ] && seeds=("seeds/$target")
+      RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "corpus/$target" "${seeds[@]}" -- -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=4096
+    done)
+  done
+fi
+
+step "All tests passed"
