@@ -19,8 +19,8 @@ function randomRoom() {
 // ---- room list ---------------------------------------------------------------
 async function refreshRooms() {
   try {
-    const response = await fetch('/api/rooms');
-    const { rooms } = await response.json();
+    const response = await fetch('/api/rooms?live=true&per_page=50');
+    const { items: rooms } = await response.json();
     const list = $('rooms');
     list.replaceChildren();
     const live = rooms.filter((r) => r.live);
@@ -33,7 +33,7 @@ async function refreshRooms() {
     for (const room of live) {
       const li = document.createElement('li');
       const name = document.createElement('span');
-      name.textContent = room.id; // text, never HTML
+      name.textContent = room.title || room.id; // text, never HTML
       const viewers = document.createElement('span');
       viewers.className = 'viewers';
       viewers.textContent = `👀 ${room.viewers}`;

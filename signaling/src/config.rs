@@ -29,6 +29,33 @@ pub enum CliCommand {
     Serve,
     /// Print the effective configuration as TOML and exit.
     PrintConfig,
+    /// Administration from the command line.
+    Admin {
+        /// What to do.
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+}
+
+/// `queqiao admin …`
+#[derive(Debug, Subcommand)]
+pub enum AdminAction {
+    /// Create an administrator account (the first admin is made this way). The password
+    /// is read from standard input, or from `QUEQIAO_ADMIN_PASSWORD`.
+    Create {
+        /// Login name.
+        #[arg(long)]
+        username: String,
+        /// Display name (default: the username).
+        #[arg(long)]
+        nickname: Option<String>,
+    },
+    /// Give an existing user the host role.
+    GrantHost {
+        /// Login name or phone.
+        #[arg(long)]
+        login: String,
+    },
 }
 
 /// Settings that may come from flags or the environment (each flag `--foo-bar` is also
@@ -73,6 +100,19 @@ pub struct SettingsArgs {
     /// Most concurrent WebRTC sessions [default: 5000].
     #[arg(long, env = "QUEQIAO_MAX_PEERS", global = true)]
     pub max_peers: Option<usize>,
+    /// Database URL: `sqlite://path?mode=rwc` or `postgres://…` [default: SQLite in the data dir].
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Standalone mode: publishing takes the publish token instead of a host account, and
+    /// publishing to an unknown room creates it.
+    #[arg(long, env = "QUEQIAO_STANDALONE", global = true)]
+    pub standalone: bool,
+    /// Let anonymous visitors watch public rooms [default: true].
+    #[arg(long, env = "QUEQIAO_ANONYMOUS_VIEWERS", global = true)]
+    pub anonymous_viewers: Option<bool>,
+    /// Public base URL for playback links (e.g. https://live.example.com) [default: from the request's Host].
+    #[arg(long, env = "QUEQIAO_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
 }
 
 /// The TOML file's shape: every field optional.
@@ -91,6 +131,13 @@ struct FileSettings {
     silence_timeout_secs: Option<f64>,
     publisher_stale_secs: Option<f64>,
     room_idle_timeout_secs: Option<f64>,
+    database_url: Option<String>,
+    standalone: Option<bool>,
+    anonymous_viewers: Option<bool>,
+    public_url: Option<String>,
+    token_ttl_secs: Option<u64>,
+    login_attempts_per_minute_per_ip: Option<u32>,
+    login_attempts_per_minute_per_account: Option<u32>,
 }
 
 /// The effective configuration.
@@ -121,9 +168,31 @@ pub struct Config {
     pub publisher_stale_secs: f64,
     /// Seconds an empty room is kept (so a reconnecting publisher finds its viewers).
     pub room_idle_timeout_secs: f64,
+    /// Database URL (`None`: SQLite file in the data directory).
+    #[serde(skip_serializing)]
+    pub database_url: Option<String>,
+    /// Standalone mode (publish token instead of host accounts).
+    pub standalone: bool,
+    /// Anonymous visitors may watch public rooms.
+    pub anonymous_viewers: bool,
+    /// Public base URL for playback links.
+    pub public_url: Option<String>,
+    /// Access token lifetime in seconds.
+    pub token_ttl_secs: u64,
+    /// Login attempts allowed per minute from one address.
+    pub login_attempts_per_minute_per_ip: u32,
+    /// Login attempts allowed per minute for one account name.
+    pub login_attempts_per_minute_per_account: u32,
 }
 
 impl Config {
+    /// The database URL in effect.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| crate::store::Store::sqlite_url(&self.data_dir))
+    }
+
     /// The media-plane part of the configuration.
     pub fn sfu_config(&self) -> sfu::SfuConfig {
         let secs = |value: f64| std::time::Duration::from_secs_f64(value.clamp(0.1, 86_400.0));
@@ -155,6 +224,13 @@ impl Default for Config {
             silence_timeout_secs: 15.0,
             publisher_stale_secs: 3.0,
             room_idle_timeout_secs: 30.0,
+            database_url: None,
+            standalone: false,
+            anonymous_viewers: true,
+            public_url: None,
+            token_ttl_secs: 24 * 3600,
+            login_attempts_per_minute_per_ip: 30,
+            login_attempts_per_minute_per_account: 10,
         }
     }
 }
@@ -224,6 +300,28 @@ impl Config {
             room_idle_timeout_secs: file
                 .room_idle_timeout_secs
                 .unwrap_or(defaults.room_idle_timeout_secs),
+            database_url: args
+                .database_url
+                .clone()
+                .or(file.database_url)
+                .filter(|u| !u.is_empty()),
+            standalone: args.standalone || file.standalone.unwrap_or(false),
+            anonymous_viewers: args
+                .anonymous_viewers
+                .or(file.anonymous_viewers)
+                .unwrap_or(defaults.anonymous_viewers),
+            public_url: args
+                .public_url
+                .clone()
+                .or(file.public_url)
+                .map(|u| u.trim_end_matches('/').to_owned()),
+            token_ttl_secs: file.token_ttl_secs.unwrap_or(defaults.token_ttl_secs),
+            login_attempts_per_minute_per_ip: file
+                .login_attempts_per_minute_per_ip
+                .unwrap_or(defaults.login_attempts_per_minute_per_ip),
+            login_attempts_per_minute_per_account: file
+                .login_attempts_per_minute_per_account
+                .unwrap_or(defaults.login_attempts_per_minute_per_account),
         })
     }
 }

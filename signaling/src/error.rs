@@ -33,6 +33,20 @@ pub enum AppError {
     /// The request is well formed but cannot be processed (e.g. no usable codec).
     #[error("{0}")]
     Unprocessable(String),
+    /// A field failed validation.
+    #[error("{field}: {message}")]
+    Validation {
+        /// The JSON field (dotted path) at fault.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Too many attempts; try again later.
+    #[error("too many requests; retry in {retry_after_secs} s")]
+    TooManyRequests {
+        /// Seconds until a retry may succeed.
+        retry_after_secs: u64,
+    },
     /// The resource does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -67,6 +81,10 @@ impl AppError {
             }
             AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             AppError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+            AppError::Validation { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "validation"),
+            AppError::TooManyRequests { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "too_many_requests")
+            }
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             AppError::PreconditionFailed(_) => {
@@ -85,15 +103,67 @@ impl IntoResponse for AppError {
         if let AppError::Internal(detail) = &self {
             tracing::error!(%detail, "internal error");
         }
-        let body = serde_json::json!({ "error": { "code": code, "message": self.to_string() } });
+        let mut body =
+            serde_json::json!({ "error": { "code": code, "message": self.to_string() } });
+        if let AppError::Validation { field, .. } = &self {
+            body["error"]["field"] = serde_json::Value::String(field.clone());
+        }
         let mut response = (status, axum::Json(body)).into_response();
-        if status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        match &self {
+            AppError::Unauthorized(_) => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            AppError::TooManyRequests { retry_after_secs } => {
+                if let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+                    response.headers_mut().insert(header::RETRY_AFTER, value);
+                }
+            }
+            _ => {}
         }
         response
     }
+}
+
+impl AppError {
+    /// A validation failure of `field`.
+    pub fn invalid(field: &str, message: impl Into<String>) -> AppError {
+        AppError::Validation {
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for AppError {
+    fn from(err: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        match err {
+            StoreError::Conflict(what) => AppError::Conflict(what),
+            StoreError::NotFound => AppError::NotFound("not found".into()),
+            other => AppError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// The one JSON error document every failure uses (for the OpenAPI description).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// Inside [`ErrorBody`].
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code (`unauthorized`, `validation`, `not_found`, …).
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+    /// For `validation`: the field at fault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 impl From<SfuError> for AppError {

@@ -12,11 +12,16 @@
 //!                                 sfu shard (UDP) ──► bridge taps
 //! ```
 
+pub mod api_json;
+pub mod auth;
 pub mod config;
 pub mod error;
+pub mod live;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod store;
+pub mod validate;
 
 pub use routes::app;
 pub use state::AppState;

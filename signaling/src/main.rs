@@ -1,7 +1,7 @@
 //! The `queqiao` binary: parse configuration, start the server, stop it on SIGTERM/Ctrl-C.
 
 use clap::Parser;
-use signaling::config::{Cli, CliCommand, Config};
+use signaling::config::{AdminAction, Cli, CliCommand, Config};
 use signaling::server::Server;
 use std::process::ExitCode;
 
@@ -22,23 +22,30 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(CliCommand::PrintConfig) = cli.command {
-        match toml::to_string_pretty(&config) {
-            Ok(text) => println!("{text}"),
-            Err(err) => eprintln!("queqiao: {err}"),
+    match cli.command {
+        Some(CliCommand::PrintConfig) => {
+            match toml::to_string_pretty(&config) {
+                Ok(text) => println!("{text}"),
+                Err(err) => eprintln!("queqiao: {err}"),
+            }
+            return ExitCode::SUCCESS;
         }
-        return ExitCode::SUCCESS;
+        Some(CliCommand::Admin { action }) => return admin(&config, action).await,
+        Some(CliCommand::Serve) | None => {}
     }
-    if config.publish_token.is_none() {
+    if config.standalone && config.publish_token.is_none() {
         let token: String = rand::Rng::sample_iter(rand::rng(), rand::distr::Alphanumeric)
             .take(24)
             .map(char::from)
             .collect();
         // Printed once so the operator can publish; never logged again.
-        println!(
-            "No publish token configured (QUEQIAO_PUBLISH_TOKEN); generated for this run: {token}"
-        );
+        println!("Standalone mode without QUEQIAO_PUBLISH_TOKEN; generated for this run: {token}");
         config.publish_token = Some(token);
+    }
+    if !config.standalone && config.publish_token.is_some() {
+        tracing::warn!(
+            "a publish token is configured but standalone mode is off: hosts publish with their account token"
+        );
     }
     let server = match Server::start(config.clone()).await {
         Ok(server) => server,
@@ -56,6 +63,83 @@ async fn main() -> ExitCode {
     tracing::info!("shutting down");
     server.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// `queqiao admin …`: account administration straight on the database.
+async fn admin(config: &Config, action: AdminAction) -> ExitCode {
+    use signaling::store::{NewUser, Role, Store};
+    if let Err(err) = std::fs::create_dir_all(&config.data_dir) {
+        eprintln!(
+            "queqiao: cannot create {}: {err}",
+            config.data_dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let store = match Store::connect(&config.database_url()).await {
+        Ok(store) => store,
+        Err(err) => {
+            eprintln!("queqiao: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match action {
+        AdminAction::Create { username, nickname } => {
+            let password = match std::env::var("QUEQIAO_ADMIN_PASSWORD") {
+                Ok(password) => password,
+                Err(_) => {
+                    eprintln!("Password for {username} (from standard input):");
+                    let mut line = String::new();
+                    if std::io::stdin().read_line(&mut line).is_err() {
+                        eprintln!("queqiao: could not read the password");
+                        return ExitCode::FAILURE;
+                    }
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            let checked = signaling::validate::username(&username)
+                .and_then(|u| signaling::validate::password(&password).map(|()| u));
+            let username = match checked {
+                Ok(username) => username,
+                Err(err) => {
+                    eprintln!("queqiao: {err}");
+                    return ExitCode::from(2);
+                }
+            };
+            let hash = match signaling::auth::hash_password(password).await {
+                Ok(hash) => hash,
+                Err(err) => {
+                    eprintln!("queqiao: {err}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let new = NewUser {
+                nickname: nickname.unwrap_or_else(|| username.clone()),
+                username: Some(username),
+                password_hash: hash,
+                role: Some(Role::Admin),
+                ..Default::default()
+            };
+            store
+                .create_user(&new)
+                .await
+                .map(|user| println!("admin created: id {} ({})", user.id, user.nickname))
+        }
+        AdminAction::GrantHost { login } => match store.user_by_login(&login).await {
+            Ok(user) => store
+                .set_role(user.id, Role::Host)
+                .await
+                .map(|user| println!("{} is now a host", user.nickname)),
+            Err(err) => Err(err),
+        },
+    };
+    store.close().await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("queqiao: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -1,10 +1,15 @@
-//! Starting and stopping a whole server: media plane, HTTP listener, graceful shutdown.
-//! `main` and the end-to-end tests both go through [`Server::start`].
+//! Starting and stopping a whole server: storage, media plane, HTTP listener, graceful
+//! shutdown. `main` and the end-to-end tests both go through [`Server::start`].
 
+use crate::auth::{AuthService, LoginLimiter};
 use crate::config::Config;
+use crate::live::LiveHandle;
 use crate::state::AppState;
+use crate::store::{Store, StoreError};
 use sfu::{Sfu, SfuHandle};
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -14,6 +19,8 @@ pub struct Server {
     pub http_addr: SocketAddr,
     /// The media plane.
     pub sfu: SfuHandle,
+    /// Storage.
+    pub store: Store,
     stop: Option<oneshot::Sender<()>>,
     http: JoinHandle<()>,
     media: Option<std::thread::JoinHandle<()>>,
@@ -25,20 +32,37 @@ pub enum StartError {
     /// The media plane could not start.
     #[error("media plane: {0}")]
     Media(#[from] sfu::SfuError),
-    /// The HTTP listener could not bind.
+    /// The HTTP listener could not bind, or the data directory could not be created.
     #[error("HTTP listener: {0}")]
     Http(#[from] std::io::Error),
+    /// The database could not be opened or migrated.
+    #[error("storage: {0}")]
+    Storage(#[from] StoreError),
 }
 
 impl Server {
-    /// Binds both listeners and starts serving.
+    /// Opens storage, binds both listeners and starts serving.
     pub async fn start(config: Config) -> Result<Server, StartError> {
         std::fs::create_dir_all(&config.data_dir)?;
+        let store = Store::connect(&config.database_url()).await?;
+        let auth =
+            AuthService::load(&store, Duration::from_secs(config.token_ttl_secs.max(60))).await?;
         let (sfu, media) = Sfu::start(config.sfu_config())?;
+        let live = LiveHandle::start(store.clone(), &sfu).await?;
         let listener = tokio::net::TcpListener::bind(config.http).await?;
         let http_addr = listener.local_addr()?;
-        let state = AppState::new(sfu.clone(), config);
-        let app = crate::routes::app(state);
+        let state = AppState {
+            sfu: sfu.clone(),
+            login_limiter: Arc::new(LoginLimiter::new(
+                config.login_attempts_per_minute_per_ip,
+                config.login_attempts_per_minute_per_account,
+            )),
+            config: Arc::new(config),
+            store: store.clone(),
+            auth: Arc::new(auth),
+            live,
+        };
+        let app = crate::routes::app(state).into_make_service_with_connect_info::<SocketAddr>();
         let (stop, stopped) = oneshot::channel::<()>();
         let http = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async {
@@ -52,13 +76,15 @@ impl Server {
         Ok(Server {
             http_addr,
             sfu,
+            store,
             stop: Some(stop),
             http,
             media: Some(media),
         })
     }
 
-    /// Stops accepting requests, closes every WebRTC session and waits for both to end.
+    /// Stops accepting requests, closes every WebRTC session, waits for both to end and
+    /// closes storage.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -68,6 +94,9 @@ impl Server {
         if let Some(media) = self.media.take() {
             let _ = tokio::task::spawn_blocking(move || media.join()).await;
         }
+        // Let the live directory record the shows that the shutdown ended.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.store.close().await;
         tracing::info!("server stopped");
     }
 }

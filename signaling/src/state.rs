@@ -1,6 +1,9 @@
 //! Shared application state: cheap to clone, every field an `Arc` or a handle.
 
+use crate::auth::{AuthService, LoginLimiter};
 use crate::config::Config;
+use crate::live::LiveHandle;
+use crate::store::Store;
 use sfu::SfuHandle;
 use std::sync::Arc;
 
@@ -11,14 +14,12 @@ pub struct AppState {
     pub sfu: SfuHandle,
     /// The effective configuration.
     pub config: Arc<Config>,
-}
-
-impl AppState {
-    /// Bundles the parts.
-    pub fn new(sfu: SfuHandle, config: Config) -> Self {
-        Self {
-            sfu,
-            config: Arc::new(config),
-        }
-    }
+    /// Storage.
+    pub store: Store,
+    /// Token signing and checking.
+    pub auth: Arc<AuthService>,
+    /// Login attempt limits.
+    pub login_limiter: Arc<LoginLimiter>,
+    /// What is live and who holds which media session.
+    pub live: LiveHandle,
 }

@@ -39,7 +39,7 @@ export async function startServer(extraArgs = []) {
   const dataDir = mkdtempSync(join(tmpdir(), 'queqiao-browser-'));
   const child = spawn(bin, [
     '--http', `127.0.0.1:${http}`, '--udp', `127.0.0.1:${udp}`,
-    '--data-dir', dataDir, '--publish-token', TOKEN, ...extraArgs,
+    '--data-dir', dataDir, '--publish-token', TOKEN, '--standalone', ...extraArgs,
   ], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' } });
   let output = '';
   child.stdout.on('data', (d) => { output += d; });

@@ -51,13 +51,13 @@ test('H.264: a page publishes by WHIP and another plays it by WHEP', async () =>
   assert.ok(stats.frameWidth > 0 && stats.frameHeight > 0, `frame size ${stats.frameWidth}x${stats.frameHeight}`);
   // The room list shows the live room.
   const rooms = await (await fetch(`${server.base}/api/rooms`)).json();
-  const room = rooms.rooms.find((r) => r.id === 'browser-h264');
+  const room = rooms.items.find((r) => r.id === 'browser-h264');
   assert.ok(room && room.live && room.viewers === 1, JSON.stringify(rooms));
   await viewer.click('#watch-stop');
   await host.click('#publish-stop');
   await waitFor(async () => {
     const r = await (await fetch(`${server.base}/api/rooms`)).json();
-    return !r.rooms.some((x) => x.id === 'browser-h264' && x.live);
+    return !r.items.some((x) => x.id === 'browser-h264' && x.live);
   }, { message: 'room offline after the show ends' });
   await host.close();
   await viewer.close();

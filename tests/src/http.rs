@@ -107,6 +107,28 @@ impl HttpClient {
             .as_u16())
     }
 
+    /// Any method with an optional JSON body and bearer token: `(status, JSON body)`
+    /// (`Null` when the body is empty or not JSON).
+    pub async fn json(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let mut request = self.client.request(method.clone(), url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.with_context(|| format!("{method} {url}"))?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)))
+    }
+
     /// GET returning status and JSON (or `Null` if the body is not JSON).
     pub async fn get_json(&self, url: &str) -> anyhow::Result<(u16, serde_json::Value)> {
         let response = self

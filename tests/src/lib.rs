@@ -6,7 +6,9 @@
 
 pub mod clip;
 pub mod http;
+pub mod load;
 pub mod offers;
+pub mod postgres;
 pub mod server;
 pub mod whep;
 pub mod whip;

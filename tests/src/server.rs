@@ -35,6 +35,7 @@ impl TestServer {
             udp: "127.0.0.1:0".parse()?,
             data_dir: data_dir.clone(),
             publish_token: Some(TEST_TOKEN.to_owned()),
+            standalone: true,
             ..Config::default()
         };
         adjust(&mut config);
@@ -60,6 +61,27 @@ impl TestServer {
     /// The WHEP URL of a room.
     pub fn whep(&self, room: &str) -> String {
         self.url(&format!("/whep/{room}"))
+    }
+
+    /// The data directory (kept across [`TestServer::restart`]).
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+
+    /// Stops the server and starts a new one on the same data directory (a restart).
+    pub async fn restart(self, adjust: impl FnOnce(&mut Config)) -> anyhow::Result<TestServer> {
+        let data_dir = self.data_dir.clone();
+        self.server.shutdown().await;
+        let mut config = Config {
+            http: "127.0.0.1:0".parse()?,
+            udp: "127.0.0.1:0".parse()?,
+            data_dir: data_dir.clone(),
+            ..Config::default()
+        };
+        adjust(&mut config);
+        let server = Server::start(config).await?;
+        let base = format!("http://{}", server.http_addr);
+        Ok(TestServer { server, base, data_dir })
     }
 
     /// Shuts the server down and removes its data directory.

@@ -1,23 +1,49 @@
 //! The HTTP surface: `app(state)` builds the whole router.
 
+mod accounts;
 mod cors;
 mod health;
 mod metrics;
+mod openapi;
 mod rooms;
+mod sessions;
+pub mod views;
 mod web;
 mod whip_whep;
 
+use crate::error::AppError;
 use crate::state::AppState;
 use axum::Router;
+use axum::body::Body;
 
 /// Builds the router for a running server (tests call it directly with `oneshot`).
 pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(whip_whep::routes())
         .merge(rooms::routes())
+        .merge(accounts::routes())
+        .merge(sessions::routes())
+        .merge(openapi::routes())
         .merge(health::routes())
         .merge(metrics::routes())
         .merge(web::routes(&state))
         .layer(axum::middleware::from_fn(cors::cors))
         .with_state(state)
+}
+
+/// Reads a request body up to `limit` bytes: 413 beyond, 400 if the stream fails.
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, AppError> {
+    axum::body::to_bytes(body, limit).await.map_err(|err| {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+        let mut too_large = false;
+        while let Some(current) = source {
+            too_large |= current.is::<http_body_util::LengthLimitError>();
+            source = current.source();
+        }
+        if too_large {
+            AppError::PayloadTooLarge { limit }
+        } else {
+            AppError::BadRequest(format!("could not read the request body: {err}"))
+        }
+    })
 }

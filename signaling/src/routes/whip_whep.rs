@@ -7,8 +7,12 @@
 //! side is ICE-lite and learns addresses from connectivity checks — ICE restarts are
 //! refused with 422, the client starts a new session instead).
 
+use super::accounts::not_found;
+use crate::auth::bearer_token;
 use crate::error::AppError;
+use crate::live::SessionInfo;
 use crate::state::AppState;
+use crate::store::{NewRoom, Role, StoreError, Visibility};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -45,10 +49,19 @@ async fn whip(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, AppError> {
-    authorize_publisher(&state, &headers)?;
     let room = parse_room(&room)?;
+    let publisher = authorize_publish(&state, &headers, &room, false).await?;
     let offer = read_sdp(&headers, body).await?;
     let session = state.sfu.publish(room.clone(), &offer).await?;
+    record_session(
+        &state,
+        &session,
+        &room,
+        publisher,
+        PeerRole::Publisher,
+        false,
+    )
+    .await;
     Ok(created(&state, "whip", &room, &session))
 }
 
@@ -59,8 +72,19 @@ async fn whep(
     body: Body,
 ) -> Result<Response, AppError> {
     let room = parse_room(&room)?;
+    let (viewer, private) = authorize_view(&state, &headers, &room).await?;
     let offer = read_sdp(&headers, body).await?;
-    let session = state.sfu.view(room.clone(), &offer).await?;
+    let session = state
+        .sfu
+        .view(room.clone(), &offer)
+        .await
+        .map_err(|err| match err {
+            sfu::SfuError::RoomNotFound(_) => {
+                AppError::NotFound(format!("room {room} is not live"))
+            }
+            other => other.into(),
+        })?;
+    record_session(&state, &session, &room, viewer, PeerRole::Viewer, private).await;
     Ok(created(&state, "whep", &room, &session))
 }
 
@@ -69,7 +93,8 @@ async fn whip_delete(
     Path((room, session)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<StatusCode, AppError> {
-    authorize_publisher(&state, &headers)?;
+    let room_id = parse_room(&room)?;
+    authorize_publish(&state, &headers, &room_id, true).await?;
     end_session(&state, &room, &session, PeerRole::Publisher).await
 }
 
@@ -91,6 +116,132 @@ async fn end_session(
     Ok(StatusCode::OK)
 }
 
+/// Who may publish: in standalone mode the configured token (unknown rooms are created);
+/// otherwise the room's host, with a valid token, not banned, still a host. `managing`
+/// (ending or patching a session) also lets admins in.
+async fn authorize_publish(
+    state: &AppState,
+    headers: &HeaderMap,
+    room: &RoomId,
+    managing: bool,
+) -> Result<Option<i64>, AppError> {
+    if state.config.standalone {
+        let expected = state.config.publish_token.as_deref().unwrap_or_default();
+        let presented = bearer_token(headers)?.ok_or_else(|| {
+            AppError::Unauthorized("publishing needs an Authorization: Bearer token".into())
+        })?;
+        if expected.is_empty() || !constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
+            return Err(AppError::Unauthorized("invalid publish token".into()));
+        }
+        ensure_standalone_room(state, room).await?;
+        return Ok(None);
+    }
+    let token = bearer_token(headers)?.ok_or_else(|| {
+        AppError::Unauthorized("publishing needs the host's Authorization: Bearer token".into())
+    })?;
+    let user = state.auth.user_for_token(&state.store, token).await?;
+    let stored = state
+        .store
+        .room(room.as_str())
+        .await
+        .map_err(|e| not_found(e, "room"))?;
+    if user.is_banned() {
+        return Err(AppError::Forbidden("this account is banned".into()));
+    }
+    let is_admin = user.role == Role::Admin;
+    let is_host = stored.host_id == Some(user.id) && matches!(user.role, Role::Host | Role::Admin);
+    if !(is_host || (managing && is_admin)) {
+        return Err(AppError::Forbidden(
+            "only the room's host may publish to it".into(),
+        ));
+    }
+    if stored.closed && !managing {
+        return Err(AppError::Conflict("the room is closed".into()));
+    }
+    Ok(Some(user.id))
+}
+
+/// Standalone mode: publishing to a room creates it (owned by nobody).
+async fn ensure_standalone_room(state: &AppState, room: &RoomId) -> Result<(), AppError> {
+    match state.store.room(room.as_str()).await {
+        Ok(existing) if existing.closed => Err(AppError::Conflict("the room is closed".into())),
+        Ok(_) => Ok(()),
+        Err(StoreError::NotFound) => {
+            let new = NewRoom {
+                id: room.to_string(),
+                host_id: None,
+                title: room.to_string(),
+                cover_url: None,
+                tags: Vec::new(),
+                city: None,
+                scheduled_start: None,
+                visibility: Visibility::Public,
+            };
+            match state.store.create_room(&new).await {
+                Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
+                Err(other) => Err(other.into()),
+            }
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// Who may watch: anyone for public rooms (unless anonymous viewing is off), the host,
+/// admins and granted users for private ones. Returns the viewer and whether the room is
+/// private.
+async fn authorize_view(
+    state: &AppState,
+    headers: &HeaderMap,
+    room: &RoomId,
+) -> Result<(Option<i64>, bool), AppError> {
+    let user = match bearer_token(headers)? {
+        Some(token) => Some(state.auth.user_for_token(&state.store, token).await?),
+        None => None,
+    };
+    let stored = match state.store.room(room.as_str()).await {
+        Ok(stored) if !stored.closed => stored,
+        Ok(_) | Err(StoreError::NotFound) => {
+            return Err(AppError::NotFound(format!("room {room} not found")));
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let private = stored.visibility == Visibility::Private;
+    if private {
+        if user.is_none() {
+            return Err(AppError::Unauthorized(
+                "this room is private: log in first".into(),
+            ));
+        }
+        if !super::rooms::may_watch_private(state, &stored, user.as_ref()).await? {
+            return Err(AppError::Forbidden(
+                "this room is private; ask the host for access".into(),
+            ));
+        }
+    } else if user.is_none() && !state.config.anonymous_viewers {
+        return Err(AppError::Unauthorized("log in to watch".into()));
+    }
+    Ok((user.map(|u| u.id), private))
+}
+
+async fn record_session(
+    state: &AppState,
+    session: &Session,
+    room: &RoomId,
+    user: Option<i64>,
+    role: PeerRole,
+    private: bool,
+) {
+    let info = SessionInfo {
+        id: session.peer.to_string(),
+        room: room.to_string(),
+        user_id: user,
+        role,
+        private,
+        opened_at: crate::store::now_ms(),
+    };
+    state.live.session_opened(session.peer, info).await;
+}
+
 async fn session_patch(
     State(state): State<AppState>,
     Path((room, session)): Path<(String, String)>,
@@ -104,13 +255,13 @@ async fn session_patch(
         PeerRole::Viewer
     };
     if role == PeerRole::Publisher {
-        authorize_publisher(&state, &headers)?;
+        authorize_publish(&state, &headers, &parse_room(&room)?, true).await?;
     }
     let peer = find_session(&state, &room, &session, role).await?;
     if content_type(&headers) != Some(TRICKLE) {
         return Err(AppError::UnsupportedMediaType { expected: TRICKLE });
     }
-    let fragment = read_body(body, MAX_OFFER_BYTES).await?;
+    let fragment = super::read_body(body, MAX_OFFER_BYTES).await?;
     let if_match = headers
         .get(header::IF_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -155,34 +306,6 @@ async fn session_options() -> Response {
     response
 }
 
-/// Until accounts exist, publishing takes the configured bearer token.
-fn authorize_publisher(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
-    let Some(expected) = state.config.publish_token.as_deref() else {
-        return Ok(());
-    };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| {
-            AppError::Unauthorized("publishing needs an Authorization: Bearer token".into())
-        })?
-        .to_str()
-        .ok()
-        .and_then(|value| {
-            value
-                .strip_prefix("Bearer ")
-                .or_else(|| value.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .ok_or_else(|| {
-            AppError::Unauthorized("malformed Authorization header; expected Bearer".into())
-        })?;
-    if constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
-        Ok(())
-    } else {
-        Err(AppError::Unauthorized("invalid publish token".into()))
-    }
-}
-
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -224,25 +347,9 @@ async fn read_sdp(headers: &HeaderMap, body: Body) -> Result<String, AppError> {
     if !content_type(headers).is_some_and(|t| t.eq_ignore_ascii_case(SDP)) {
         return Err(AppError::UnsupportedMediaType { expected: SDP });
     }
-    let bytes = read_body(body, MAX_OFFER_BYTES).await?;
+    let bytes = super::read_body(body, MAX_OFFER_BYTES).await?;
     String::from_utf8(bytes.to_vec())
         .map_err(|_| AppError::BadRequest("the SDP offer is not UTF-8".into()))
-}
-
-async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, AppError> {
-    axum::body::to_bytes(body, limit).await.map_err(|err| {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
-        let mut too_large = false;
-        while let Some(current) = source {
-            too_large |= current.is::<http_body_util::LengthLimitError>();
-            source = current.source();
-        }
-        if too_large {
-            AppError::PayloadTooLarge { limit }
-        } else {
-            AppError::BadRequest(format!("could not read the request body: {err}"))
-        }
-    })
 }
 
 fn etag(peer: PeerId) -> String {

@@ -1,0 +1,51 @@
+//! Queqiao bridge: a live room's WebRTC media as HTTP-FLV, HLS (MPEG-TS), LL-HLS (fMP4)
+//! and recordings, for players that cannot speak WebRTC (WeChat `live-player`, WeChat
+//! `video`, hls.js/Safari, CDNs).
+//!
+//! Everything here is sans-IO: no sockets, no tasks, no threads, no clock reads. Time is
+//! passed in, outputs are returned as shared [`bytes::Bytes`], and the server layer owns
+//! the I/O (the only exception is [`hls::DirectorySink`], which writes recordings with
+//! `std::fs` behind the [`hls::RecordingSink`] trait).
+//!
+//! # Data flow
+//!
+//! ```text
+//! sfu tap (TapEvent: publisher RTP, sender reports, session start/end)
+//!   │
+//!   ▼
+//! pipeline::RoomPipeline
+//!   ├─ video: reorder::ReorderBuffer → h264_depacketizer (RFC 6184, drop-until-IDR, SPS tracking)
+//!   ├─ audio: reorder::ReorderBuffer → audio_transcoder (Opus → PCM FIFO → AAC-LC)
+//!   └─ sync::TimelineSync (RTP clocks + sender reports → one 90 kHz timeline)
+//!   │
+//!   ▼ media_unit::MediaUnit (VideoAccessUnit | AudioFrame)
+//!   ├─► flv::FlvMuxer      → HTTP-FLV / RTMP tags + GOP cache for joining viewers
+//!   ├─► hls::HlsMuxer      → ts::TsMuxer segments + live playlist; hls::HlsRecorder → VOD on disk
+//!   └─► llhls::LlHlsMuxer  → fmp4 init + parts + LL-HLS playlist with blocking-reload queries
+//! ```
+//!
+//! One internal media unit type sits between the pipeline and every muxer, so each
+//! output format is one adapter. Every muxer encodes a unit once; what it returns is
+//! shared by all viewers (cloning a `Bytes` is a reference-count increment).
+
+#![warn(missing_docs)]
+
+pub mod audio_transcoder;
+pub mod error;
+pub mod flv;
+pub mod fmp4;
+pub mod h264_depacketizer;
+pub mod hls;
+pub mod llhls;
+pub mod media_unit;
+pub mod pipeline;
+pub mod reorder;
+pub mod sync;
+pub mod ts;
+
+pub use error::BridgeError;
+pub use flv::FlvMuxer;
+pub use hls::{HlsConfig, HlsMuxer, HlsRecorder};
+pub use llhls::{LlHlsConfig, LlHlsMuxer};
+pub use media_unit::{AacConfig, AudioFrame, H264Params, MediaUnit, Tracks, VideoAccessUnit};
+pub use pipeline::{ClockAnchor, PipelineConfig, PipelineNotice, PipelineOutput, RoomPipeline};

@@ -1,0 +1,257 @@
+//! The live directory: one task that follows the media plane's events and owns what is
+//! live right now — which rooms, how many viewers, the show being recorded, and which
+//! user holds which media session.
+//!
+//! Handlers talk to it by message ([`LiveHandle`]); it writes show history and room live
+//! state to storage (viewer counts at most once a second per room, so a crowd joining
+//! does not become a write storm).
+
+use crate::store::Store;
+use serde::Serialize;
+use sfu::{PeerId, PeerRole, SfuEvent, SfuHandle};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// Who holds a media session.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SessionInfo {
+    /// The session (peer) id.
+    pub id: String,
+    /// Room.
+    pub room: String,
+    /// The logged-in user, if any.
+    pub user_id: Option<i64>,
+    /// Publisher or viewer.
+    #[schema(value_type = String)]
+    pub role: PeerRole,
+    /// Whether the room was private when the session opened.
+    pub private: bool,
+    /// Opened at (ms).
+    pub opened_at: i64,
+}
+
+enum Command {
+    Opened {
+        peer: PeerId,
+        info: SessionInfo,
+    },
+    Sessions {
+        user: Option<i64>,
+        reply: oneshot::Sender<Vec<SessionInfo>>,
+    },
+    EndReason {
+        room: String,
+        reason: &'static str,
+    },
+}
+
+/// Cheap handle to the live directory.
+#[derive(Clone, Debug)]
+pub struct LiveHandle {
+    commands: mpsc::Sender<Command>,
+}
+
+impl LiveHandle {
+    /// Starts the directory task. Shows left open by a previous process are closed first.
+    pub async fn start(
+        store: Store,
+        sfu: &SfuHandle,
+    ) -> Result<LiveHandle, crate::store::StoreError> {
+        let closed = store.end_dangling_shows().await?;
+        if closed > 0 {
+            tracing::info!(closed, "closed shows left open by the previous run");
+        }
+        let (commands, receiver) = mpsc::channel(1024);
+        let events = sfu.subscribe_events();
+        tokio::spawn(
+            Directory {
+                store,
+                rooms: HashMap::new(),
+                sessions: HashMap::new(),
+                sfu: sfu.clone(),
+            }
+            .run(receiver, events),
+        );
+        Ok(LiveHandle { commands })
+    }
+
+    /// Records who opened a media session.
+    pub async fn session_opened(&self, peer: PeerId, info: SessionInfo) {
+        let _ = self.commands.send(Command::Opened { peer, info }).await;
+    }
+
+    /// Open media sessions, all or one user's.
+    pub async fn sessions(&self, user: Option<i64>) -> Vec<SessionInfo> {
+        let (reply, response) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Sessions { user, reply })
+            .await
+            .is_err()
+        {
+            return Vec::new();
+        }
+        response.await.unwrap_or_default()
+    }
+
+    /// Notes why the room's current show is about to end (e.g. stopped by an admin).
+    pub async fn end_reason(&self, room: &str, reason: &'static str) {
+        let _ = self
+            .commands
+            .send(Command::EndReason {
+                room: room.to_owned(),
+                reason,
+            })
+            .await;
+    }
+}
+
+#[derive(Debug, Default)]
+struct LiveRoom {
+    show: Option<i64>,
+    viewers: i64,
+    peak: i64,
+    dirty: bool,
+    end_reason: Option<&'static str>,
+}
+
+struct Directory {
+    store: Store,
+    rooms: HashMap<String, LiveRoom>,
+    sessions: HashMap<PeerId, SessionInfo>,
+    sfu: SfuHandle,
+}
+
+impl Directory {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut events: broadcast::Receiver<SfuEvent>,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => self.command(command),
+                    None => break,
+                },
+                event = events.recv() => match event {
+                    Ok(event) => self.event(event).await,
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "live directory fell behind the media plane; resynchronising");
+                        self.resync().await;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                _ = tick.tick() => self.flush().await,
+            }
+        }
+        self.flush().await;
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Opened { peer, info } => {
+                self.sessions.insert(peer, info);
+            }
+            Command::Sessions { user, reply } => {
+                let list = self
+                    .sessions
+                    .values()
+                    .filter(|s| user.is_none() || s.user_id == user)
+                    .cloned()
+                    .collect();
+                let _ = reply.send(list);
+            }
+            Command::EndReason { room, reason } => {
+                self.rooms.entry(room).or_default().end_reason = Some(reason);
+            }
+        }
+    }
+
+    async fn event(&mut self, event: SfuEvent) {
+        match event {
+            SfuEvent::Live { room, .. } => {
+                let id = room.to_string();
+                let entry = self.rooms.entry(id.clone()).or_default();
+                if entry.show.is_none() {
+                    match self.store.start_show(&id).await {
+                        Ok(show) => {
+                            entry.show = Some(show.id);
+                            entry.peak = entry.viewers;
+                            entry.end_reason = None;
+                            tracing::info!(room = %id, show = show.id, "show started");
+                        }
+                        Err(err) => {
+                            tracing::warn!(room = %id, %err, "could not record the show start")
+                        }
+                    }
+                }
+            }
+            SfuEvent::ViewerCount { room, viewers } => {
+                let entry = self.rooms.entry(room.to_string()).or_default();
+                entry.viewers = viewers as i64;
+                entry.peak = entry.peak.max(entry.viewers);
+                entry.dirty = true;
+            }
+            SfuEvent::Offline { room } => {
+                let id = room.to_string();
+                if let Some(entry) = self.rooms.get_mut(&id)
+                    && let Some(show) = entry.show.take()
+                {
+                    let reason = entry.end_reason.take().unwrap_or("publisher_left");
+                    if let Err(err) = self.store.end_show(show, entry.peak, reason).await {
+                        tracing::warn!(room = %id, %err, "could not record the show end");
+                    }
+                    entry.peak = entry.viewers;
+                    tracing::info!(room = %id, show, reason, "show ended");
+                }
+            }
+            SfuEvent::PeerClosed { peer, .. } => {
+                self.sessions.remove(&peer);
+            }
+            _ => {}
+        }
+    }
+
+    /// Writes changed viewer counts and peaks.
+    async fn flush(&mut self) {
+        for (id, entry) in self.rooms.iter_mut().filter(|(_, e)| e.dirty) {
+            entry.dirty = false;
+            let live = entry.show.is_some();
+            if let Err(err) = self.store.set_room_live(id, live, entry.viewers).await {
+                tracing::warn!(room = %id, %err, "could not store the viewer count");
+            }
+            if let Some(show) = entry.show
+                && let Err(err) = self.store.raise_peak(show, entry.peak).await
+            {
+                tracing::warn!(room = %id, %err, "could not store the peak audience");
+            }
+        }
+        self.rooms
+            .retain(|_, e| e.show.is_some() || e.viewers > 0 || e.end_reason.is_some());
+    }
+
+    /// After missing events: take the media plane's word for viewer counts and liveness.
+    async fn resync(&mut self) {
+        let Ok(snapshot) = self.sfu.snapshot().await else {
+            return;
+        };
+        for room in snapshot.rooms {
+            let entry = self.rooms.entry(room.id.clone()).or_default();
+            entry.viewers = room.viewers as i64;
+            entry.peak = entry.peak.max(entry.viewers);
+            entry.dirty = true;
+            if !room.live
+                && let Some(show) = entry.show.take()
+            {
+                let _ = self
+                    .store
+                    .end_show(show, entry.peak, "publisher_left")
+                    .await;
+            }
+        }
+    }
+}

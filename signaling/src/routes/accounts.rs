@@ -1,0 +1,401 @@
+//! Registration, login, one's own profile, and user administration.
+
+use super::views::{AccountView, PageQuery, Paged, ProfileView};
+use crate::api_json::{ApiJson, double_option};
+use crate::auth::{ClientIp, CurrentUser, decoy_hash, hash_password, verify_password};
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::store::{NewUser, ProfileUpdate, Role, StoreError, User};
+use crate::validate;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/auth/register", post(register))
+        .route("/api/auth/login", post(login))
+        .route("/api/me", get(me).patch(update_me))
+        .route("/api/me/password", put(change_password))
+        .route("/api/users", get(list_users))
+        .route("/api/users/{id}", get(profile))
+        .route("/api/users/{id}/role", put(set_role))
+        .route("/api/users/{id}/ban", post(ban).delete(unban))
+}
+
+/// Registration: a username or a phone (or both), a password and a profile.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// 3–32 letters, digits, `_ . -`, starting with a letter.
+    pub username: Option<String>,
+    /// 6–20 digits, optional leading `+`.
+    pub phone: Option<String>,
+    /// 8–128 characters.
+    pub password: String,
+    /// 1–32 characters.
+    pub nickname: String,
+    /// http(s) URL.
+    pub avatar_url: Option<String>,
+    /// female, male or other.
+    pub gender: Option<String>,
+    /// Birth year (18+).
+    pub birth_year: Option<i64>,
+    /// City.
+    pub city: Option<String>,
+    /// Self-introduction, up to 500 characters.
+    pub bio: Option<String>,
+    /// Up to 10 tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// Login with a username or phone.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// Username or phone number.
+    pub login: String,
+    /// Password.
+    pub password: String,
+}
+
+/// A token and the account it belongs to.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuthResponse {
+    /// Bearer access token.
+    pub token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Expiry (Unix seconds).
+    pub expires_at: u64,
+    /// The account.
+    pub user: AccountView,
+}
+
+/// A profile change; absent fields stay, `null` clears.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileRequest {
+    /// Display name.
+    pub nickname: Option<String>,
+    /// Avatar URL.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub avatar_url: Option<Option<String>>,
+    /// female, male or other.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub gender: Option<Option<String>>,
+    /// Birth year.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub birth_year: Option<Option<i64>>,
+    /// City.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub city: Option<Option<String>>,
+    /// Self-introduction.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub bio: Option<Option<String>>,
+    /// Tags.
+    pub tags: Option<Vec<String>>,
+}
+
+/// A password change.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordRequest {
+    /// The current password.
+    pub current_password: String,
+    /// The new password (8–128 characters).
+    pub new_password: String,
+}
+
+/// A role change.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleRequest {
+    /// viewer, host or admin.
+    pub role: Role,
+}
+
+/// A ban.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BanRequest {
+    /// Why (shown to the user).
+    pub reason: String,
+}
+
+#[utoipa::path(post, path = "/api/auth/register", tag = "accounts", request_body = RegisterRequest,
+    responses((status = 201, body = AuthResponse), (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+pub(super) async fn register(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RegisterRequest>,
+) -> Result<(StatusCode, Json<AuthResponse>), AppError> {
+    let username = body
+        .username
+        .as_deref()
+        .map(validate::username)
+        .transpose()?;
+    let phone = body.phone.as_deref().map(validate::phone).transpose()?;
+    if username.is_none() && phone.is_none() {
+        return Err(AppError::invalid(
+            "username",
+            "a username or a phone number is required",
+        ));
+    }
+    validate::password(&body.password)?;
+    let new = NewUser {
+        username,
+        phone,
+        password_hash: hash_password(body.password).await?,
+        role: None,
+        nickname: validate::text("nickname", &body.nickname, 1, 32)?,
+        avatar_url: validate::url("avatar_url", body.avatar_url.as_deref())?,
+        gender: validate::gender(body.gender.as_deref())?,
+        birth_year: validate::birth_year(body.birth_year, validate::current_year())?,
+        city: validate::optional_text("city", body.city.as_deref(), 32)?,
+        bio: validate::optional_text("bio", body.bio.as_deref(), 500)?,
+        tags: validate::tags("tags", &body.tags)?,
+    };
+    let user = state.store.create_user(&new).await.map_err(|e| match e {
+        StoreError::Conflict(_) => {
+            AppError::Conflict("that username or phone number is already registered".into())
+        }
+        other => other.into(),
+    })?;
+    tracing::info!(user = user.id, "account registered");
+    Ok((StatusCode::CREATED, Json(auth_response(&state, &user)?)))
+}
+
+#[utoipa::path(post, path = "/api/auth/login", tag = "accounts", request_body = LoginRequest,
+    responses((status = 200, body = AuthResponse), (status = 401, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
+pub(super) async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> Result<Json<AuthResponse>, AppError> {
+    state.login_limiter.check(ip, body.login.trim())?;
+    let wrong = || AppError::Unauthorized("wrong username/phone or password".into());
+    let found = match state.store.user_by_login(body.login.trim()).await {
+        Ok(user) => Some(user),
+        Err(StoreError::NotFound) => None,
+        Err(other) => return Err(other.into()),
+    };
+    // Unknown users cost the same hash check, so timing does not reveal who exists.
+    let hash = found
+        .as_ref()
+        .map_or_else(|| decoy_hash().to_owned(), |u| u.password_hash.clone());
+    let matches = verify_password(body.password, hash).await?;
+    match found {
+        Some(user) if matches => Ok(Json(auth_response(&state, &user)?)),
+        _ => Err(wrong()),
+    }
+}
+
+#[utoipa::path(get, path = "/api/me", tag = "accounts", security(("bearer" = [])),
+    responses((status = 200, body = AccountView), (status = 401, body = crate::error::ErrorBody)))]
+pub(super) async fn me(CurrentUser(user): CurrentUser) -> Json<AccountView> {
+    Json(AccountView::from(&user))
+}
+
+#[utoipa::path(patch, path = "/api/me", tag = "accounts", security(("bearer" = [])), request_body = ProfileRequest,
+    responses((status = 200, body = AccountView), (status = 422, body = crate::error::ErrorBody)))]
+pub(super) async fn update_me(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiJson(body): ApiJson<ProfileRequest>,
+) -> Result<Json<AccountView>, AppError> {
+    let change = ProfileUpdate {
+        nickname: body
+            .nickname
+            .as_deref()
+            .map(|n| validate::text("nickname", n, 1, 32))
+            .transpose()?,
+        avatar_url: body
+            .avatar_url
+            .map(|v| validate::url("avatar_url", v.as_deref()))
+            .transpose()?,
+        gender: body
+            .gender
+            .map(|v| validate::gender(v.as_deref()))
+            .transpose()?,
+        birth_year: body
+            .birth_year
+            .map(|v| validate::birth_year(v, validate::current_year()))
+            .transpose()?,
+        city: body
+            .city
+            .map(|v| validate::optional_text("city", v.as_deref(), 32))
+            .transpose()?,
+        bio: body
+            .bio
+            .map(|v| validate::optional_text("bio", v.as_deref(), 500))
+            .transpose()?,
+        tags: body
+            .tags
+            .as_deref()
+            .map(|t| validate::tags("tags", t))
+            .transpose()?,
+    };
+    let updated = state.store.update_profile(user.id, &change).await?;
+    Ok(Json(AccountView::from(&updated)))
+}
+
+#[utoipa::path(put, path = "/api/me/password", tag = "accounts", security(("bearer" = [])), request_body = PasswordRequest,
+    responses((status = 204), (status = 401, body = crate::error::ErrorBody)))]
+pub(super) async fn change_password(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiJson(body): ApiJson<PasswordRequest>,
+) -> Result<StatusCode, AppError> {
+    if !verify_password(body.current_password, user.password_hash.clone()).await? {
+        return Err(AppError::Unauthorized("wrong current password".into()));
+    }
+    validate::password(&body.new_password)
+        .map_err(|_| AppError::invalid("new_password", "must be 8–128 characters"))?;
+    let hash = hash_password(body.new_password).await?;
+    state.store.set_password(user.id, &hash).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/users/{id}", tag = "accounts", params(("id" = i64, Path)),
+    responses((status = 200, body = ProfileView), (status = 404, body = crate::error::ErrorBody)))]
+pub(super) async fn profile(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<ProfileView>, AppError> {
+    let user = state
+        .store
+        .user(id)
+        .await
+        .map_err(|e| not_found(e, "user"))?;
+    Ok(Json(ProfileView::from(&user)))
+}
+
+#[utoipa::path(get, path = "/api/users", tag = "admin", security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, body = Paged<AccountView>), (status = 403, body = crate::error::ErrorBody)))]
+pub(super) async fn list_users(
+    State(state): State<AppState>,
+    CurrentUser(admin): CurrentUser,
+    Query(paging): Query<PageQuery>,
+) -> Result<Json<Paged<AccountView>>, AppError> {
+    require_admin(&admin)?;
+    let (page, per_page) = paging.resolve();
+    let (users, total) = state
+        .store
+        .list_users(per_page, (page - 1) * per_page)
+        .await?;
+    Ok(Json(Paged {
+        items: users.iter().map(AccountView::from).collect(),
+        page,
+        per_page,
+        total,
+    }))
+}
+
+#[utoipa::path(put, path = "/api/users/{id}/role", tag = "admin", security(("bearer" = [])), params(("id" = i64, Path)), request_body = RoleRequest,
+    responses((status = 200, body = AccountView), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub(super) async fn set_role(
+    State(state): State<AppState>,
+    CurrentUser(admin): CurrentUser,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<RoleRequest>,
+) -> Result<Json<AccountView>, AppError> {
+    require_admin(&admin)?;
+    if id == admin.id && body.role != Role::Admin {
+        return Err(AppError::Conflict(
+            "an admin cannot demote themselves".into(),
+        ));
+    }
+    let user = state
+        .store
+        .set_role(id, body.role)
+        .await
+        .map_err(|e| not_found(e, "user"))?;
+    tracing::info!(
+        admin = admin.id,
+        user = id,
+        role = body.role.as_str(),
+        "role changed"
+    );
+    Ok(Json(AccountView::from(&user)))
+}
+
+#[utoipa::path(post, path = "/api/users/{id}/ban", tag = "admin", security(("bearer" = [])), params(("id" = i64, Path)), request_body = BanRequest,
+    responses((status = 200, body = AccountView), (status = 403, body = crate::error::ErrorBody)))]
+pub(super) async fn ban(
+    State(state): State<AppState>,
+    CurrentUser(admin): CurrentUser,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<BanRequest>,
+) -> Result<Json<AccountView>, AppError> {
+    require_admin(&admin)?;
+    if id == admin.id {
+        return Err(AppError::Conflict("an admin cannot ban themselves".into()));
+    }
+    let reason = validate::text("reason", &body.reason, 1, 200)?;
+    let user = state
+        .store
+        .set_ban(id, Some(&reason))
+        .await
+        .map_err(|e| not_found(e, "user"))?;
+    // A banned user cannot publish or watch private rooms: end such sessions now.
+    for session in state.live.sessions(Some(id)).await {
+        if (session.role == sfu::PeerRole::Publisher || session.private)
+            && let Some(peer) = sfu::PeerId::parse(&session.id)
+        {
+            let _ = state.sfu.close(peer).await;
+        }
+    }
+    tracing::info!(admin = admin.id, user = id, "user banned");
+    Ok(Json(AccountView::from(&user)))
+}
+
+#[utoipa::path(delete, path = "/api/users/{id}/ban", tag = "admin", security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = AccountView), (status = 403, body = crate::error::ErrorBody)))]
+pub(super) async fn unban(
+    State(state): State<AppState>,
+    CurrentUser(admin): CurrentUser,
+    Path(id): Path<i64>,
+) -> Result<Json<AccountView>, AppError> {
+    require_admin(&admin)?;
+    let user = state
+        .store
+        .set_ban(id, None)
+        .await
+        .map_err(|e| not_found(e, "user"))?;
+    Ok(Json(AccountView::from(&user)))
+}
+
+fn auth_response(state: &AppState, user: &User) -> Result<AuthResponse, AppError> {
+    let (token, expires_at) = state.auth.issue(user)?;
+    Ok(AuthResponse {
+        token,
+        token_type: "Bearer",
+        expires_at,
+        user: AccountView::from(user),
+    })
+}
+
+/// 403 unless the user is an admin.
+pub(crate) fn require_admin(user: &User) -> Result<(), AppError> {
+    if user.role == Role::Admin {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden("administrators only".into()))
+    }
+}
+
+/// Maps a missing row to a 404 naming what was looked for.
+pub(crate) fn not_found(err: StoreError, what: &str) -> AppError {
+    match err {
+        StoreError::NotFound => AppError::NotFound(format!("{what} not found")),
+        other => other.into(),
+    }
+}

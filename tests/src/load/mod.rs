@@ -1,0 +1,24 @@
+//! `queqiao-load`: a load generator for WHIP/WHEP servers (ours or anyone's).
+//!
+//! The `webrtc` scenario publishes a real H.264 + Opus stream by WHIP and opens N WHEP
+//! viewers that are real WebRTC peers (ICE, DTLS, SRTP decryption, NACK, RTCP reports),
+//! then measures what GUIDE §7 asks: packets forwarded per second, loss, server CPU per
+//! forwarded packet, forwarding delay, time to first frame, RSS per viewer, PLIs.
+//!
+//! Built on the sans-IO `rtc` engine with our own loops (one thread per viewer worker, one
+//! for the publisher) rather than the async `webrtc` crate, whose per-peer sockets, tasks
+//! and locks cost several times more per received packet (see BENCHMARKS.md).
+//!
+//! Layout: [`measure`] (pure math, unit-tested), [`net`] (batched UDP), [`media`] (the
+//! packetized clip), [`peer`] (client peers), [`publisher`], [`viewers`], [`probe`]
+//! (server `/proc` and `/metrics`), [`report`], and one module per scenario ([`webrtc`]).
+
+pub mod measure;
+pub mod media;
+pub mod net;
+pub mod peer;
+pub mod probe;
+pub mod publisher;
+pub mod report;
+pub mod viewers;
+pub mod webrtc;

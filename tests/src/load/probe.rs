@@ -1,0 +1,128 @@
+//! Samples of the server under test and of ourselves: CPU ticks and RSS from `/proc`, and
+//! the server's counters from its Prometheus `/metrics` (when it is Queqiao).
+
+use crate::load::measure::{ProcStat, parse_vm_rss_kib, prometheus_value};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Server counters read from `/metrics` (`queqiao_sfu_<name>_total`).
+pub const COUNTERS: &[&str] = &[
+    "rtp_forwarded",
+    "rtp_in",
+    "datagrams_in",
+    "datagrams_out",
+    "send_errors",
+    "forward_write_errors",
+    "forward_waiting_for_keyframe",
+    "keyframe_cache_hits",
+    "keyframe_cache_misses",
+    "keyframe_requests",
+    "plis_sent",
+    "nacks_received",
+    "retransmissions",
+    "retransmission_misses",
+    "rtp_duplicates",
+    "rtp_too_old",
+];
+
+/// Clock ticks per second of `/proc/PID/stat` times.
+pub fn ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100)
+}
+
+/// CPU ticks and RSS of a process (`"self"` or a PID).
+pub fn process_sample(pid: &str) -> (Option<u64>, Option<u64>) {
+    let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|text| ProcStat::parse(&text))
+        .map(|stat| stat.total());
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|text| parse_vm_rss_kib(&text));
+    (cpu, rss)
+}
+
+/// One sample of the server.
+#[derive(Debug, Clone)]
+pub struct ServerSample {
+    /// When it was taken.
+    pub at: Instant,
+    /// utime + stime ticks, if a PID was given.
+    pub cpu_ticks: Option<u64>,
+    /// VmRSS in KiB, if a PID was given.
+    pub rss_kib: Option<u64>,
+    /// Counters from `/metrics`, if reachable.
+    pub counters: BTreeMap<&'static str, f64>,
+}
+
+impl ServerSample {
+    /// `counter` in `later` minus in `self`.
+    pub fn counter_delta(&self, later: &ServerSample, counter: &str) -> Option<f64> {
+        Some(later.counters.get(counter)? - self.counters.get(counter)?)
+    }
+
+    /// CPU ticks between `self` and `later`.
+    pub fn cpu_delta(&self, later: &ServerSample) -> Option<u64> {
+        Some(later.cpu_ticks?.saturating_sub(self.cpu_ticks?))
+    }
+}
+
+/// Reads the server's `/proc` entries and `/metrics`.
+#[derive(Clone)]
+pub struct ServerProbe {
+    pid: Option<u32>,
+    metrics_url: Option<String>,
+    http: reqwest::Client,
+}
+
+impl ServerProbe {
+    /// A probe for `pid` (optional) and `metrics_url` (optional).
+    pub fn new(pid: Option<u32>, metrics_url: Option<String>) -> Self {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap_or_default();
+        Self {
+            pid,
+            metrics_url,
+            http,
+        }
+    }
+
+    /// Whether a PID was given.
+    pub fn has_pid(&self) -> bool {
+        self.pid.is_some()
+    }
+
+    /// Takes one sample; unreachable parts are left empty.
+    pub async fn sample(&self) -> ServerSample {
+        let at = Instant::now();
+        let (cpu_ticks, rss_kib) = match self.pid {
+            Some(pid) => process_sample(&pid.to_string()),
+            None => (None, None),
+        };
+        let mut counters = BTreeMap::new();
+        if let Some(url) = &self.metrics_url {
+            let text = match self.http.get(url).send().await {
+                Ok(response) if response.status().is_success() => response.text().await.ok(),
+                _ => None,
+            };
+            if let Some(text) = text {
+                for &name in COUNTERS {
+                    if let Some(value) = prometheus_value(&text, &format!("queqiao_sfu_{name}_total")) {
+                        counters.insert(name, value);
+                    }
+                }
+            }
+        }
+        ServerSample {
+            at,
+            cpu_ticks,
+            rss_kib,
+            counters,
+        }
+    }
+}
