@@ -14,7 +14,7 @@ step() { printf '\n\033[1;35m==> %s\033[0m\n' "$*"; }
 
 # ---------------------------------------------------------------------------------------
 step "System packages"
-PACKAGES=(chromium ffmpeg pkg-config libopus-dev fonts-wqy-zenhei)
+PACKAGES=(chromium ffmpeg pkg-config libopus-dev fonts-wqy-zenhei nginx libnginx-mod-rtmp)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -52,7 +52,7 @@ cargo build --locked -p queqiao
 if [ "${FUZZ_SECONDS:-0}" -gt 0 ]; then
   step "Fuzzing (${FUZZ_SECONDS}s per target)"
   command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-  for dir in sfu/fuzz bridge/fuzz; do
+  for dir in sfu/fuzz bridge/fuzz signaling/fuzz; do
     [ -d "$dir" ] || continue
     (cd "$dir" && for target in $(RUSTC_BOOTSTRAP=1 cargo fuzz list); do
       mkdir -p "corpus/$target"

@@ -2,10 +2,12 @@
 //! and recordings, for players that cannot speak WebRTC (WeChat `live-player`, WeChat
 //! `video`, hls.js/Safari, CDNs).
 //!
-//! Everything here is sans-IO: no sockets, no tasks, no threads, no clock reads. Time is
-//! passed in, outputs are returned as shared [`bytes::Bytes`], and the server layer owns
-//! the I/O (the only exception is [`hls::DirectorySink`], which writes recordings with
-//! `std::fs` behind the [`hls::RecordingSink`] trait).
+//! The media modules are sans-IO: no sockets, no tasks, no threads, no clock reads. Time
+//! is passed in, outputs are returned as shared [`bytes::Bytes`] (the only exception is
+//! [`hls::DirectorySink`], which writes recordings with `std::fs` behind the
+//! [`hls::RecordingSink`] trait). The async shell is [`service`] (one task per live room,
+//! started from the SFU's events), [`http`] (the axum routes), [`rtmp_push`] and
+//! [`recording`].
 //!
 //! # Data flow
 //!
@@ -36,10 +38,15 @@ pub mod flv;
 pub mod fmp4;
 pub mod h264_depacketizer;
 pub mod hls;
+pub mod http;
 pub mod llhls;
 pub mod media_unit;
 pub mod pipeline;
+pub mod recording;
 pub mod reorder;
+mod room;
+pub mod rtmp_push;
+pub mod service;
 pub mod sync;
 pub mod ts;
 
@@ -49,3 +56,8 @@ pub use hls::{HlsConfig, HlsMuxer, HlsRecorder};
 pub use llhls::{LlHlsConfig, LlHlsMuxer};
 pub use media_unit::{AacConfig, AudioFrame, H264Params, MediaUnit, Tracks, VideoAccessUnit};
 pub use pipeline::{ClockAnchor, PipelineConfig, PipelineNotice, PipelineOutput, RoomPipeline};
+pub use rtmp_push::{RtmpPushConfig, RtmpState, RtmpTarget, RtmpTargetStatus};
+pub use service::{
+    BridgeConfig, BridgeEvent, BridgeHandle, BridgeRoomStatus, BridgeStats, OutputError,
+    RecordingInfo,
+};

@@ -37,6 +37,11 @@ pub struct LlHlsConfig {
     pub part_target: Duration,
     /// Cut a segment at the first IDR after this much media.
     pub segment_target: Duration,
+    /// Cut a segment without an IDR only after this much (keyframes stopped coming);
+    /// rounded up, it is the playlist's `EXT-X-TARGETDURATION`. Leave room above
+    /// `segment_target` for the keyframe that was asked for to arrive (PLIs are
+    /// coalesced to one a second), or most segments start without an IDR.
+    pub max_segment: Duration,
     /// Complete segments listed in the playlist.
     pub window: usize,
     /// Complete segments kept servable after they leave the playlist.
@@ -50,6 +55,7 @@ impl Default for LlHlsConfig {
         LlHlsConfig {
             part_target: Duration::from_millis(200),
             segment_target: Duration::from_secs(2),
+            max_segment: Duration::from_secs(3),
             window: 6,
             retain_after_window: 2,
             keyframe_request_lead: Duration::from_millis(300),
@@ -145,7 +151,12 @@ impl LlHlsMuxer {
             tracks,
             part_target: duration_to_ticks(config.part_target).max(1),
             segment_target,
-            target_duration_secs: config.segment_target.as_secs_f64().ceil().max(1.0) as u64,
+            target_duration_secs: config
+                .segment_target
+                .max(config.max_segment)
+                .as_secs_f64()
+                .ceil()
+                .max(1.0) as u64,
             lead: duration_to_ticks(config.keyframe_request_lead),
             inits: VecDeque::new(),
             next_init_id: 0,
@@ -719,7 +730,7 @@ mod tests {
         let all = lines(&text);
         assert_eq!(all[0], "#EXTM3U");
         assert!(all.contains(&"#EXT-X-VERSION:9".to_string()));
-        assert!(all.contains(&"#EXT-X-TARGETDURATION:2".to_string()));
+        assert!(all.contains(&"#EXT-X-TARGETDURATION:3".to_string()));
         assert!(all.contains(
             &"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.600".to_string()
         ));
@@ -760,7 +771,7 @@ mod tests {
         // Standard tags parse with m3u8-rs.
         let parsed = parse(&text);
         assert_eq!(parsed.version, Some(9));
-        assert_eq!(parsed.target_duration, 2);
+        assert_eq!(parsed.target_duration, 3);
         assert_eq!(parsed.media_sequence, 0);
         let uris: Vec<_> = parsed.segments.iter().map(|s| s.uri.as_str()).collect();
         assert_eq!(uris, ["seg0.mp4", "seg1.mp4"]);
@@ -829,7 +840,7 @@ mod tests {
             au.discontinuity = true;
             muxer.write(&MediaUnit::Video(au));
         }
-        feed_av(&mut muxer, &aac, 46, 120, 30, &small);
+        feed_av(&mut muxer, &aac, 46, 150, 30, &small);
         let text = muxer.playlist().unwrap();
         let all = lines(&text);
         let discontinuity = all

@@ -27,7 +27,7 @@ use rtc::data_channel::{RTCDataChannelId, RTCDataChannelInit};
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
-use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::state::{RTCIceConnectionState, RTCPeerConnectionState};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::sender_report::SenderReport;
@@ -667,6 +667,19 @@ impl Shard {
 
     fn on_engine_event(&mut self, id: PeerId, event: RTCPeerConnectionEvent, now: Instant) {
         match event {
+            RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(
+                RTCIceConnectionState::Connected,
+            ) => {
+                // We are the DTLS client. When ICE selects its pair, rtc 0.21 builds the
+                // ClientHello but only hands it out from `handle_timeout`, which would wait
+                // for the ICE agent's next tick (up to 200 ms of every join). Run the
+                // timers now: handlers act only on what is due, so this is safe.
+                if let Some(peer) = self.peers.get_mut(&id)
+                    && let Err(err) = peer.connection.handle_timeout(now)
+                {
+                    tracing::debug!(peer = %id, %err, "engine timeout error");
+                }
+            }
             RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => match state {
                 RTCPeerConnectionState::Connected => self.on_connected(id, now),
                 RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {

@@ -113,6 +113,21 @@ pub struct SettingsArgs {
     /// Public base URL for playback links (e.g. https://live.example.com) [default: from the request's Host].
     #[arg(long, env = "QUEQIAO_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
+    /// RTMP push targets, `ROOM=rtmp://host/app/key` (repeatable, comma-separated in the
+    /// environment); `*=rtmp://host/app/{room}` pushes every room.
+    #[arg(
+        long = "rtmp-push",
+        env = "QUEQIAO_RTMP_PUSH",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub rtmp_push: Option<Vec<String>>,
+    /// Record every show as HLS VOD under the data directory [default: true].
+    #[arg(long, env = "QUEQIAO_RECORD", global = true)]
+    pub record: Option<bool>,
+    /// Words refused in chat (repeatable; comma-separated in the environment).
+    #[arg(long = "blocked-word", env = "QUEQIAO_BLOCKED_WORDS", value_delimiter = ',', global = true)]
+    pub blocked_words: Option<Vec<String>>,
 }
 
 /// The TOML file's shape: every field optional.
@@ -135,9 +150,18 @@ struct FileSettings {
     standalone: Option<bool>,
     anonymous_viewers: Option<bool>,
     public_url: Option<String>,
+    rtmp_push: Option<Vec<String>>,
+    record: Option<bool>,
     token_ttl_secs: Option<u64>,
     login_attempts_per_minute_per_ip: Option<u32>,
     login_attempts_per_minute_per_account: Option<u32>,
+    blocked_words: Option<Vec<String>>,
+    chat_messages_per_second: Option<u32>,
+    chat_burst: Option<u32>,
+    like_messages_per_second: Option<u32>,
+    like_burst: Option<u32>,
+    gifts_per_second: Option<u32>,
+    gift_burst: Option<u32>,
 }
 
 /// The effective configuration.
@@ -177,15 +201,37 @@ pub struct Config {
     pub anonymous_viewers: bool,
     /// Public base URL for playback links.
     pub public_url: Option<String>,
+    /// RTMP push targets (`ROOM=URL`, `*=URL` with `{room}`).
+    pub rtmp_push: Vec<String>,
+    /// Record every show (HLS VOD in `data_dir/recordings`).
+    pub record: bool,
     /// Access token lifetime in seconds.
     pub token_ttl_secs: u64,
     /// Login attempts allowed per minute from one address.
     pub login_attempts_per_minute_per_ip: u32,
     /// Login attempts allowed per minute for one account name.
     pub login_attempts_per_minute_per_account: u32,
+    /// Words refused in chat (case-insensitive).
+    pub blocked_words: Vec<String>,
+    /// Chat messages per user per second (sustained) and burst.
+    pub chat_rate: (u32, u32),
+    /// Like messages per user per second and burst.
+    pub like_rate: (u32, u32),
+    /// Gifts per user per second and burst.
+    pub gift_rate: (u32, u32),
 }
 
 impl Config {
+    /// The interaction part of the configuration.
+    pub fn interaction_config(&self) -> crate::interaction::InteractionConfig {
+        crate::interaction::InteractionConfig {
+            blocked_words: self.blocked_words.clone(),
+            chat_rate: self.chat_rate,
+            like_rate: self.like_rate,
+            gift_rate: self.gift_rate,
+        }
+    }
+
     /// The database URL in effect.
     pub fn database_url(&self) -> String {
         self.database_url
@@ -228,9 +274,15 @@ impl Default for Config {
             standalone: false,
             anonymous_viewers: true,
             public_url: None,
+            rtmp_push: Vec::new(),
+            record: true,
             token_ttl_secs: 24 * 3600,
             login_attempts_per_minute_per_ip: 30,
             login_attempts_per_minute_per_account: 10,
+            blocked_words: Vec::new(),
+            chat_rate: (2, 5),
+            like_rate: (20, 40),
+            gift_rate: (10, 20),
         }
     }
 }
@@ -315,6 +367,16 @@ impl Config {
                 .clone()
                 .or(file.public_url)
                 .map(|u| u.trim_end_matches('/').to_owned()),
+            rtmp_push: args
+                .rtmp_push
+                .clone()
+                .or(file.rtmp_push)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .collect(),
+            record: args.record.or(file.record).unwrap_or(defaults.record),
             token_ttl_secs: file.token_ttl_secs.unwrap_or(defaults.token_ttl_secs),
             login_attempts_per_minute_per_ip: file
                 .login_attempts_per_minute_per_ip
@@ -322,6 +384,27 @@ impl Config {
             login_attempts_per_minute_per_account: file
                 .login_attempts_per_minute_per_account
                 .unwrap_or(defaults.login_attempts_per_minute_per_account),
+            blocked_words: args
+                .blocked_words
+                .clone()
+                .or(file.blocked_words)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|w| w.trim().to_owned())
+                .filter(|w| !w.is_empty())
+                .collect(),
+            chat_rate: (
+                file.chat_messages_per_second.unwrap_or(defaults.chat_rate.0),
+                file.chat_burst.unwrap_or(defaults.chat_rate.1),
+            ),
+            like_rate: (
+                file.like_messages_per_second.unwrap_or(defaults.like_rate.0),
+                file.like_burst.unwrap_or(defaults.like_rate.1),
+            ),
+            gift_rate: (
+                file.gifts_per_second.unwrap_or(defaults.gift_rate.0),
+                file.gift_burst.unwrap_or(defaults.gift_rate.1),
+            ),
         })
     }
 }

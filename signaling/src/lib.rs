@@ -14,8 +14,10 @@
 
 pub mod api_json;
 pub mod auth;
+pub mod bridge_sync;
 pub mod config;
 pub mod error;
+pub mod interaction;
 pub mod live;
 pub mod routes;
 pub mod server;

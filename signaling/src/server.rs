@@ -3,6 +3,7 @@
 
 use crate::auth::{AuthService, LoginLimiter};
 use crate::config::Config;
+use crate::interaction::Interaction;
 use crate::live::LiveHandle;
 use crate::state::AppState;
 use crate::store::{Store, StoreError};
@@ -21,6 +22,9 @@ pub struct Server {
     pub sfu: SfuHandle,
     /// Storage.
     pub store: Store,
+    /// The bridge (HTTP-FLV, HLS, LL-HLS, RTMP push, recordings).
+    pub bridge: bridge::BridgeHandle,
+    bridge_sync: Option<crate::bridge_sync::BridgeSync>,
     stop: Option<oneshot::Sender<()>>,
     http: JoinHandle<()>,
     media: Option<std::thread::JoinHandle<()>>,
@@ -45,10 +49,22 @@ impl Server {
     pub async fn start(config: Config) -> Result<Server, StartError> {
         std::fs::create_dir_all(&config.data_dir)?;
         let store = Store::connect(&config.database_url()).await?;
-        let auth =
-            AuthService::load(&store, Duration::from_secs(config.token_ttl_secs.max(60))).await?;
+        let auth = Arc::new(
+            AuthService::load(&store, Duration::from_secs(config.token_ttl_secs.max(60))).await?,
+        );
         let (sfu, media) = Sfu::start(config.sfu_config())?;
         let live = LiveHandle::start(store.clone(), &sfu).await?;
+        let interaction = Interaction::start(
+            store.clone(),
+            sfu.clone(),
+            Arc::clone(&auth),
+            config.interaction_config(),
+        );
+        let (bridge, bridge_events) =
+            bridge::BridgeHandle::start(crate::bridge_sync::bridge_config(&config), sfu.clone());
+        let bridge_sync =
+            crate::bridge_sync::BridgeSync::start(store.clone(), &bridge, &config, bridge_events)
+                .await?;
         let listener = tokio::net::TcpListener::bind(config.http).await?;
         let http_addr = listener.local_addr()?;
         let state = AppState {
@@ -59,8 +75,10 @@ impl Server {
             )),
             config: Arc::new(config),
             store: store.clone(),
-            auth: Arc::new(auth),
+            auth,
             live,
+            interaction,
+            bridge: bridge.clone(),
         };
         let app = crate::routes::app(state).into_make_service_with_connect_info::<SocketAddr>();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -77,6 +95,8 @@ impl Server {
             http_addr,
             sfu,
             store,
+            bridge,
+            bridge_sync: Some(bridge_sync),
             stop: Some(stop),
             http,
             media: Some(media),
@@ -90,12 +110,17 @@ impl Server {
             let _ = stop.send(());
         }
         let _ = self.sfu.shutdown().await;
+        // Ends every bridged show: recordings get EXT-X-ENDLIST, FLV responses end.
+        self.bridge.shutdown(Duration::from_secs(5)).await;
         let _ = (&mut self.http).await;
         if let Some(media) = self.media.take() {
             let _ = tokio::task::spawn_blocking(move || media.join()).await;
         }
         // Let the live directory record the shows that the shutdown ended.
         tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Some(sync) = self.bridge_sync.take() {
+            sync.stop().await;
+        }
         self.store.close().await;
         tracing::info!("server stopped");
     }

@@ -2,6 +2,7 @@
 
 use crate::auth::{AuthService, LoginLimiter};
 use crate::config::Config;
+use crate::interaction::Interaction;
 use crate::live::LiveHandle;
 use crate::store::Store;
 use sfu::SfuHandle;
@@ -22,4 +23,8 @@ pub struct AppState {
     pub login_limiter: Arc<LoginLimiter>,
     /// What is live and who holds which media session.
     pub live: LiveHandle,
+    /// Chat, likes and gifts.
+    pub interaction: Interaction,
+    /// HTTP-FLV, HLS, LL-HLS, RTMP push and recordings.
+    pub bridge: bridge::BridgeHandle,
 }

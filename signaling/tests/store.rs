@@ -1,6 +1,8 @@
 //! Repository tests: every test runs on SQLite and, when `QUEQIAO_TEST_POSTGRES_URL` is set
 //! (the test command starts a throwaway cluster), on PostgreSQL — the same queries on both.
 
+mod common;
+use common::{fresh_postgres_database, rand_suffix};
 use signaling::store::{
     NewRoom, NewUser, ProfileUpdate, Role, RoomFilter, RoomUpdate, Store, StoreError, Visibility,
 };
@@ -16,35 +18,6 @@ async fn stores() -> Vec<(&'static str, Store, String)> {
         stores.push(("postgres", Store::connect(&url).await.unwrap(), url));
     }
     stores
-}
-
-fn rand_suffix() -> String {
-    format!("{}_{}", std::process::id(), rand::random::<u32>())
-}
-
-/// Creates a new database on the test cluster and returns its URL.
-pub async fn fresh_postgres_database() -> Option<String> {
-    let Ok(admin_url) = std::env::var("QUEQIAO_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var("QUEQIAO_REQUIRE_POSTGRES").is_err(),
-            "QUEQIAO_REQUIRE_POSTGRES is set but QUEQIAO_TEST_POSTGRES_URL is not"
-        );
-        eprintln!("QUEQIAO_TEST_POSTGRES_URL not set: PostgreSQL half of the test skipped");
-        return None;
-    };
-    use sqlx::Connection;
-    let name = format!("queqiao_{}", rand_suffix());
-    let mut admin = sqlx::PgConnection::connect(&admin_url)
-        .await
-        .expect("connect to the test cluster");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .expect("create database");
-    let (base, _) = admin_url
-        .rsplit_once('/')
-        .expect("URL with a database name");
-    Some(format!("{base}/{name}"))
 }
 
 fn user(name: &str) -> NewUser {

@@ -4,6 +4,8 @@
 //! and watch by WHEP, an in-process server on free ports, and small HTTP helpers. The
 //! end-to-end tests in `tests/tests/` and the load generator are built on it.
 
+pub mod api;
+pub mod bridge;
 pub mod clip;
 pub mod http;
 pub mod load;
@@ -12,6 +14,7 @@ pub mod postgres;
 pub mod server;
 pub mod whep;
 pub mod whip;
+pub mod ws;
 
 use std::sync::{Arc, OnceLock};
 

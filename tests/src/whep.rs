@@ -161,6 +161,8 @@ pub struct ViewerOptions {
     pub data_channel: Option<String>,
     /// Offer VP8 instead of H.264.
     pub vp8: bool,
+    /// Bearer token of a logged-in viewer (chat on the data channel needs one).
+    pub token: Option<String>,
 }
 
 impl Default for ViewerOptions {
@@ -168,6 +170,7 @@ impl Default for ViewerOptions {
         Self {
             data_channel: Some("room".into()),
             vp8: false,
+            token: None,
         }
     }
 }
@@ -297,7 +300,7 @@ impl Viewer {
             .await
             .context("no local description")?;
         let http = HttpClient::new();
-        let exchange = http.post_sdp(whep_url, None, &local.sdp).await?;
+        let exchange = http.post_sdp(whep_url, options.token.as_deref(), &local.sdp).await?;
         if exchange.status != 201 {
             let _ = pc.close().await;
             bail!("WHEP POST answered {}: {}", exchange.status, exchange.body);

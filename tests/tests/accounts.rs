@@ -1,115 +1,15 @@
 //! Accounts, rooms and permissions through HTTP, with real WebRTC publishers and viewers.
 
+use queqiao_tests::api::{ADMIN_PASSWORD, Api, server};
 use queqiao_tests::clip::Clip;
 use queqiao_tests::http::HttpClient;
-use queqiao_tests::server::TestServer;
+
 use queqiao_tests::whep::{Viewer, ViewerOptions};
 use queqiao_tests::whip::Publisher;
 use reqwest::Method;
 use serde_json::{Value, json};
-use signaling::store::{NewUser, Role};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-const ADMIN_PASSWORD: &str = "admin-password-1";
-
-/// A server in accounts mode (no standalone publish token) with one admin, on SQLite or,
-/// given a URL, PostgreSQL.
-async fn server(database_url: Option<String>) -> TestServer {
-    let server = TestServer::start_with(|c| {
-        c.standalone = false;
-        c.publish_token = None;
-        c.database_url = database_url;
-    })
-    .await
-    .unwrap();
-    let hash = signaling::auth::hash_password(ADMIN_PASSWORD.into()).await.unwrap();
-    server
-        .server
-        .store
-        .create_user(&NewUser {
-            username: Some("admin".into()),
-            password_hash: hash,
-            role: Some(Role::Admin),
-            nickname: "管理员".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    server
-}
-
-struct Api {
-    http: HttpClient,
-    base: String,
-}
-
-impl Api {
-    fn new(server: &TestServer) -> Self {
-        Self { http: HttpClient::new(), base: server.base.clone() }
-    }
-
-    async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
-        self.http.json(method, &format!("{}{path}", self.base), token, body).await.unwrap()
-    }
-
-    async fn register(&self, username: &str) -> (i64, String) {
-        let (status, body) = self
-            .call(Method::POST, "/api/auth/register", None, Some(json!({"username": username, "password": "password-123", "nickname": username})))
-            .await;
-        assert_eq!(status, 201, "{body}");
-        (body["user"]["id"].as_i64().unwrap(), body["token"].as_str().unwrap().to_owned())
-    }
-
-    async fn login(&self, login: &str, password: &str) -> (u16, Value) {
-        self.call(Method::POST, "/api/auth/login", None, Some(json!({"login": login, "password": password}))).await
-    }
-
-    async fn token(&self, login: &str, password: &str) -> String {
-        let (status, body) = self.login(login, password).await;
-        assert_eq!(status, 200, "{body}");
-        body["token"].as_str().unwrap().to_owned()
-    }
-
-    async fn make_host(&self, admin: &str, user: i64) {
-        let (status, body) = self.call(Method::PUT, &format!("/api/users/{user}/role"), Some(admin), Some(json!({"role": "host"}))).await;
-        assert_eq!(status, 200, "{body}");
-        assert_eq!(body["role"], "host");
-    }
-
-    async fn create_room(&self, token: &str, body: Value) -> String {
-        let (status, room) = self.call(Method::POST, "/api/rooms", Some(token), Some(body)).await;
-        assert_eq!(status, 201, "{room}");
-        room["id"].as_str().unwrap().to_owned()
-    }
-
-    async fn room(&self, id: &str) -> Value {
-        self.room_as(id, None).await
-    }
-
-    async fn room_as(&self, id: &str, token: Option<&str>) -> Value {
-        let (status, room) = self.call(Method::GET, &format!("/api/rooms/{id}"), token, None).await;
-        assert_eq!(status, 200, "{room}");
-        room
-    }
-
-    /// Polls a room until `check` holds (the live state follows the media plane within ~1 s).
-    async fn wait_room(&self, id: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-        self.wait_room_as(id, None, what, check).await
-    }
-
-    async fn wait_room_as(&self, id: &str, token: Option<&str>, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let room = self.room_as(id, token).await;
-            if check(&room) {
-                return room;
-            }
-            assert!(Instant::now() < deadline, "room never became {what}: {room}");
-            tokio::time::sleep(Duration::from_millis(150)).await;
-        }
-    }
-}
+use std::time::Duration;
 
 fn clip() -> Arc<Clip> {
     Arc::new(Clip::default_360p().unwrap())
@@ -135,32 +35,56 @@ async fn full_flow(database_url: Option<String>) {
     assert_eq!(listed["items"][0]["id"], room);
     assert_eq!(listed["items"][0]["host"]["nickname"], "alice");
     assert_eq!(listed["items"][0]["live"], false);
-    let publisher = Publisher::start(&server.whip(&room), Some(&token), clip()).await.unwrap();
+    let publisher = Publisher::start(&server.whip(&room), Some(&token), clip())
+        .await
+        .unwrap();
     api.wait_room(&room, "live", |r| r["live"] == true).await;
 
     // The viewer count follows WHEP viewers joining and leaving.
     let mut viewers = Vec::new();
     for _ in 0..3 {
-        viewers.push(Viewer::start(&server.whep(&room), ViewerOptions::default()).await.unwrap());
+        viewers.push(
+            Viewer::start(&server.whep(&room), ViewerOptions::default())
+                .await
+                .unwrap(),
+        );
     }
-    api.wait_room(&room, "watched by 3", |r| r["viewers"] == 3).await;
-    let listed = api.call(Method::GET, "/api/rooms?live=true", None, None).await.1;
+    api.wait_room(&room, "watched by 3", |r| r["viewers"] == 3)
+        .await;
+    let listed = api
+        .call(Method::GET, "/api/rooms?live=true", None, None)
+        .await
+        .1;
     assert_eq!(listed["total"], 1);
     assert_eq!(listed["items"][0]["viewers"], 3);
     let leaving = viewers.pop().unwrap();
     assert_eq!(leaving.delete(&server.base).await.unwrap(), 200);
-    api.wait_room(&room, "watched by 2", |r| r["viewers"] == 2).await;
+    api.wait_room(&room, "watched by 2", |r| r["viewers"] == 2)
+        .await;
 
     // The stream URLs for the room.
-    let (status, stream) = api.call(Method::GET, &format!("/api/rooms/{room}/stream"), None, None).await;
+    let (status, stream) = api
+        .call(
+            Method::GET,
+            &format!("/api/rooms/{room}/stream"),
+            None,
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(stream["whep"], format!("{}/whep/{room}", server.base));
     assert_eq!(stream["live"], true);
 
     // The host ends the show: history is recorded.
-    assert_eq!(publisher.delete(&server.base, Some(&token)).await.unwrap(), 200);
-    api.wait_room(&room, "offline", |r| r["live"] == false).await;
-    let (_, shows) = api.call(Method::GET, &format!("/api/rooms/{room}/shows"), None, None).await;
+    assert_eq!(
+        publisher.delete(&server.base, Some(&token)).await.unwrap(),
+        200
+    );
+    api.wait_room(&room, "offline", |r| r["live"] == false)
+        .await;
+    let (_, shows) = api
+        .call(Method::GET, &format!("/api/rooms/{room}/shows"), None, None)
+        .await;
     assert_eq!(shows.as_array().unwrap().len(), 1, "{shows}");
     assert_eq!(shows[0]["peak_viewers"], 3);
     assert_eq!(shows[0]["end_reason"], "publisher_left");
@@ -181,7 +105,9 @@ async fn full_flow(database_url: Option<String>) {
     let (status, me) = api.call(Method::GET, "/api/me", Some(&token), None).await;
     assert_eq!((status, me["role"].as_str()), (200, Some("host")), "{me}");
     assert_eq!(api.room(&room).await["title"], "周末相亲局");
-    let (_, shows) = api.call(Method::GET, &format!("/api/rooms/{room}/shows"), None, None).await;
+    let (_, shows) = api
+        .call(Method::GET, &format!("/api/rooms/{room}/shows"), None, None)
+        .await;
     assert_eq!(shows.as_array().unwrap().len(), 1);
     api.token("alice", "password-123").await;
     server.stop().await;
@@ -202,7 +128,12 @@ async fn full_flow_on_postgres() {
 /// A token signed with `key` for `user`, expiring at `exp` (Unix seconds).
 fn forge(key: &[u8], user: i64, version: i64, exp: u64) -> String {
     let claims = json!({"sub": user.to_string(), "ver": version, "role": "host", "iat": exp.saturating_sub(100), "exp": exp});
-    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &jsonwebtoken::EncodingKey::from_secret(key)).unwrap()
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(key),
+    )
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,43 +152,137 @@ async fn permission_table() {
     let whip1 = server.whip(&room1);
 
     // Roles: only hosts create rooms.
-    let (status, _) = api.call(Method::POST, "/api/rooms", Some(&viewer_token), Some(json!({"title": "x"}))).await;
+    let (status, _) = api
+        .call(
+            Method::POST,
+            "/api/rooms",
+            Some(&viewer_token),
+            Some(json!({"title": "x"})),
+        )
+        .await;
     assert_eq!(status, 403);
 
     // WHIP: viewer 403, other host 403, no token 401, bad tokens 401, unknown room 404.
-    assert_eq!(http.post_sdp(&whip1, Some(&viewer_token), &offer).await.unwrap().status, 403);
-    assert_eq!(http.post_sdp(&whip1, Some(&host2_token), &offer).await.unwrap().status, 403);
-    assert_eq!(http.post_sdp(&whip1, None, &offer).await.unwrap().status, 401);
+    assert_eq!(
+        http.post_sdp(&whip1, Some(&viewer_token), &offer)
+            .await
+            .unwrap()
+            .status,
+        403
+    );
+    assert_eq!(
+        http.post_sdp(&whip1, Some(&host2_token), &offer)
+            .await
+            .unwrap()
+            .status,
+        403
+    );
+    assert_eq!(
+        http.post_sdp(&whip1, None, &offer).await.unwrap().status,
+        401
+    );
     let key = {
         use base64::Engine;
-        let stored = server.server.store.secret("jwt_signing_key", String::new).await.unwrap();
-        base64::engine::general_purpose::STANDARD.decode(stored).unwrap()
+        let stored = server
+            .server
+            .store
+            .secret("jwt_signing_key", String::new)
+            .await
+            .unwrap();
+        base64::engine::general_purpose::STANDARD
+            .decode(stored)
+            .unwrap()
     };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let expired = forge(&key, host1, 0, now - 3600);
-    let forged = forge(b"not the server's key, not the server's key!", host1, 0, now + 3600);
+    let forged = forge(
+        b"not the server's key, not the server's key!",
+        host1,
+        0,
+        now + 3600,
+    );
     let valid_forgery_check = forge(&key, host1, 0, now + 3600);
-    assert_eq!(http.post_sdp(&whip1, Some(&expired), &offer).await.unwrap().status, 401, "expired");
-    assert_eq!(http.post_sdp(&whip1, Some(&forged), &offer).await.unwrap().status, 401, "forged");
-    assert_eq!(http.post_sdp(&whip1, Some("not.a.jwt"), &offer).await.unwrap().status, 401);
-    assert_eq!(http.post_sdp(&server.whip("no-such-room"), Some(&host1_token), &offer).await.unwrap().status, 404);
+    assert_eq!(
+        http.post_sdp(&whip1, Some(&expired), &offer)
+            .await
+            .unwrap()
+            .status,
+        401,
+        "expired"
+    );
+    assert_eq!(
+        http.post_sdp(&whip1, Some(&forged), &offer)
+            .await
+            .unwrap()
+            .status,
+        401,
+        "forged"
+    );
+    assert_eq!(
+        http.post_sdp(&whip1, Some("not.a.jwt"), &offer)
+            .await
+            .unwrap()
+            .status,
+        401
+    );
+    assert_eq!(
+        http.post_sdp(&server.whip("no-such-room"), Some(&host1_token), &offer)
+            .await
+            .unwrap()
+            .status,
+        404
+    );
     let (status, body) = api.call(Method::GET, "/api/me", Some(&expired), None).await;
     assert_eq!(status, 401);
-    assert!(body["error"]["message"].as_str().unwrap().contains("expired"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired")
+    );
 
     // The right host publishes (a correctly signed token works); a second session is 409.
-    let publisher = Publisher::start(&whip1, Some(&valid_forgery_check), clip()).await.unwrap();
+    let publisher = Publisher::start(&whip1, Some(&valid_forgery_check), clip())
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(http.post_sdp(&whip1, Some(&host1_token), &offer).await.unwrap().status, 409);
+    assert_eq!(
+        http.post_sdp(&whip1, Some(&host1_token), &offer)
+            .await
+            .unwrap()
+            .status,
+        409
+    );
 
     // Private rooms: anonymous 401, logged in without grant 403, granted OK.
-    let room2 = api.create_room(&host2_token, json!({"title": "private", "visibility": "private"})).await;
-    let publisher2 = Publisher::start(&server.whip(&room2), Some(&host2_token), clip()).await.unwrap();
+    let room2 = api
+        .create_room(
+            &host2_token,
+            json!({"title": "private", "visibility": "private"}),
+        )
+        .await;
+    let publisher2 = Publisher::start(&server.whip(&room2), Some(&host2_token), clip())
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let view_offer = offer.replace("a=sendonly", "a=recvonly");
-    assert_eq!(http.post_sdp(&server.whep(&room2), None, &view_offer).await.unwrap().status, 401);
+    assert_eq!(
+        http.post_sdp(&server.whep(&room2), None, &view_offer)
+            .await
+            .unwrap()
+            .status,
+        401
+    );
     let whep_as = |token: &str| {
-        let (http, url, offer, token) = (http.clone(), server.whep(&room2), view_offer.clone(), token.to_owned());
+        let (http, url, offer, token) = (
+            http.clone(),
+            server.whep(&room2),
+            view_offer.clone(),
+            token.to_owned(),
+        );
         async move {
             http.inner()
                 .post(url)
@@ -272,49 +297,154 @@ async fn permission_table() {
         }
     };
     assert_eq!(whep_as(&viewer_token).await, 403);
-    assert_eq!(api.call(Method::GET, &format!("/api/rooms/{room2}"), None, None).await.0, 404, "private rooms are hidden");
+    assert_eq!(
+        api.call(Method::GET, &format!("/api/rooms/{room2}"), None, None)
+            .await
+            .0,
+        404,
+        "private rooms are hidden"
+    );
     let listed = api.call(Method::GET, "/api/rooms", None, None).await.1;
-    assert!(listed["items"].as_array().unwrap().iter().all(|r| r["id"] != room2.as_str()));
+    assert!(
+        listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["id"] != room2.as_str())
+    );
     let (status, _) = api
-        .call(Method::POST, &format!("/api/rooms/{room2}/grants"), Some(&host1_token), Some(json!({"user_id": viewer})))
+        .call(
+            Method::POST,
+            &format!("/api/rooms/{room2}/grants"),
+            Some(&host1_token),
+            Some(json!({"user_id": viewer})),
+        )
         .await;
     assert_eq!(status, 403, "only the room's host grants");
     let (status, _) = api
-        .call(Method::POST, &format!("/api/rooms/{room2}/grants"), Some(&host2_token), Some(json!({"user_id": viewer})))
+        .call(
+            Method::POST,
+            &format!("/api/rooms/{room2}/grants"),
+            Some(&host2_token),
+            Some(json!({"user_id": viewer})),
+        )
         .await;
     assert_eq!(status, 204);
     assert_eq!(whep_as(&viewer_token).await, 201);
     assert_eq!(whep_as(&admin).await, 201, "admins may watch private rooms");
 
     // Bans: the token is revoked at once; a fresh login cannot publish or watch private rooms.
-    let (status, _) = api.call(Method::POST, &format!("/api/users/{viewer}/ban"), Some(&host1_token), Some(json!({"reason": "x"}))).await;
+    let (status, _) = api
+        .call(
+            Method::POST,
+            &format!("/api/users/{viewer}/ban"),
+            Some(&host1_token),
+            Some(json!({"reason": "x"})),
+        )
+        .await;
     assert_eq!(status, 403, "only admins ban");
-    let (status, body) = api.call(Method::POST, &format!("/api/users/{viewer}/ban"), Some(&admin), Some(json!({"reason": "spam"}))).await;
+    let (status, body) = api
+        .call(
+            Method::POST,
+            &format!("/api/users/{viewer}/ban"),
+            Some(&admin),
+            Some(json!({"reason": "spam"})),
+        )
+        .await;
     assert_eq!((status, body["banned"].as_bool()), (200, Some(true)));
     assert_eq!(whep_as(&viewer_token).await, 401, "old token revoked");
     let fresh = api.token("viewer", "password-123").await;
-    assert_eq!(whep_as(&fresh).await, 403, "banned users cannot watch private rooms");
-    api.call(Method::POST, &format!("/api/users/{host2}/ban"), Some(&admin), Some(json!({"reason": "fake host"}))).await;
+    assert_eq!(
+        whep_as(&fresh).await,
+        403,
+        "banned users cannot watch private rooms"
+    );
+    api.call(
+        Method::POST,
+        &format!("/api/users/{host2}/ban"),
+        Some(&admin),
+        Some(json!({"reason": "fake host"})),
+    )
+    .await;
     let host2_fresh = api.token("hosttwo", "password-123").await;
-    assert_eq!(http.post_sdp(&server.whip(&room2), Some(&host2_fresh), &offer).await.unwrap().status, 403);
+    assert_eq!(
+        http.post_sdp(&server.whip(&room2), Some(&host2_fresh), &offer)
+            .await
+            .unwrap()
+            .status,
+        403
+    );
     // The ban also ended host two's live stream.
-    api.wait_room_as(&room2, Some(&admin), "stopped by the ban", |r| r["live"] == false).await;
+    api.wait_room_as(&room2, Some(&admin), "stopped by the ban", |r| {
+        r["live"] == false
+    })
+    .await;
 
     // An admin stops a live stream; the show records why.
-    let (status, _) = api.call(Method::POST, &format!("/api/rooms/{room1}/stop"), Some(&host2_fresh), None).await;
+    let (status, _) = api
+        .call(
+            Method::POST,
+            &format!("/api/rooms/{room1}/stop"),
+            Some(&host2_fresh),
+            None,
+        )
+        .await;
     assert_eq!(status, 403);
-    let (status, _) = api.call(Method::POST, &format!("/api/rooms/{room1}/stop"), Some(&admin), None).await;
+    let (status, _) = api
+        .call(
+            Method::POST,
+            &format!("/api/rooms/{room1}/stop"),
+            Some(&admin),
+            None,
+        )
+        .await;
     assert_eq!(status, 204);
-    api.wait_room(&room1, "stopped", |r| r["live"] == false).await;
-    let shows = api.call(Method::GET, &format!("/api/rooms/{room1}/shows"), None, None).await.1;
+    api.wait_room(&room1, "stopped", |r| r["live"] == false)
+        .await;
+    let shows = api
+        .call(
+            Method::GET,
+            &format!("/api/rooms/{room1}/shows"),
+            None,
+            None,
+        )
+        .await
+        .1;
     assert_eq!(shows[0]["end_reason"], "stopped_by_admin");
 
     // Admin-only endpoints.
-    assert_eq!(api.call(Method::GET, "/api/users", Some(&host1_token), None).await.0, 403);
-    assert_eq!(api.call(Method::GET, "/api/users", Some(&admin), None).await.1["total"], 4);
-    assert_eq!(api.call(Method::GET, "/api/sessions", Some(&viewer_token), None).await.0, 401);
-    assert_eq!(api.call(Method::GET, "/api/sessions", Some(&admin), None).await.0, 200);
-    let (status, _) = api.call(Method::PUT, &format!("/api/users/{viewer}/role"), Some(&host1_token), Some(json!({"role": "admin"}))).await;
+    assert_eq!(
+        api.call(Method::GET, "/api/users", Some(&host1_token), None)
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        api.call(Method::GET, "/api/users", Some(&admin), None)
+            .await
+            .1["total"],
+        4
+    );
+    assert_eq!(
+        api.call(Method::GET, "/api/sessions", Some(&viewer_token), None)
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        api.call(Method::GET, "/api/sessions", Some(&admin), None)
+            .await
+            .0,
+        200
+    );
+    let (status, _) = api
+        .call(
+            Method::PUT,
+            &format!("/api/users/{viewer}/role"),
+            Some(&host1_token),
+            Some(json!({"role": "admin"})),
+        )
+        .await;
     assert_eq!(status, 403);
 
     drop(publisher);
@@ -333,14 +463,35 @@ async fn rest_api_bad_input() {
         assert_eq!(body["error"]["code"], "validation");
         assert_eq!(body["error"]["field"], field, "{body}");
     };
-    expect_field(register(json!({"username": "bob", "password": "password-1", "nickname": ""})).await, "nickname");
-    expect_field(register(json!({"username": "1bob", "password": "password-1", "nickname": "b"})).await, "username");
-    expect_field(register(json!({"username": "bob", "password": "short", "nickname": "b"})).await, "password");
+    expect_field(
+        register(json!({"username": "bob", "password": "password-1", "nickname": ""})).await,
+        "nickname",
+    );
+    expect_field(
+        register(json!({"username": "1bob", "password": "password-1", "nickname": "b"})).await,
+        "username",
+    );
+    expect_field(
+        register(json!({"username": "bob", "password": "short", "nickname": "b"})).await,
+        "password",
+    );
     expect_field(register(json!({"username": "bob", "password": "password-1", "nickname": "b", "birth_year": 2020})).await, "birth_year");
     expect_field(register(json!({"username": "bob", "password": "password-1", "nickname": "b", "birth_year": "1990"})).await, "birth_year");
-    expect_field(register(json!({"username": "bob", "password": "password-1", "nickname": "b", "is_admin": true})).await, "is_admin");
-    expect_field(register(json!({"username": "bob", "nickname": "b"})).await, "password");
-    expect_field(register(json!({"password": "password-1", "nickname": "b"})).await, "username");
+    expect_field(
+        register(
+            json!({"username": "bob", "password": "password-1", "nickname": "b", "is_admin": true}),
+        )
+        .await,
+        "is_admin",
+    );
+    expect_field(
+        register(json!({"username": "bob", "nickname": "b"})).await,
+        "password",
+    );
+    expect_field(
+        register(json!({"password": "password-1", "nickname": "b"})).await,
+        "username",
+    );
 
     // Injection-looking strings are stored and returned verbatim.
     let nasty_nick = "<img src=x onerror=alert(1)>";
@@ -351,7 +502,13 @@ async fn rest_api_bad_input() {
     let (_, me) = api.call(Method::GET, "/api/me", Some(&token), None).await;
     assert_eq!(me["nickname"], nasty_nick);
     assert_eq!(me["bio"], nasty_bio);
-    assert_eq!(register(json!({"username": "bob", "password": "password-1", "nickname": "x"})).await.0, 409, "case-insensitive duplicate");
+    assert_eq!(
+        register(json!({"username": "bob", "password": "password-1", "nickname": "x"}))
+            .await
+            .0,
+        409,
+        "case-insensitive duplicate"
+    );
 
     // Wrong password and unknown user: the same 401 and message.
     let (status, wrong) = api.login("bob", "wrong-password").await;
@@ -363,15 +520,45 @@ async fn rest_api_bad_input() {
     let url = server.url("/api/auth/login");
     let raw = |content_type: &'static str, body: Vec<u8>| {
         let (http, url) = (http.clone(), url.clone());
-        async move { http.inner().post(url).header("content-type", content_type).body(body).send().await.unwrap().status().as_u16() }
+        async move {
+            http.inner()
+                .post(url)
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
     };
     assert_eq!(raw("application/json", b"{\"login\": ".to_vec()).await, 400);
     assert_eq!(raw("text/plain", b"{}".to_vec()).await, 415);
     assert_eq!(raw("application/json", vec![b' '; 100 * 1024]).await, 413);
-    let (status, body) = api.call(Method::PATCH, "/api/me", Some(&token), Some(json!({"tags": (0..11).map(|i| format!("t{i}")).collect::<Vec<_>>()}))).await;
-    assert_eq!((status, body["error"]["field"].as_str()), (422, Some("tags")));
-    let (status, body) = api.call(Method::PATCH, "/api/me", Some(&token), Some(json!({"city": null, "gender": "female"}))).await;
-    assert_eq!((status, body["gender"].as_str(), body["city"].clone()), (200, Some("female"), Value::Null));
+    let (status, body) = api
+        .call(
+            Method::PATCH,
+            "/api/me",
+            Some(&token),
+            Some(json!({"tags": (0..11).map(|i| format!("t{i}")).collect::<Vec<_>>()})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("tags"))
+    );
+    let (status, body) = api
+        .call(
+            Method::PATCH,
+            "/api/me",
+            Some(&token),
+            Some(json!({"city": null, "gender": "female"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["gender"].as_str(), body["city"].clone()),
+        (200, Some("female"), Value::Null)
+    );
 
     // Login attempts are rate-limited (per account and per address).
     let mut limited = None;
@@ -390,12 +577,23 @@ async fn rest_api_bad_input() {
     let (status, doc) = api.call(Method::GET, "/api/openapi.json", None, None).await;
     assert_eq!(status, 200);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    for path in ["/api/auth/login", "/api/rooms", "/api/rooms/{id}/stream", "/api/users/{id}/ban"] {
+    for path in [
+        "/api/auth/login",
+        "/api/rooms",
+        "/api/rooms/{id}/stream",
+        "/api/users/{id}/ban",
+    ] {
         assert!(doc["paths"].get(path).is_some(), "missing {path}");
     }
     // Unknown rooms and users are 404 with the JSON error shape.
     let (status, body) = api.call(Method::GET, "/api/rooms/nope", None, None).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
-    assert_eq!(api.call(Method::GET, "/api/users/999", None, None).await.0, 404);
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    assert_eq!(
+        api.call(Method::GET, "/api/users/999", None, None).await.0,
+        404
+    );
     server.stop().await;
 }

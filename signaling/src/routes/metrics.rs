@@ -7,6 +7,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use std::fmt::Write;
+use std::sync::atomic::Ordering;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new().route("/metrics", get(metrics))
@@ -20,6 +21,26 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "# TYPE queqiao_sfu_{name}_total counter\nqueqiao_sfu_{name}_total {value}"
         );
     }
+    let interaction = state.interaction.stats();
+    let counters = [
+        ("events", interaction.events.load(Ordering::Relaxed)),
+        ("chat_messages", interaction.chat_messages.load(Ordering::Relaxed)),
+        ("chat_not_stored", interaction.chat_not_stored.load(Ordering::Relaxed)),
+        ("likes", interaction.likes.load(Ordering::Relaxed)),
+        ("gifts", interaction.gifts.load(Ordering::Relaxed)),
+        ("client_errors", interaction.errors.load(Ordering::Relaxed)),
+        ("slow_members_dropped", interaction.slow_members_dropped.load(Ordering::Relaxed)),
+        ("data_channel_drops", interaction.data_channel_drops.load(Ordering::Relaxed)),
+    ];
+    for (name, value) in counters {
+        let _ = writeln!(out, "# TYPE queqiao_room_{name}_total counter\nqueqiao_room_{name}_total {value}");
+    }
+    let _ = writeln!(
+        out,
+        "# TYPE queqiao_room_members gauge\nqueqiao_room_members {}",
+        interaction.members.load(Ordering::Relaxed)
+    );
+    super::bridge_out::write_metrics(&state, &mut out);
     if let Ok(snapshot) = state.sfu.snapshot().await {
         let live = snapshot.rooms.iter().filter(|r| r.live).count();
         let viewers: usize = snapshot.rooms.iter().map(|r| r.viewers).sum();

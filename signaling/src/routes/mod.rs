@@ -1,15 +1,20 @@
 //! The HTTP surface: `app(state)` builds the whole router.
 
 mod accounts;
+mod bridge_out;
 mod cors;
 mod health;
+mod interaction;
 mod metrics;
 mod openapi;
+mod recordings;
+mod restream;
 mod rooms;
 mod sessions;
 pub mod views;
 mod web;
 mod whip_whep;
+mod ws;
 
 use crate::error::AppError;
 use crate::state::AppState;
@@ -21,11 +26,16 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(whip_whep::routes())
         .merge(rooms::routes())
+        .merge(interaction::routes())
+        .merge(ws::routes())
         .merge(accounts::routes())
         .merge(sessions::routes())
         .merge(openapi::routes())
         .merge(health::routes())
         .merge(metrics::routes())
+        .merge(recordings::routes())
+        .merge(restream::routes())
+        .merge(bridge_out::routes(&state))
         .merge(web::routes(&state))
         .layer(axum::middleware::from_fn(cors::cors))
         .with_state(state)

@@ -1,6 +1,6 @@
 //! `GET /api/openapi.json`: the REST API described from the handlers' own annotations.
 
-use super::{accounts, rooms, sessions, views};
+use super::{accounts, interaction, recordings, restream, rooms, sessions, views};
 use crate::state::AppState;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -16,13 +16,19 @@ use utoipa::{Modify, OpenApi};
         rooms::list, rooms::create, rooms::detail, rooms::update, rooms::close, rooms::stream, rooms::shows,
         rooms::stop, rooms::grants, rooms::grant, rooms::revoke,
         sessions::list,
+        recordings::list, restream::list, restream::add, restream::remove,
+        interaction::gifts, interaction::wallet, interaction::top_up, interaction::send_gift, interaction::leaderboard,
+        interaction::events, interaction::chat, interaction::mute, interaction::unmute, interaction::kick,
+        interaction::delete_message,
     ),
     components(schemas(
         crate::error::ErrorBody, crate::error::ErrorDetail, views::AccountView, views::ProfileView, views::RoomView,
         views::HostView, crate::store::Role, crate::store::Visibility, crate::store::Show, crate::live::SessionInfo,
+        crate::store::Gift, crate::store::Wallet, crate::store::Gifter,
+        recordings::RecordingView, restream::TargetView, restream::NewTargetRequest,
     )),
     modifiers(&BearerAuth),
-    tags((name = "accounts"), (name = "rooms"), (name = "admin"))
+    tags((name = "accounts"), (name = "rooms"), (name = "interaction"), (name = "moderation"), (name = "admin"))
 )]
 pub struct ApiDoc;
 

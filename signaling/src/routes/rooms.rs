@@ -99,6 +99,9 @@ pub struct StreamUrls {
     pub whip: String,
     /// The room-event WebSocket (chat, likes, gifts).
     pub websocket: String,
+    /// HTTP-FLV, HLS and LL-HLS, when the bridge serves the room.
+    #[serde(flatten)]
+    pub bridge: super::bridge_out::BridgeUrls,
 }
 
 /// A grant of access to a private room.
@@ -277,6 +280,7 @@ pub(super) async fn stream(
         whep: format!("{base}/whep/{}", room.id),
         whip: format!("{base}/whip/{}", room.id),
         websocket: format!("{ws_base}/ws/rooms/{}", room.id),
+        bridge: super::bridge_out::BridgeUrls::new(&state, &base, &room.id),
     }))
 }
 

@@ -12,7 +12,7 @@ use crate::auth::bearer_token;
 use crate::error::AppError;
 use crate::live::SessionInfo;
 use crate::state::AppState;
-use crate::store::{NewRoom, Role, StoreError, Visibility};
+use crate::store::{NewRoom, Role, StoreError, User, Visibility};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -57,7 +57,7 @@ async fn whip(
         &state,
         &session,
         &room,
-        publisher,
+        publisher.as_ref(),
         PeerRole::Publisher,
         false,
     )
@@ -84,7 +84,7 @@ async fn whep(
             }
             other => other.into(),
         })?;
-    record_session(&state, &session, &room, viewer, PeerRole::Viewer, private).await;
+    record_session(&state, &session, &room, viewer.as_ref(), PeerRole::Viewer, private).await;
     Ok(created(&state, "whep", &room, &session))
 }
 
@@ -124,7 +124,7 @@ async fn authorize_publish(
     headers: &HeaderMap,
     room: &RoomId,
     managing: bool,
-) -> Result<Option<i64>, AppError> {
+) -> Result<Option<User>, AppError> {
     if state.config.standalone {
         let expected = state.config.publish_token.as_deref().unwrap_or_default();
         let presented = bearer_token(headers)?.ok_or_else(|| {
@@ -158,7 +158,7 @@ async fn authorize_publish(
     if stored.closed && !managing {
         return Err(AppError::Conflict("the room is closed".into()));
     }
-    Ok(Some(user.id))
+    Ok(Some(user))
 }
 
 /// Standalone mode: publishing to a room creates it (owned by nobody).
@@ -193,7 +193,7 @@ async fn authorize_view(
     state: &AppState,
     headers: &HeaderMap,
     room: &RoomId,
-) -> Result<(Option<i64>, bool), AppError> {
+) -> Result<(Option<User>, bool), AppError> {
     let user = match bearer_token(headers)? {
         Some(token) => Some(state.auth.user_for_token(&state.store, token).await?),
         None => None,
@@ -220,21 +220,22 @@ async fn authorize_view(
     } else if user.is_none() && !state.config.anonymous_viewers {
         return Err(AppError::Unauthorized("log in to watch".into()));
     }
-    Ok((user.map(|u| u.id), private))
+    Ok((user, private))
 }
 
 async fn record_session(
     state: &AppState,
     session: &Session,
     room: &RoomId,
-    user: Option<i64>,
+    user: Option<&User>,
     role: PeerRole,
     private: bool,
 ) {
+    state.interaction.attach_peer(session.peer, room.clone(), user).await;
     let info = SessionInfo {
         id: session.peer.to_string(),
         room: room.to_string(),
-        user_id: user,
+        user_id: user.map(|u| u.id),
         role,
         private,
         opened_at: crate::store::now_ms(),

@@ -6,11 +6,15 @@
 //! `?1` form, so the same text is tested on both. Every multi-row change runs in one
 //! transaction. Times are Unix milliseconds (`BIGINT`), which both backends store alike.
 
+mod interaction;
+mod recordings;
 mod rooms;
 mod secrets;
 mod shows;
 mod users;
 
+pub use interaction::{ChatRecord, ChatWithAuthor, Gift, GiftError, GiftOutcome, GiftRecord, GiftRequest, Gifter, Wallet};
+pub use recordings::{Recording, RtmpTargetRow};
 pub use rooms::{NewRoom, Room, RoomFilter, RoomPage, RoomUpdate, Visibility};
 pub use shows::Show;
 pub use users::{NewUser, ProfileUpdate, Role, User};

@@ -6,11 +6,12 @@
 //! ```
 //!
 //! Scenarios are subcommands; `chat`, `flv` and `hls` join `webrtc` when those features
-//! land in the server.
+//! land in the server. `summarize` turns repeated runs' JSON into a table of medians.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use queqiao_tests::load::report::WebrtcReport;
+use queqiao_tests::load::summary::{self, SummarizeArgs};
 use queqiao_tests::load::webrtc::{self, WebrtcArgs};
 use std::io::Write;
 
@@ -25,6 +26,9 @@ struct Cli {
 enum Scenario {
     /// One WHIP publisher, N WHEP viewers (real WebRTC peers), measured.
     Webrtc(WebrtcArgs),
+    /// Medians of repeated `webrtc --json` reports as a Markdown table (optionally written
+    /// between the `<!-- bench:SECTION:start/end -->` markers of a file).
+    Summarize(SummarizeArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,6 +40,10 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    if let Scenario::Summarize(args) = cli.scenario {
+        print!("{}", summary::run(args)?);
+        return Ok(());
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -60,6 +68,7 @@ fn main() -> anyhow::Result<()> {
                 writeln!(file, "{row}")?;
             }
         }
+        Scenario::Summarize(_) => unreachable!("handled above"),
     }
     Ok(())
 }

@@ -11,7 +11,8 @@
 //!
 //! Layout: [`measure`] (pure math, unit-tested), [`net`] (batched UDP), [`media`] (the
 //! packetized clip), [`peer`] (client peers), [`publisher`], [`viewers`], [`probe`]
-//! (server `/proc` and `/metrics`), [`report`], and one module per scenario ([`webrtc`]).
+//! (server `/proc` and `/metrics`), [`report`] and [`summary`] (medians of repeated runs
+//! into BENCHMARKS.md), and one module per scenario ([`webrtc`]).
 
 pub mod measure;
 pub mod media;
@@ -20,5 +21,6 @@ pub mod peer;
 pub mod probe;
 pub mod publisher;
 pub mod report;
+pub mod summary;
 pub mod viewers;
 pub mod webrtc;

@@ -9,6 +9,7 @@ use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
@@ -18,7 +19,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// H.264 constrained baseline, packetization mode 1: what browsers offer first.
 const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
@@ -26,6 +27,8 @@ const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-
 pub const VIDEO_PT: u8 = 102;
 /// Opus payload type.
 pub const AUDIO_PT: u8 = 111;
+/// Interval between ICE connectivity checks.
+const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 /// The data channel browsers' WHEP clients of ours open.
 pub const ROOM_CHANNEL: &str = "room";
 
@@ -83,8 +86,14 @@ fn build(
     let configuration = RTCConfigurationBuilder::new()
         .with_certificates(vec![certificate.clone()])
         .build();
+    // Check pacing like a browser (libwebrtc checks a new pair every ~50 ms; the engine's
+    // default of 200 ms would add ~150 ms to every join that a real viewer does not see).
+    let settings = SettingEngineBuilder::new()
+        .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), None)
+        .build();
     RTCPeerConnectionBuilder::new()
         .with_configuration(configuration)
+        .with_setting_engine(settings)
         .with_media_engine(engine)
         .with_interceptor_registry(registry)
         .build(now)

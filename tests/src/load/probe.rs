@@ -32,12 +32,11 @@ pub fn ticks_per_second() -> u64 {
     u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100)
 }
 
-/// CPU ticks and RSS of a process (`"self"` or a PID).
-pub fn process_sample(pid: &str) -> (Option<u64>, Option<u64>) {
+/// CPU ticks (user, kernel) and RSS of a process (`"self"` or a PID).
+pub fn process_sample(pid: &str) -> (Option<ProcStat>, Option<u64>) {
     let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|text| ProcStat::parse(&text))
-        .map(|stat| stat.total());
+        .and_then(|text| ProcStat::parse(&text));
     let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|text| parse_vm_rss_kib(&text));
@@ -49,8 +48,8 @@ pub fn process_sample(pid: &str) -> (Option<u64>, Option<u64>) {
 pub struct ServerSample {
     /// When it was taken.
     pub at: Instant,
-    /// utime + stime ticks, if a PID was given.
-    pub cpu_ticks: Option<u64>,
+    /// utime and stime ticks, if a PID was given.
+    pub cpu: Option<ProcStat>,
     /// VmRSS in KiB, if a PID was given.
     pub rss_kib: Option<u64>,
     /// Counters from `/metrics`, if reachable.
@@ -63,9 +62,14 @@ impl ServerSample {
         Some(later.counters.get(counter)? - self.counters.get(counter)?)
     }
 
-    /// CPU ticks between `self` and `later`.
+    /// CPU ticks (user + kernel) between `self` and `later`.
     pub fn cpu_delta(&self, later: &ServerSample) -> Option<u64> {
-        Some(later.cpu_ticks?.saturating_sub(self.cpu_ticks?))
+        Some(later.cpu?.total().saturating_sub(self.cpu?.total()))
+    }
+
+    /// Kernel-mode ticks between `self` and `later`.
+    pub fn system_delta(&self, later: &ServerSample) -> Option<u64> {
+        Some(later.cpu?.stime.saturating_sub(self.cpu?.stime))
     }
 }
 
@@ -100,7 +104,7 @@ impl ServerProbe {
     /// Takes one sample; unreachable parts are left empty.
     pub async fn sample(&self) -> ServerSample {
         let at = Instant::now();
-        let (cpu_ticks, rss_kib) = match self.pid {
+        let (cpu, rss_kib) = match self.pid {
             Some(pid) => process_sample(&pid.to_string()),
             None => (None, None),
         };
@@ -120,7 +124,7 @@ impl ServerProbe {
         }
         ServerSample {
             at,
-            cpu_ticks,
+            cpu,
             rss_kib,
             counters,
         }

@@ -1,11 +1,11 @@
 //! The result of a run: JSON (`--json`) and one Markdown table row.
 
 use crate::load::measure::{Histogram, percentile};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Latency percentiles in milliseconds.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LatencyMs {
     /// Samples.
     pub count: u64,
@@ -65,7 +65,7 @@ impl LatencyMs {
 }
 
 /// What was published.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StreamInfo {
     /// Clip name.
     pub clip: String,
@@ -78,7 +78,7 @@ pub struct StreamInfo {
 }
 
 /// The server's side.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ServerReport {
     /// PID sampled, if any.
     pub pid: Option<u32>,
@@ -86,6 +86,8 @@ pub struct ServerReport {
     pub cpu_us_per_packet: Option<f64>,
     /// CPU use over the window, % of one core.
     pub cpu_percent: Option<f64>,
+    /// Share of that CPU spent in the kernel (stime / (utime + stime)).
+    pub cpu_system_share: Option<f64>,
     /// VmRSS before viewers joined, KiB.
     pub rss_before_kib: Option<u64>,
     /// VmRSS in the window, KiB.
@@ -99,7 +101,7 @@ pub struct ServerReport {
 }
 
 /// The publisher's side.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PublisherReport {
     /// PLIs received from the first join to the end of the window.
     pub plis: u64,
@@ -116,7 +118,7 @@ pub struct PublisherReport {
 }
 
 /// The load generator's own cost.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct GeneratorReport {
     /// CPU over the window, % of one core.
     pub cpu_percent: Option<f64>,
@@ -131,7 +133,7 @@ pub struct GeneratorReport {
 }
 
 /// One `webrtc` run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WebrtcReport {
     /// Free-form label (scenario name).
     pub label: String,

@@ -6,7 +6,7 @@
 
 use crate::http::HttpClient;
 use crate::load::measure::cpu_us_per_packet;
-use crate::load::media::{ClipChoice, PacketizedClip, SendTimes};
+use crate::load::media::{ClipChoice, PacketizedClip};
 use crate::load::net;
 use crate::load::peer;
 use crate::load::probe::{self, ServerProbe, ServerSample};
@@ -366,6 +366,10 @@ pub async fn run(args: WebrtcArgs) -> anyhow::Result<WebrtcReport> {
         pid: args.server_pid,
         cpu_us_per_packet: server_ticks.and_then(|t| cpu_us_per_packet(t, ticks, forwarded as u64)),
         cpu_percent: server_ticks.map(|t| t as f64 / ticks as f64 / window_seconds * 100.0),
+        cpu_system_share: match (server_ticks, window_start.system_delta(&window_end)) {
+            (Some(total), Some(system)) if total > 0 => Some(system as f64 / total as f64),
+            _ => None,
+        },
         rss_before_kib: baseline.rss_kib,
         rss_after_kib: window_end.rss_kib,
         rss_per_viewer_kib: match (baseline.rss_kib, window_end.rss_kib) {
@@ -378,7 +382,7 @@ pub async fn run(args: WebrtcArgs) -> anyhow::Result<WebrtcReport> {
         run_counters: counter_deltas(&first_join_sample, &window_end),
     };
     let generator_ticks = match (self_start.0, self_end.0) {
-        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        (Some(a), Some(b)) => Some(b.total().saturating_sub(a.total())),
         _ => None,
     };
     let ttff: Vec<u64> = times
@@ -556,7 +560,7 @@ async fn progress_loop(
     let started = Instant::now();
     let ticks = probe::ticks_per_second();
     let mut previous = probe.sample().await;
-    let mut previous_self = probe::process_sample("self").0;
+    let mut previous_self = probe::process_sample("self").0.map(|s| s.total());
     let mut interval = tokio::time::interval(Duration::from_secs(1));
     interval.tick().await;
     while !stop.load(Ordering::Acquire) {
@@ -577,7 +581,7 @@ async fn progress_loop(
         }
         let sample = probe.sample().await;
         let seconds = sample.at.duration_since(previous.at).as_secs_f64().max(1e-3);
-        let self_ticks = probe::process_sample("self").0;
+        let self_ticks = probe::process_sample("self").0.map(|s| s.total());
         let server_cpu = previous.cpu_delta(&sample);
         let forwarded = previous
             .counter_delta(&sample, "rtp_forwarded")

@@ -1,0 +1,599 @@
+//! One room's conversation: a task that owns the room's event sequence, its members,
+//! recent chat, like totals and mutes, and broadcasts every event to every member in one
+//! order.
+//!
+//! Each broadcast event is serialized once and shared (`Bytes`) with every WebSocket
+//! member's bounded queue; data-channel members get it through one `broadcast_data` to the
+//! SFU. A member whose queue is full is disconnected (and counted), never waited for.
+
+use super::protocol::{ErrorCode, ProtocolError, VERSION};
+use super::{InteractionStats, UserSummary};
+use crate::store::{ChatRecord, Gift, GiftRecord, Store};
+use bytes::Bytes;
+use serde_json::{Value, json};
+use sfu::{PeerId, RoomId, SfuHandle};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// Chat messages a joining member receives.
+pub const HISTORY_ON_JOIN: usize = 50;
+/// Events kept in memory for gap fetches.
+const EVENT_RING: usize = 4096;
+/// How often like taps are summed into one `likes` event.
+const LIKES_INTERVAL: Duration = Duration::from_millis(250);
+/// How often presence changes are summed into one `presence` event.
+const PRESENCE_INTERVAL: Duration = Duration::from_millis(500);
+/// How often the event position and like totals are saved.
+const SAVE_INTERVAL: Duration = Duration::from_secs(2);
+/// An empty hub stops after this long.
+const IDLE_STOP: Duration = Duration::from_secs(60);
+/// After a restart the sequence jumps by this much past what was saved, so numbers that
+/// were handed out but not yet saved are never reused.
+const SEQ_RESTART_GAP: i64 = 1000;
+
+/// Who a member is in the hub's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MemberId {
+    /// A WebSocket connection (numbered by the server).
+    Socket(u64),
+    /// A WebRTC session's data channel.
+    Peer(PeerId),
+}
+
+/// What the hub sends a WebSocket member.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    /// A text frame.
+    Frame(Bytes),
+    /// Close the connection with this reason.
+    Close(&'static str),
+}
+
+/// Where a member's messages go.
+#[derive(Debug, Clone)]
+pub enum Sink {
+    /// A WebSocket writer's queue.
+    Socket(mpsc::Sender<Outbound>),
+    /// A data channel, through the SFU.
+    DataChannel(PeerId),
+}
+
+/// Messages to a room hub.
+pub enum HubCommand {
+    /// A member arrives; the hub sends it `welcome` with the recent chat.
+    Join {
+        member: MemberId,
+        user: Option<UserSummary>,
+        sink: Sink,
+    },
+    /// A member leaves.
+    Leave { member: MemberId },
+    /// A member logged in on an open connection.
+    Identify { member: MemberId, user: UserSummary },
+    /// A chat message (already validated, rate-limited and word-filtered).
+    Chat {
+        member: MemberId,
+        user: UserSummary,
+        text: String,
+        client_id: Option<String>,
+    },
+    /// Like taps.
+    Likes { count: i64 },
+    /// A gift was paid for: announce it.
+    Gift {
+        sender: UserSummary,
+        gift: Gift,
+        record: GiftRecord,
+    },
+    /// A message to one member.
+    Unicast { member: MemberId, frame: String },
+    /// Mute a user until the given time.
+    Mute { user: i64, until: Instant },
+    /// Lift a mute.
+    Unmute { user: i64 },
+    /// Disconnect a user's connections and keep them out until the given time.
+    Kick {
+        user: i64,
+        until: Instant,
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
+    /// Remove a chat message.
+    DeleteMessage { seq: i64 },
+    /// Announce a room state change (`show_started`, `show_ended`).
+    System { event: &'static str },
+    /// Events after a sequence number.
+    Events {
+        after: i64,
+        reply: oneshot::Sender<EventsPage>,
+    },
+    /// Whether a user may chat here (muted or kicked users may not).
+    CanChat {
+        user: i64,
+        reply: oneshot::Sender<Result<(), ProtocolError>>,
+    },
+    /// Current counters.
+    Snapshot { reply: oneshot::Sender<HubSnapshot> },
+}
+
+/// Result of a gap fetch.
+#[derive(Debug, Clone)]
+pub struct EventsPage {
+    /// The events (JSON texts), oldest first.
+    pub events: Vec<Bytes>,
+    /// The newest sequence number handed out.
+    pub last_seq: i64,
+    /// Whether the events reach back to the requested point (older ones are not kept).
+    pub complete: bool,
+}
+
+/// A hub's counters.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct HubSnapshot {
+    /// Members connected (WebSocket + data channel).
+    pub members: usize,
+    /// Newest sequence number.
+    pub seq: i64,
+    /// Like total.
+    pub likes: i64,
+}
+
+struct Member {
+    user: Option<UserSummary>,
+    sink: Sink,
+}
+
+pub(super) struct Hub {
+    room: RoomId,
+    store: Store,
+    sfu: SfuHandle,
+    stats: Arc<InteractionStats>,
+    chat_writer: mpsc::Sender<ChatRecord>,
+    seq: i64,
+    likes_total: i64,
+    likes_pending: i64,
+    likes_unsaved: i64,
+    saved_seq: i64,
+    members: HashMap<MemberId, Member>,
+    data_channel_members: usize,
+    history: VecDeque<(i64, Bytes)>,
+    ring: VecDeque<(i64, Bytes)>,
+    mutes: HashMap<i64, Instant>,
+    kicked: HashMap<i64, Instant>,
+    presence_dirty: bool,
+    joined: Vec<UserSummary>,
+    left: Vec<UserSummary>,
+    idle_since: Option<Instant>,
+}
+
+impl Hub {
+    /// Restores the room's counters and recent chat, then returns the hub ready to run.
+    pub(super) async fn load(
+        room: RoomId,
+        store: Store,
+        sfu: SfuHandle,
+        stats: Arc<InteractionStats>,
+        chat_writer: mpsc::Sender<ChatRecord>,
+    ) -> Hub {
+        let (seq, likes) = match store.room_counters(room.as_str()).await {
+            Ok((seq, likes)) if seq > 0 => (seq + SEQ_RESTART_GAP, likes),
+            Ok((_, likes)) => (0, likes),
+            Err(_) => (0, 0),
+        };
+        let mut history = VecDeque::new();
+        if let Ok(messages) = store
+            .chat_history(room.as_str(), HISTORY_ON_JOIN as i64)
+            .await
+        {
+            for m in messages {
+                let user = UserSummary {
+                    id: m.record.user_id,
+                    nickname: m.nickname,
+                    avatar_url: m.avatar_url,
+                    role: crate::store::Role::Viewer,
+                    banned: false,
+                };
+                let frame = chat_frame(
+                    m.record.seq,
+                    &user,
+                    &m.record.text,
+                    m.record.created_at,
+                    None,
+                );
+                history.push_back((m.record.seq, frame));
+            }
+        }
+        Hub {
+            room,
+            store,
+            sfu,
+            stats,
+            chat_writer,
+            seq,
+            likes_total: likes,
+            likes_pending: 0,
+            likes_unsaved: 0,
+            saved_seq: seq,
+            members: HashMap::new(),
+            data_channel_members: 0,
+            history,
+            ring: VecDeque::new(),
+            mutes: HashMap::new(),
+            kicked: HashMap::new(),
+            presence_dirty: false,
+            joined: Vec::new(),
+            left: Vec::new(),
+            idle_since: Some(Instant::now()),
+        }
+    }
+
+    pub(super) async fn run(mut self, mut commands: mpsc::Receiver<HubCommand>) {
+        let mut likes_tick = tokio::time::interval(LIKES_INTERVAL);
+        let mut presence_tick = tokio::time::interval(PRESENCE_INTERVAL);
+        let mut save_tick = tokio::time::interval(SAVE_INTERVAL);
+        for tick in [&mut likes_tick, &mut presence_tick, &mut save_tick] {
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => self.handle(command),
+                    None => break,
+                },
+                _ = likes_tick.tick() => self.flush_likes(),
+                _ = presence_tick.tick() => self.flush_presence(),
+                _ = save_tick.tick() => {
+                    self.save().await;
+                    if self.idle_since.is_some_and(|since| since.elapsed() > IDLE_STOP) {
+                        break;
+                    }
+                }
+            }
+        }
+        commands.close();
+        // Serve what was queued before closing, then save.
+        while let Ok(command) = commands.try_recv() {
+            self.handle(command);
+        }
+        self.flush_likes();
+        self.save().await;
+        tracing::debug!(room = %self.room, "room hub stopped");
+    }
+
+    fn handle(&mut self, command: HubCommand) {
+        match command {
+            HubCommand::Join { member, user, sink } => self.join(member, user, sink),
+            HubCommand::Leave { member } => self.leave(member),
+            HubCommand::Identify { member, user } => {
+                if let Some(m) = self.members.get_mut(&member) {
+                    if m.user.is_none() {
+                        self.joined.push(user.clone());
+                        self.presence_dirty = true;
+                    }
+                    m.user = Some(user);
+                }
+            }
+            HubCommand::Chat {
+                member,
+                user,
+                text,
+                client_id,
+            } => {
+                if let Err(err) = self.may_chat(user.id) {
+                    self.unicast(member, err.to_frame(client_id.as_deref()));
+                    return;
+                }
+                self.seq += 1;
+                let now = crate::store::now_ms();
+                let frame = chat_frame(self.seq, &user, &text, now, client_id.as_deref());
+                self.history.push_back((self.seq, frame.clone()));
+                while self.history.len() > HISTORY_ON_JOIN {
+                    self.history.pop_front();
+                }
+                let record = ChatRecord {
+                    room_id: self.room.to_string(),
+                    seq: self.seq,
+                    user_id: user.id,
+                    text,
+                    created_at: now,
+                };
+                if self.chat_writer.try_send(record).is_err() {
+                    self.stats.chat_not_stored.fetch_add(1, Ordering::Relaxed);
+                }
+                self.stats.chat_messages.fetch_add(1, Ordering::Relaxed);
+                self.broadcast(frame);
+            }
+            HubCommand::Likes { count } => {
+                self.likes_pending += count;
+                self.stats.likes.fetch_add(count as u64, Ordering::Relaxed);
+            }
+            HubCommand::Gift {
+                sender,
+                gift,
+                record,
+            } => {
+                self.seq += 1;
+                let frame = event_frame(json!({
+                    "v": VERSION, "type": "gift", "seq": self.seq, "ts": record.created_at,
+                    "user": sender.public(),
+                    "gift": { "id": gift.id, "name": gift.name, "animation": gift.animation, "price_coins": gift.price_coins },
+                    "count": record.quantity, "coins": record.coins, "ref": record.idempotency_key,
+                }));
+                self.stats.gifts.fetch_add(1, Ordering::Relaxed);
+                self.broadcast(frame);
+            }
+            HubCommand::Unicast { member, frame } => self.unicast(member, frame),
+            HubCommand::Mute { user, until } => {
+                self.mutes.insert(user, until);
+                self.system(json!({ "event": "user_muted", "user_id": user, "until_ms": ms_from_now(until) }));
+            }
+            HubCommand::Unmute { user } => {
+                if self.mutes.remove(&user).is_some() {
+                    self.system(json!({ "event": "user_unmuted", "user_id": user }));
+                }
+            }
+            HubCommand::Kick { user, until, reply } => {
+                self.kicked.insert(user, until);
+                let targets: Vec<MemberId> = self
+                    .members
+                    .iter()
+                    .filter(|(_, m)| m.user.as_ref().is_some_and(|u| u.id == user))
+                    .map(|(id, _)| *id)
+                    .collect();
+                let mut peers = Vec::new();
+                for member in targets {
+                    if let Some(m) = self.members.get(&member) {
+                        match &m.sink {
+                            Sink::Socket(tx) => {
+                                let _ = tx.try_send(Outbound::Close("kicked by the host"));
+                            }
+                            Sink::DataChannel(peer) => peers.push(*peer),
+                        }
+                    }
+                    self.leave(member);
+                }
+                self.system(json!({ "event": "user_kicked", "user_id": user }));
+                let _ = reply.send(peers);
+            }
+            HubCommand::DeleteMessage { seq } => {
+                self.history.retain(|(s, _)| *s != seq);
+                let store = self.store.clone();
+                let room = self.room.to_string();
+                tokio::spawn(async move {
+                    if let Err(err) = store.delete_chat(&room, seq).await {
+                        tracing::warn!(%room, seq, %err, "could not delete a chat message");
+                    }
+                });
+                self.system(json!({ "event": "message_deleted", "target_seq": seq }));
+            }
+            HubCommand::System { event } => self.system(json!({ "event": event })),
+            HubCommand::Events { after, reply } => {
+                let events: Vec<Bytes> = self
+                    .ring
+                    .iter()
+                    .filter(|(s, _)| *s > after)
+                    .map(|(_, f)| f.clone())
+                    .collect();
+                let oldest = self.ring.front().map_or(self.seq + 1, |(s, _)| *s);
+                let complete = after >= oldest - 1 || after >= self.seq;
+                let _ = reply.send(EventsPage {
+                    events,
+                    last_seq: self.seq,
+                    complete,
+                });
+            }
+            HubCommand::CanChat { user, reply } => {
+                let _ = reply.send(self.may_chat(user));
+            }
+            HubCommand::Snapshot { reply } => {
+                let _ = reply.send(HubSnapshot {
+                    members: self.members.len(),
+                    seq: self.seq,
+                    likes: self.likes_total + self.likes_pending,
+                });
+            }
+        }
+    }
+
+    fn may_chat(&mut self, user: i64) -> Result<(), ProtocolError> {
+        let now = Instant::now();
+        if let Some(until) = self.mutes.get(&user).copied() {
+            if until > now {
+                return Err(ProtocolError::new(
+                    ErrorCode::Muted,
+                    format!(
+                        "you are muted here for {} more seconds",
+                        (until - now).as_secs() + 1
+                    ),
+                ));
+            }
+            self.mutes.remove(&user);
+        }
+        if self.kicked.get(&user).is_some_and(|until| *until > now) {
+            return Err(ProtocolError::new(
+                ErrorCode::Forbidden,
+                "you were removed from this room",
+            ));
+        }
+        Ok(())
+    }
+
+    fn join(&mut self, member: MemberId, user: Option<UserSummary>, sink: Sink) {
+        if let Some(kicked) = user.as_ref().and_then(|u| self.kicked.get(&u.id))
+            && *kicked > Instant::now()
+        {
+            let frame = ProtocolError::new(ErrorCode::Forbidden, "you were removed from this room")
+                .to_frame(None);
+            send_to(&self.sfu, &sink, frame.into());
+            if let Sink::Socket(tx) = &sink {
+                let _ = tx.try_send(Outbound::Close("kicked"));
+            }
+            return;
+        }
+        let welcome = event_frame(json!({
+            "v": VERSION, "type": "welcome", "room": self.room.as_str(), "seq": self.seq,
+            "you": user.as_ref().map(UserSummary::public),
+            "history": self.history.iter().map(|(_, f)| serde_json::from_slice::<Value>(f).unwrap_or(Value::Null)).collect::<Vec<_>>(),
+            "likes": self.likes_total + self.likes_pending,
+            "viewers": self.members.len() + 1,
+        }));
+        send_to(&self.sfu, &sink, welcome);
+        if matches!(sink, Sink::DataChannel(_)) {
+            self.data_channel_members += 1;
+        }
+        if let Some(user) = &user {
+            self.joined.push(user.clone());
+        }
+        if let Some(previous) = self.members.insert(member, Member { user, sink })
+            && matches!(previous.sink, Sink::DataChannel(_))
+        {
+            self.data_channel_members -= 1;
+        }
+        self.presence_dirty = true;
+        self.idle_since = None;
+        self.stats.members.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn leave(&mut self, member: MemberId) {
+        if let Some(m) = self.members.remove(&member) {
+            if matches!(m.sink, Sink::DataChannel(_)) {
+                self.data_channel_members -= 1;
+            }
+            if let Some(user) = m.user {
+                self.left.push(user);
+            }
+            self.presence_dirty = true;
+            self.stats.members.fetch_sub(1, Ordering::Relaxed);
+        }
+        if self.members.is_empty() {
+            self.idle_since = Some(Instant::now());
+        }
+    }
+
+    fn unicast(&mut self, member: MemberId, frame: String) {
+        if let Some(m) = self.members.get(&member) {
+            send_to(&self.sfu, &m.sink, Bytes::from(frame));
+        }
+    }
+
+    fn system(&mut self, mut body: Value) {
+        self.seq += 1;
+        body["v"] = json!(VERSION);
+        body["type"] = json!("system");
+        body["seq"] = json!(self.seq);
+        body["ts"] = json!(crate::store::now_ms());
+        let frame = event_frame(body);
+        self.broadcast(frame);
+    }
+
+    fn flush_likes(&mut self) {
+        if self.likes_pending == 0 {
+            return;
+        }
+        let delta = std::mem::take(&mut self.likes_pending);
+        self.likes_total += delta;
+        self.likes_unsaved += delta;
+        self.seq += 1;
+        let frame = event_frame(
+            json!({ "v": VERSION, "type": "likes", "seq": self.seq, "total": self.likes_total, "delta": delta }),
+        );
+        self.broadcast(frame);
+    }
+
+    fn flush_presence(&mut self) {
+        if !self.presence_dirty {
+            return;
+        }
+        self.presence_dirty = false;
+        let joined: Vec<Value> = self.joined.drain(..).map(|u| u.public()).collect();
+        let left: Vec<Value> = self.left.drain(..).map(|u| u.public()).collect();
+        self.seq += 1;
+        let frame = event_frame(json!({
+            "v": VERSION, "type": "presence", "seq": self.seq, "viewers": self.members.len(), "joined": joined, "left": left,
+        }));
+        self.broadcast(frame);
+    }
+
+    async fn save(&mut self) {
+        if self.seq == self.saved_seq && self.likes_unsaved == 0 {
+            return;
+        }
+        match self
+            .store
+            .save_room_counters(self.room.as_str(), self.seq, self.likes_unsaved)
+            .await
+        {
+            Ok(()) => {
+                self.saved_seq = self.seq;
+                self.likes_unsaved = 0;
+            }
+            Err(err) => tracing::warn!(room = %self.room, %err, "could not save room counters"),
+        }
+    }
+
+    /// Sends one serialized event to every member, in sequence order.
+    fn broadcast(&mut self, frame: Bytes) {
+        self.ring.push_back((self.seq, frame.clone()));
+        while self.ring.len() > EVENT_RING {
+            self.ring.pop_front();
+        }
+        let mut slow = Vec::new();
+        for (id, member) in &self.members {
+            if let Sink::Socket(tx) = &member.sink {
+                match tx.try_send(Outbound::Frame(frame.clone())) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        // Too slow to keep up: disconnect rather than hold everyone back.
+                        let _ = tx.try_send(Outbound::Close("too slow"));
+                        slow.push(*id);
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => slow.push(*id),
+                }
+            }
+        }
+        for id in slow {
+            self.stats
+                .slow_members_dropped
+                .fetch_add(1, Ordering::Relaxed);
+            self.leave(id);
+        }
+        if self.data_channel_members > 0 {
+            let text: Arc<str> = Arc::from(String::from_utf8_lossy(&frame).as_ref());
+            if self.sfu.broadcast_data(self.room.clone(), text).is_err() {
+                self.stats
+                    .data_channel_drops
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.stats.events.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn send_to(sfu: &SfuHandle, sink: &Sink, frame: Bytes) {
+    match sink {
+        Sink::Socket(tx) => {
+            let _ = tx.try_send(Outbound::Frame(frame));
+        }
+        Sink::DataChannel(peer) => {
+            let _ = sfu.send_data(*peer, Arc::from(String::from_utf8_lossy(&frame).as_ref()));
+        }
+    }
+}
+
+fn chat_frame(seq: i64, user: &UserSummary, text: &str, ts: i64, client_id: Option<&str>) -> Bytes {
+    let mut event = json!({ "v": VERSION, "type": "chat", "seq": seq, "ts": ts, "user": user.public(), "text": text });
+    if let Some(id) = client_id {
+        event["ref"] = Value::String(id.to_owned());
+    }
+    event_frame(event)
+}
+
+fn event_frame(value: Value) -> Bytes {
+    Bytes::from(value.to_string())
+}
+
+fn ms_from_now(until: Instant) -> i64 {
+    crate::store::now_ms() + until.saturating_duration_since(Instant::now()).as_millis() as i64
+}

@@ -1,0 +1,230 @@
+//! The bridge's players' routes (`/live/{room}.flv`, `/hls/…`, `/llhls/…`,
+//! `/recordings/…`, served by the `bridge` crate) behind the same access rules as WHEP:
+//! closed rooms are gone, private rooms need a token of the host, an admin or a granted
+//! user (`Authorization: Bearer …`, or `?token=…` for players that cannot set headers),
+//! and anonymous viewers need a login when the server says so. Room lookups are cached
+//! for a few seconds so segment requests do not each hit the database.
+
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::store::{StoreError, Visibility};
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a room's visibility is cached.
+const CACHE_TTL: Duration = Duration::from_secs(5);
+/// Most cached rooms.
+const CACHE_MAX: usize = 10_000;
+
+#[derive(Clone, Copy)]
+enum Access {
+    Missing,
+    Public,
+    Private,
+}
+
+#[derive(Clone, Default)]
+struct AccessCache(Arc<Mutex<HashMap<String, (Instant, Access)>>>);
+
+pub(super) fn routes(state: &AppState) -> Router<AppState> {
+    let cache = AccessCache::default();
+    bridge::http::router::<AppState>(state.bridge.clone()).layer(
+        axum::middleware::from_fn_with_state((state.clone(), cache), guard),
+    )
+}
+
+/// The room id of a bridge path.
+fn room_of(path: &str) -> Option<&str> {
+    let mut parts = path.trim_start_matches('/').split('/');
+    match (parts.next()?, parts.next()?) {
+        ("live", file) => file.strip_suffix(".flv"),
+        ("hls" | "llhls" | "recordings", room) => Some(room),
+        _ => None,
+    }
+}
+
+fn token_from_query(query: Option<&str>) -> Option<String> {
+    query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == "token")
+        .map(|(_, v)| v.to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+async fn access(state: &AppState, cache: &AccessCache, room: &str) -> Result<Access, AppError> {
+    let now = Instant::now();
+    if let Ok(map) = cache.0.lock()
+        && let Some((at, access)) = map.get(room)
+        && now.duration_since(*at) < CACHE_TTL
+    {
+        return Ok(*access);
+    }
+    let access = match state.store.room(room).await {
+        Ok(r) if r.closed => Access::Missing,
+        Ok(r) if r.visibility == Visibility::Private => Access::Private,
+        Ok(_) => Access::Public,
+        Err(StoreError::NotFound) => Access::Missing,
+        Err(other) => return Err(other.into()),
+    };
+    if let Ok(mut map) = cache.0.lock() {
+        if map.len() >= CACHE_MAX {
+            map.retain(|_, (at, _)| now.duration_since(*at) < CACHE_TTL);
+        }
+        map.insert(room.to_owned(), (now, access));
+    }
+    Ok(access)
+}
+
+async fn guard(
+    State((state, cache)): State<(AppState, AccessCache)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path().to_owned();
+    let query = request.uri().query().map(str::to_owned);
+    let authorization = request.headers().clone();
+    match check(&state, &cache, &path, query.as_deref(), &authorization).await {
+        Ok(()) => next.run(request).await,
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn check(
+    state: &AppState,
+    cache: &AccessCache,
+    path: &str,
+    query: Option<&str>,
+    headers: &axum::http::HeaderMap,
+) -> Result<(), AppError> {
+    let Some(room) = room_of(path) else {
+        return Ok(());
+    };
+    let access = access(state, cache, room).await?;
+    if matches!(access, Access::Public) && state.config.anonymous_viewers {
+        return Ok(());
+    }
+    if matches!(access, Access::Missing) {
+        return Err(AppError::NotFound(format!("room {room} not found")));
+    }
+    let token = match crate::auth::bearer_token(headers)? {
+        Some(token) => Some(token.to_owned()),
+        None => token_from_query(query),
+    };
+    let Some(token) = token else {
+        return Err(AppError::Unauthorized(
+            if matches!(access, Access::Private) {
+                "this room is private: log in first (Authorization: Bearer or ?token=)".into()
+            } else {
+                "log in to watch".into()
+            },
+        ));
+    };
+    let user = state.auth.user_for_token(&state.store, &token).await?;
+    if user.is_banned() {
+        return Err(AppError::Forbidden("this account is banned".into()));
+    }
+    if matches!(access, Access::Private) {
+        let stored = state
+            .store
+            .room(room)
+            .await
+            .map_err(|e| super::accounts::not_found(e, "room"))?;
+        if !super::rooms::may_watch_private(state, &stored, Some(&user)).await? {
+            return Err(AppError::Forbidden(
+                "this room is private; ask the host for access".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_room_of_bridge_paths() {
+        assert_eq!(room_of("/live/abc.flv"), Some("abc"));
+        assert_eq!(room_of("/hls/abc/index.m3u8"), Some("abc"));
+        assert_eq!(room_of("/llhls/r-1/part1.2.mp4"), Some("r-1"));
+        assert_eq!(room_of("/recordings/r/1-1/index.m3u8"), Some("r"));
+        assert_eq!(room_of("/api/rooms"), None);
+        assert_eq!(token_from_query(Some("a=1&token=xyz")), Some("xyz".into()));
+        assert_eq!(token_from_query(Some("token=")), None);
+    }
+}
+
+/// The bridge's playback URLs of a room, for `GET /api/rooms/{id}/stream`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct BridgeUrls {
+    /// HTTP-FLV (WeChat `live-player`, mpegts.js): present while the room is live and
+    /// its media can be bridged.
+    pub flv: Option<String>,
+    /// HLS over MPEG-TS (WeChat `video`, Safari, Chromium).
+    pub hls: Option<String>,
+    /// Low-latency HLS (hls.js, Safari).
+    pub llhls: Option<String>,
+    /// Why the URLs above are absent while the room is live (e.g. VP8 video).
+    pub bridge_unavailable: Option<String>,
+    /// The room's recordings (API).
+    pub recordings: String,
+}
+
+impl BridgeUrls {
+    pub(super) fn new(state: &AppState, base: &str, room: &str) -> Self {
+        let status = sfu::RoomId::parse(room).and_then(|id| state.bridge.room_status(&id));
+        let (available, unavailable) = match status {
+            Some(status) if status.live && status.unavailable.is_none() => (true, None),
+            Some(status) => (false, status.unavailable),
+            None => (false, None),
+        };
+        let url = |path: String| available.then(|| format!("{base}{path}"));
+        BridgeUrls {
+            flv: url(format!("/live/{room}.flv")),
+            hls: url(format!("/hls/{room}/index.m3u8")),
+            llhls: url(format!("/llhls/{room}/index.m3u8")),
+            bridge_unavailable: unavailable,
+            recordings: format!("{base}/api/rooms/{room}/recordings"),
+        }
+    }
+}
+
+/// Appends the bridge's counters, gauges and latency histograms (Prometheus text).
+pub(super) fn write_metrics(state: &AppState, out: &mut String) {
+    use std::fmt::Write;
+    let stats = state.bridge.stats();
+    for (name, value, gauge) in stats.pairs() {
+        let (kind, suffix) = if gauge {
+            ("gauge", "")
+        } else {
+            ("counter", "_total")
+        };
+        let _ = writeln!(
+            out,
+            "# TYPE queqiao_bridge_{name}{suffix} {kind}\nqueqiao_bridge_{name}{suffix} {value}"
+        );
+    }
+    for (name, histogram) in stats.histograms() {
+        let _ = writeln!(out, "# TYPE queqiao_bridge_{name} histogram");
+        let mut cumulative = 0;
+        for (i, count) in histogram.buckets().iter().enumerate() {
+            cumulative += count;
+            let le = bridge::service::HISTOGRAM_BOUNDS_MS.get(i).map_or_else(
+                || "+Inf".to_owned(),
+                |ms| format!("{}", *ms as f64 / 1000.0),
+            );
+            let _ = writeln!(
+                out,
+                "queqiao_bridge_{name}_bucket{{le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(out, "queqiao_bridge_{name}_sum {}", histogram.sum_secs());
+        let _ = writeln!(out, "queqiao_bridge_{name}_count {}", histogram.count());
+    }
+}

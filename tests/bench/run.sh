@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Queqiao benchmark suite: builds release, starts a fresh `queqiao` per run pinned to one
+# core and `queqiao-load` on another, runs the WebRTC scenarios REPEATS times each and
+# rewrites the tables in BENCHMARKS.md (between the bench:* marker comments) with medians,
+# the exact commands and the machine.
+#
+#   tests/bench/run.sh                    all WebRTC scenarios, 3 runs each, + capacity search
+#   SCENARIOS="200" REPEATS=1 tests/bench/run.sh     one scenario, one run
+#   CAPACITY=0 tests/bench/run.sh         skip the capacity search
+#   NO_BUILD=1 BIN_DIR=/path tests/bench/run.sh      use prebuilt binaries
+#   UPDATE=0 tests/bench/run.sh           do not touch BENCHMARKS.md (results stay in OUT)
+#
+# Scenarios: a number N = N viewers joining at once; joinN = N viewers joining within one
+# second. The capacity search raises the viewer count until loss reaches 0.5 % (or viewers
+# fail, or the load generator itself runs out of CPU), then bisects.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$(pwd)
+
+SERVER_CORE=${SERVER_CORE:-0}
+LOAD_CORE=${LOAD_CORE:-1}
+REPEATS=${REPEATS:-3}
+SCENARIOS=${SCENARIOS:-"50 100 200 400 join50"}
+DURATION=${DURATION:-20}
+WARMUP=${WARMUP:-3}
+CAPACITY=${CAPACITY:-1}
+CAPACITY_START=${CAPACITY_START:-400}
+CAPACITY_STEP=${CAPACITY_STEP:-200}
+CAPACITY_MAX=${CAPACITY_MAX:-3000}
+CAPACITY_LOSS=${CAPACITY_LOSS:-0.5}
+UPDATE=${UPDATE:-1}
+HTTP_PORT=${HTTP_PORT:-18480}
+UDP_PORT=${UDP_PORT:-13480}
+TOKEN=bench-token
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN_DIR=${BIN_DIR:-$TARGET/release}
+OUT=${OUT:-$TARGET/bench/$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT"
+
+step() { printf '\n\033[1;35m==> %s\033[0m\n' "$*" >&2; }
+
+if [ "${NO_BUILD:-0}" != 1 ]; then
+  step "Building release binaries"
+  cargo build --release -p queqiao -p queqiao-tests --bin queqiao --bin queqiao-load
+fi
+SERVER_BIN=$BIN_DIR/queqiao
+LOAD_BIN=$BIN_DIR/queqiao-load
+[ -x "$SERVER_BIN" ] && [ -x "$LOAD_BIN" ] || { echo "missing $SERVER_BIN or $LOAD_BIN" >&2; exit 1; }
+
+# Publishing with the bearer token needs standalone mode where the server has accounts.
+SERVER_FLAGS=(--http "127.0.0.1:$HTTP_PORT" --udp "127.0.0.1:$UDP_PORT" --publish-token "$TOKEN")
+if "$SERVER_BIN" --help 2>/dev/null | grep -q -- '--standalone'; then
+  SERVER_FLAGS+=(--standalone)
+fi
+
+CPU_MODEL=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
+MACHINE="$(nproc) cores ($CPU_MODEL), Linux $(uname -r), $(awk '/MemTotal/{printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo)"
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if ! git diff --quiet 2>/dev/null; then COMMIT="$COMMIT+changes"; fi
+
+SERVER_PID=
+stop_server() {
+  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  SERVER_PID=
+}
+trap stop_server EXIT
+
+start_server() {
+  local data
+  data=$(mktemp -d "$OUT/data.XXXX")
+  taskset -c "$SERVER_CORE" "$SERVER_BIN" "${SERVER_FLAGS[@]}" --data-dir "$data" >"$data/server.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$HTTP_PORT/healthz" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "server did not start; see $data/server.log" >&2
+  exit 1
+}
+
+# run_load NAME JSON ARGS... : one run on a fresh server; the JSON report lands in $OUT.
+run_load() {
+  local json=$1; shift
+  start_server
+  local cmd=(taskset -c "$LOAD_CORE" "$LOAD_BIN" webrtc
+    --whip "http://127.0.0.1:$HTTP_PORT/whip/{room}" --token "$TOKEN"
+    --server-pid "$SERVER_PID" --duration "$DURATION" --warmup "$WARMUP"
+    --json "$json" "$@")
+  echo "${cmd[*]}" >"${json%.json}.cmd"
+  "${cmd[@]}" 2>"${json%.json}.log" | tail -n 1 >&2 || echo "run failed: see ${json%.json}.log" >&2
+  stop_server
+}
+
+scenario_args() {
+  case "$1" in
+    join*) echo "--viewers ${1#join} --ramp-per-sec ${1#join} --label ${1#join}-joining-in-1s" ;;
+    *) echo "--viewers $1 --label $1-viewers" ;;
+  esac
+}
+
+step "Machine: $MACHINE; commit $COMMIT; results in $OUT"
+REPORTS=()
+for scenario in $SCENARIOS; do
+  for rep in $(seq "$REPEATS"); do
+    step "Scenario $scenario, run $rep/$REPEATS"
+    json="$OUT/webrtc-$scenario-$rep.json"
+    # shellcheck disable=SC2046
+    run_load "$json" $(scenario_args "$scenario")
+    [ -s "$json" ] && REPORTS+=("$json")
+  done
+done
+
+example_cmd="taskset -c $SERVER_CORE queqiao ${SERVER_FLAGS[*]} --data-dir DIR &
+taskset -c $LOAD_CORE queqiao-load webrtc --whip 'http://127.0.0.1:$HTTP_PORT/whip/{room}' --token $TOKEN --server-pid \$SERVER_PID --duration $DURATION --warmup $WARMUP --viewers N [--ramp-per-sec N]"
+NOTES=(
+  "Measured $(date -u +%Y-%m-%d) on $MACHINE, commit $COMMIT. Medians of $REPEATS runs per scenario; each run starts a fresh server."
+  ""
+  "Command (per run; \`tests/bench/run.sh\` does all of this):"
+  ""
+  '```'
+  "$example_cmd"
+  '```'
+)
+if [ ${#REPORTS[@]} -gt 0 ]; then
+  step "Summary"
+  summary_args=("${REPORTS[@]}")
+  for note in "${NOTES[@]}"; do summary_args+=(--note "$note"); done
+  if [ "$UPDATE" = 1 ] && [ -f BENCHMARKS.md ]; then
+    summary_args+=(--update BENCHMARKS.md --section webrtc)
+  fi
+  "$LOAD_BIN" summarize "${summary_args[@]}"
+fi
+
+if [ "$CAPACITY" = 1 ]; then
+  # passes JSON: loss below the limit, every viewer connected, generator not saturated.
+  passes() {
+    awk -v limit="$CAPACITY_LOSS" '
+      /^  "loss": /              { v = $2; sub(",", "", v); loss = v * 100 }
+      /^  "viewers": /           { v = $2; sub(",", "", v); viewers = v }
+      /^  "viewers_connected": / { v = $2; sub(",", "", v); connected = v }
+      /^  "generator": /         { in_gen = 1 }
+      in_gen && /"cpu_percent": / { v = $2; sub(",", "", v); gen = v; in_gen = 0 }
+      END { exit !(loss < limit && connected == viewers && gen < 95) }' "$1"
+  }
+  CAP_REPORTS=()
+  good=0; bad=0; n=$CAPACITY_START
+  while [ "$n" -le "$CAPACITY_MAX" ]; do
+    step "Capacity probe: $n viewers"
+    json="$OUT/capacity-$n.json"
+    run_load "$json" --viewers "$n" --ramp-per-sec 100 --label "$n-viewers"
+    [ -s "$json" ] && CAP_REPORTS+=("$json")
+    if [ -s "$json" ] && passes "$json"; then good=$n; n=$((n + CAPACITY_STEP)); else bad=$n; break; fi
+  done
+  # Bisect between the last good and the first bad count, to 50 viewers.
+  while [ "$bad" -gt 0 ] && [ $((bad - good)) -gt 50 ]; do
+    n=$(( (good + bad) / 2 / 10 * 10 ))
+    step "Capacity probe: $n viewers"
+    json="$OUT/capacity-$n.json"
+    run_load "$json" --viewers "$n" --ramp-per-sec 100 --label "$n-viewers"
+    [ -s "$json" ] && CAP_REPORTS+=("$json")
+    if [ -s "$json" ] && passes "$json"; then good=$n; else bad=$n; fi
+  done
+  verdict="Largest viewer count holding < ${CAPACITY_LOSS}% loss with every viewer connected on one server core: **$good**"
+  [ "$bad" -gt 0 ] && verdict="$verdict (first failing count: $bad)."
+  [ "$bad" -eq 0 ] && verdict="$verdict (no failure up to CAPACITY_MAX=$CAPACITY_MAX)."
+  step "$verdict"
+  if [ ${#CAP_REPORTS[@]} -gt 0 ]; then
+    cap_args=("${CAP_REPORTS[@]}" --note "$verdict" --note "" --note "One run per probe, viewers joining at 100/s, $DURATION s window, on $MACHINE, commit $COMMIT.")
+    if [ "$UPDATE" = 1 ] && [ -f BENCHMARKS.md ]; then
+      cap_args+=(--update BENCHMARKS.md --section capacity)
+    fi
+    "$LOAD_BIN" summarize "${cap_args[@]}"
+  fi
+fi
+step "Done: $OUT"
