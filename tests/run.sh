@@ -14,7 +14,7 @@ step() { printf '\n\033[1;35m==> %s\033[0m\n' "$*"; }
 
 # ---------------------------------------------------------------------------------------
 step "System packages"
-PACKAGES=(chromium ffmpeg pkg-config libopus-dev fonts-wqy-zenhei nginx libnginx-mod-rtmp)
+PACKAGES=(build-essential pkg-config libopus-dev chromium ffmpeg fonts-wqy-zenhei nginx libnginx-mod-rtmp postgresql python3)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -37,6 +37,14 @@ step "Node packages (browser tests)"
 step "Format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# ---------------------------------------------------------------------------------------
+step "Throwaway PostgreSQL (storage and end-to-end tests run on SQLite and PostgreSQL)"
+PG_DIR=$(mktemp -u /tmp/queqiao-pg-XXXXXX)
+trap 'tests/postgres.sh stop "$PG_DIR" >/dev/null 2>&1 || true' EXIT
+eval "$(tests/postgres.sh start "$PG_DIR")"
+export QUEQIAO_REQUIRE_POSTGRES=1
+echo "PostgreSQL at $QUEQIAO_TEST_POSTGRES_URL"
 
 # ---------------------------------------------------------------------------------------
 step "Unit and integration tests"

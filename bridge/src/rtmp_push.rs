@@ -15,6 +15,7 @@
 use crate::room::RoomCommand;
 use crate::service::{BridgeHandle, BridgeStats, OutputError, unix_ms};
 use bytes::Bytes;
+use rml_rtmp::chunk_io::ChunkDeserializer;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
     ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult,
@@ -229,7 +230,62 @@ pub struct RtmpPublisher {
     stage: Stage,
     handshake: Handshake,
     session: Option<ClientSession>,
+    inspector: MessageInspector,
     out: Vec<u8>,
+}
+
+/// Reassembles the server's messages a second time, ahead of the session, and refuses
+/// the ones `rml_rtmp` 0.8 would panic on (an AMF0 command, type 20 or 17, with fewer
+/// than three values: name, transaction id, command object). Found by the `rtmp_publisher` fuzz
+/// target; the session still runs under `catch_unwind` as a last resort.
+struct MessageInspector {
+    chunks: ChunkDeserializer,
+}
+
+impl MessageInspector {
+    fn inspect(&mut self, data: &[u8]) -> Result<(), RtmpError> {
+        let mut input = data;
+        loop {
+            let chunks = &mut self.chunks;
+            let next = guarded("chunk parser", || chunks.get_next_message(input))?
+                .map_err(|e| RtmpError::Protocol(e.to_string()))?;
+            let Some(message) = next else {
+                return Ok(());
+            };
+            input = &[];
+            match message.type_id {
+                // Set Chunk Size: mirror it, as the session will.
+                1 => {
+                    let size = message
+                        .data
+                        .get(..4)
+                        .map(|b| u32::from_be_bytes([b[0] & 0x7F, b[1], b[2], b[3]]))
+                        .ok_or_else(|| RtmpError::Protocol("short Set Chunk Size".into()))?;
+                    self.chunks
+                        .set_max_chunk_size(size as usize)
+                        .map_err(|e| RtmpError::Protocol(e.to_string()))?;
+                }
+                // AMF0 command, or an "AMF3" command that is AMF0 after a 0 byte (how
+                // rml_rtmp reads type 17).
+                17 | 20 => {
+                    let data = &message.data[..];
+                    let mut reader = match data.first() {
+                        Some(0) if message.type_id == 17 => &data[1..],
+                        _ => data,
+                    };
+                    let values = rml_amf0::deserialize(&mut reader)
+                        .map_err(|e| RtmpError::Protocol(format!("AMF0 command: {e}")))?;
+                    let well_formed = values.len() >= 3
+                        && matches!(values[0], rml_amf0::Amf0Value::Utf8String(_))
+                        && matches!(values[1], rml_amf0::Amf0Value::Number(_));
+                    if !well_formed {
+                        return Err(RtmpError::Protocol("malformed AMF0 command".into()));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for RtmpPublisher {
@@ -259,6 +315,9 @@ impl RtmpPublisher {
             stage: Stage::Handshaking,
             handshake,
             session: None,
+            inspector: MessageInspector {
+                chunks: ChunkDeserializer::new(),
+            },
             out: c0c1,
         })
     }
@@ -331,6 +390,7 @@ impl RtmpPublisher {
     }
 
     fn session_input(&mut self, data: &[u8]) -> Result<bool, RtmpError> {
+        self.inspector.inspect(data)?;
         let Some(session) = self.session.as_mut() else {
             return Err(RtmpError::Protocol("no session".into()));
         };

@@ -128,6 +128,10 @@ pub struct SettingsArgs {
     /// Words refused in chat (repeatable; comma-separated in the environment).
     #[arg(long = "blocked-word", env = "QUEQIAO_BLOCKED_WORDS", value_delimiter = ',', global = true)]
     pub blocked_words: Option<Vec<String>>,
+    /// On a fresh database, create a demo admin, a demo host and a demo room, and print
+    /// their passwords once (for trying the product out; never for production).
+    #[arg(long, env = "QUEQIAO_SEED_DEMO", global = true)]
+    pub seed_demo: bool,
 }
 
 /// The TOML file's shape: every field optional.

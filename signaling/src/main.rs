@@ -47,6 +47,12 @@ async fn main() -> ExitCode {
             "a publish token is configured but standalone mode is off: hosts publish with their account token"
         );
     }
+    if cli.settings.seed_demo
+        && let Err(err) = seed_demo(&config).await
+    {
+        eprintln!("queqiao: could not seed demo accounts: {err}");
+        return ExitCode::FAILURE;
+    }
     let server = match Server::start(config.clone()).await {
         Ok(server) => server,
         Err(err) => {
@@ -140,6 +146,57 @@ async fn admin(config: &Config, action: AdminAction) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--seed-demo`: on an empty database, an admin, a host with a room, and their passwords.
+async fn seed_demo(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
+    use signaling::store::{NewRoom, NewUser, Role, Store, Visibility};
+    std::fs::create_dir_all(&config.data_dir)?;
+    let store = Store::connect(&config.database_url()).await?;
+    if store.list_users(1, 0).await?.1 > 0 {
+        store.close().await;
+        return Ok(());
+    }
+    let password = || -> String {
+        rand::Rng::sample_iter(rand::rng(), rand::distr::Alphanumeric).take(12).map(char::from).collect()
+    };
+    let (admin_password, host_password) = (password(), password());
+    store
+        .create_user(&NewUser {
+            username: Some("admin".into()),
+            password_hash: signaling::auth::hash_password(admin_password.clone()).await?,
+            role: Some(Role::Admin),
+            nickname: "管理员".into(),
+            ..Default::default()
+        })
+        .await?;
+    let host = store
+        .create_user(&NewUser {
+            username: Some("hongniang".into()),
+            password_hash: signaling::auth::hash_password(host_password.clone()).await?,
+            role: Some(Role::Host),
+            nickname: "红娘小美".into(),
+            city: Some("上海".into()),
+            bio: Some("周末相亲局主持人".into()),
+            tags: vec!["红娘".into()],
+            ..Default::default()
+        })
+        .await?;
+    store
+        .create_room(&NewRoom {
+            id: "demo".into(),
+            host_id: Some(host.id),
+            title: "周末相亲局 · Weekend matchmaking".into(),
+            cover_url: None,
+            tags: vec!["交友".into(), "相亲".into()],
+            city: Some("上海".into()),
+            scheduled_start: None,
+            visibility: Visibility::Public,
+        })
+        .await?;
+    store.close().await;
+    println!("Demo accounts (shown once): admin / {admin_password}   host hongniang / {host_password} (room \"demo\")");
+    Ok(())
 }
 
 async fn shutdown_signal() {

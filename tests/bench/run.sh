@@ -29,6 +29,11 @@ CAPACITY_STEP=${CAPACITY_STEP:-200}
 CAPACITY_MAX=${CAPACITY_MAX:-3000}
 CAPACITY_LOSS=${CAPACITY_LOSS:-0.5}
 UPDATE=${UPDATE:-1}
+# The machine is shared: other work competes for the cores our processes are pinned to.
+# Real-time priority keeps it from preempting the server and the load generator (the
+# kernel still leaves 5 % of each core to others). Empty strings run at normal priority.
+SERVER_SCHED=${SERVER_SCHED-chrt -f 10}
+LOAD_SCHED=${LOAD_SCHED-chrt -f 5}
 HTTP_PORT=${HTTP_PORT:-18480}
 UDP_PORT=${UDP_PORT:-13480}
 TOKEN=bench-token
@@ -71,7 +76,8 @@ trap stop_server EXIT
 start_server() {
   local data
   data=$(mktemp -d "$OUT/data.XXXX")
-  taskset -c "$SERVER_CORE" "$SERVER_BIN" "${SERVER_FLAGS[@]}" --data-dir "$data" >"$data/server.log" 2>&1 &
+  # shellcheck disable=SC2086
+  $SERVER_SCHED taskset -c "$SERVER_CORE" "$SERVER_BIN" "${SERVER_FLAGS[@]}" --data-dir "$data" >"$data/server.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 100); do
     curl -sf "http://127.0.0.1:$HTTP_PORT/healthz" >/dev/null 2>&1 && return 0
@@ -85,7 +91,8 @@ start_server() {
 run_load() {
   local json=$1; shift
   start_server
-  local cmd=(taskset -c "$LOAD_CORE" "$LOAD_BIN" webrtc
+  # shellcheck disable=SC2206
+  local cmd=($LOAD_SCHED taskset -c "$LOAD_CORE" "$LOAD_BIN" webrtc
     --whip "http://127.0.0.1:$HTTP_PORT/whip/{room}" --token "$TOKEN"
     --server-pid "$SERVER_PID" --duration "$DURATION" --warmup "$WARMUP"
     --json "$json" "$@")
@@ -113,8 +120,8 @@ for scenario in $SCENARIOS; do
   done
 done
 
-example_cmd="taskset -c $SERVER_CORE queqiao ${SERVER_FLAGS[*]} --data-dir DIR &
-taskset -c $LOAD_CORE queqiao-load webrtc --whip 'http://127.0.0.1:$HTTP_PORT/whip/{room}' --token $TOKEN --server-pid \$SERVER_PID --duration $DURATION --warmup $WARMUP --viewers N [--ramp-per-sec N]"
+example_cmd="$SERVER_SCHED taskset -c $SERVER_CORE queqiao ${SERVER_FLAGS[*]} --data-dir DIR &
+$LOAD_SCHED taskset -c $LOAD_CORE queqiao-load webrtc --whip 'http://127.0.0.1:$HTTP_PORT/whip/{room}' --token $TOKEN --server-pid \$SERVER_PID --duration $DURATION --warmup $WARMUP --viewers N [--ramp-per-sec N]"
 NOTES=(
   "Measured $(date -u +%Y-%m-%d) on $MACHINE, commit $COMMIT. Medians of $REPEATS runs per scenario; each run starts a fresh server."
   ""
