@@ -14,7 +14,7 @@ step() { printf '\n\033[1;35m==> %s\033[0m\n' "$*"; }
 
 # ---------------------------------------------------------------------------------------
 step "System packages"
-PACKAGES=(build-essential pkg-config libopus-dev chromium ffmpeg fonts-wqy-zenhei nginx libnginx-mod-rtmp postgresql python3)
+PACKAGES=(build-essential pkg-config libopus-dev chromium ffmpeg fonts-wqy-zenhei nginx libnginx-mod-rtmp postgresql python3 fonts-noto-color-emoji)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -55,6 +55,11 @@ cargo test --workspace --locked -- --test-threads=1
 step "Browser tests (headless Chromium against the queqiao binary)"
 cargo build --locked -p queqiao
 (cd tests/browser && QUEQIAO_BIN="$ROOT/target/debug/queqiao" npm test)
+
+# ---------------------------------------------------------------------------------------
+step "Mini-program tests (WeChat/Alipay pages in miniprogram-simulate against the queqiao binary)"
+# Uses tests/browser/harness.mjs (installed above) to start queqiao and publish a live room.
+(cd tests/miniprogram && npm ci --no-audit --no-fund --loglevel=error && QUEQIAO_BIN="$ROOT/target/debug/queqiao" npm test)
 
 # ---------------------------------------------------------------------------------------
 if [ "${FUZZ_SECONDS:-0}" -gt 0 ]; then

@@ -1,144 +1,52 @@
-// The first page of the web demo: go live with the camera (WHIP) and watch a room (WHEP).
-import { publish, play, inboundVideoStats, outboundVideoStats } from './whip.js';
+// The web demo: room list, log in / sign up, profile, host studio, viewer, replays, and the
+// quick test page. Plain ES modules, no build step; served by queqiao at `/`.
+import * as i18n from './js/i18n.js';
+import * as session from './js/session.js';
+import { route, start, currentPath } from './js/router.js';
+import { roomsView } from './js/views/rooms.js';
+import { loginView, registerView } from './js/views/auth.js';
+import { profileView } from './js/views/profile.js';
+import { studioHomeView, studioRoomView } from './js/views/studio.js';
+import { viewerView } from './js/views/viewer.js';
+import { replayView } from './js/views/replay.js';
+import { quickView, quickRequested } from './js/views/quick.js';
 
-const $ = (id) => document.getElementById(id);
-const state = { publisher: null, viewer: null };
-// Exposed for the browser tests and for curious developers.
+// Exposed for the browser tests and for curious developers: the quick page sets
+// .publisher/.viewer, the studio .studio, the viewer .watch.
+const state = { publisher: null, viewer: null, studio: null, watch: null };
 window.queqiao = state;
 
-function setStatus(id, text, kind = '') {
-  const el = $(id);
-  el.textContent = text;
-  el.dataset.kind = kind;
+route('/', roomsView);
+route('/login', loginView);
+route('/register', registerView);
+route('/me', profileView);
+route('/studio', studioHomeView);
+route('/studio/:id', studioRoomView);
+route('/room/:id', viewerView);
+route('/replay/:id', replayView);
+route('/quick', (container, params) => quickView(container, params, state));
+
+function updateNav() {
+  const path = currentPath();
+  const section = path.startsWith('/studio') ? 'studio' : (path === '/me' || path === '/login' || path === '/register') ? 'me' : path === '/' ? 'rooms' : '';
+  document.querySelectorAll('[data-nav]').forEach((a) => {
+    if (a.dataset.nav === section) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  });
+  const me = document.getElementById('nav-me');
+  const user = session.user();
+  me.dataset.i18n = user ? 'nav.me' : 'nav.login';
+  me.textContent = i18n.t(me.dataset.i18n);
+  me.href = user ? '#/me' : '#/login';
 }
 
-function randomRoom() {
-  return `room-${Math.random().toString(36).slice(2, 8)}`;
-}
+document.getElementById('lang-toggle').addEventListener('click', () => i18n.toggleLang());
+window.addEventListener('sessionchange', updateNav);
+document.addEventListener('routechange', updateNav);
+window.addEventListener('langchange', updateNav);
 
-// ---- room list ---------------------------------------------------------------
-async function refreshRooms() {
-  try {
-    const response = await fetch('/api/rooms?live=true&per_page=50');
-    const { items: rooms } = await response.json();
-    const list = $('rooms');
-    list.replaceChildren();
-    const live = rooms.filter((r) => r.live);
-    if (live.length === 0) {
-      const li = document.createElement('li');
-      li.className = 'empty';
-      li.textContent = '暂无直播 · Nobody is live yet';
-      list.append(li);
-    }
-    for (const room of live) {
-      const li = document.createElement('li');
-      const name = document.createElement('span');
-      name.textContent = room.title || room.id; // text, never HTML
-      const viewers = document.createElement('span');
-      viewers.className = 'viewers';
-      viewers.textContent = `👀 ${room.viewers}`;
-      const watch = document.createElement('button');
-      watch.textContent = '观看 Watch';
-      watch.addEventListener('click', () => { $('watch-room').value = room.id; $('watch-form').requestSubmit(); });
-      li.append(name, viewers, watch);
-      list.append(li);
-    }
-  } catch (_) { /* offline: keep the last list */ }
-}
-
-// ---- publishing ----------------------------------------------------------------
-$('publish-form').addEventListener('submit', async (event) => {
-  event.preventDefault();
-  const room = $('publish-room').value.trim();
-  const token = $('publish-token').value.trim();
-  localStorage.setItem('queqiao.token', token);
-  $('publish-start').disabled = true;
-  setStatus('publish-status', '连接中… Connecting…');
-  try {
-    const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 1280, height: 720 }, audio: true });
-    $('publish-video').srcObject = stream;
-    const url = new URL(`/whip/${encodeURIComponent(room)}`, location.href).toString();
-    state.publisher = await publish(url, token, stream, $('publish-codec').value);
-    state.publisher.stream = stream;
-    state.publisher.pc.addEventListener('connectionstatechange', () => {
-      const s = state.publisher && state.publisher.pc.connectionState;
-      if (s === 'connected') setStatus('publish-status', `直播中 · Live in ${room}`, 'ok');
-      if (s === 'failed' || s === 'disconnected') setStatus('publish-status', `连接中断 · ${s}`, 'error');
-    });
-    $('publish-stop').disabled = false;
-    if (!$('watch-room').value) $('watch-room').value = room;
-  } catch (err) {
-    setStatus('publish-status', `开播失败 · ${err.message}`, 'error');
-    $('publish-start').disabled = false;
-  }
-});
-
-$('publish-stop').addEventListener('click', async () => {
-  if (!state.publisher) return;
-  await state.publisher.stop();
-  state.publisher.stream.getTracks().forEach((t) => t.stop());
-  state.publisher = null;
-  $('publish-video').srcObject = null;
-  $('publish-stop').disabled = true;
-  $('publish-start').disabled = false;
-  setStatus('publish-status', '已下播 · Show ended');
-});
-
-// ---- watching ----------------------------------------------------------------------
-$('watch-form').addEventListener('submit', async (event) => {
-  event.preventDefault();
-  const room = $('watch-room').value.trim();
-  if (state.viewer) await state.viewer.stop();
-  $('watch-start').disabled = true;
-  setStatus('watch-status', '连接中… Connecting…');
-  try {
-    const url = new URL(`/whep/${encodeURIComponent(room)}`, location.href).toString();
-    state.viewer = await play(url, $('watch-video'));
-    state.viewer.pc.addEventListener('connectionstatechange', () => {
-      const s = state.viewer && state.viewer.pc.connectionState;
-      if (s === 'connected') setStatus('watch-status', `观看中 · Watching ${room}`, 'ok');
-      if (s === 'failed' || s === 'disconnected') setStatus('watch-status', `连接中断 · ${s}`, 'error');
-    });
-    $('watch-stop').disabled = false;
-  } catch (err) {
-    setStatus('watch-status', `无法观看 · ${err.message}`, 'error');
-  } finally {
-    $('watch-start').disabled = false;
-  }
-});
-
-$('watch-stop').addEventListener('click', async () => {
-  if (!state.viewer) return;
-  await state.viewer.stop();
-  state.viewer = null;
-  $('watch-video').srcObject = null;
-  $('watch-stop').disabled = true;
-  setStatus('watch-status', '已离开 · Left');
-});
-
-// ---- live statistics ---------------------------------------------------------------
-let lastBytes = 0;
-setInterval(async () => {
-  if (state.publisher) {
-    const s = await outboundVideoStats(state.publisher.pc);
-    if (s) {
-      const kbps = Math.round(((s.bytesSent - lastBytes) * 8) / 1000);
-      lastBytes = s.bytesSent;
-      $('publish-stats').textContent = `${s.codec} · ${s.frameWidth}px · ${kbps} kbps · ${s.framesEncoded} frames`;
-    }
-  }
-  if (state.viewer) {
-    const s = await inboundVideoStats(state.viewer.pc);
-    if (s) {
-      $('watch-stats').textContent = `${s.codec} · ${s.frameWidth}×${s.frameHeight} · ${s.framesDecoded} frames · lost ${s.packetsLost}`;
-    }
-  }
-}, 1000);
-
-// ---- start ---------------------------------------------------------------------------
-const params = new URLSearchParams(location.search);
-$('publish-room').value = params.get('room') || randomRoom();
-$('publish-token').value = params.get('token') || localStorage.getItem('queqiao.token') || '';
-$('watch-room').value = params.get('watch') || '';
-refreshRooms();
-setInterval(refreshRooms, 3000);
+i18n.apply();
+if (quickRequested() && !location.hash) history.replaceState(null, '', `${location.search}#/quick`);
+start(document.getElementById('view'));
+updateNav();
+session.refresh();

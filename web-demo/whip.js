@@ -57,8 +57,12 @@ async function exchange(pc, url, token) {
   const response = await fetch(url, { method: 'POST', headers, body: pc.localDescription.sdp });
   if (response.status !== 201) {
     let message = `${response.status}`;
-    try { message = (await response.json()).error.message; } catch (_) { /* not JSON */ }
-    throw new Error(message);
+    let code = 'http';
+    try { ({ message, code } = (await response.json()).error); } catch (_) { /* not JSON */ }
+    const error = new Error(message);
+    error.status = response.status;
+    error.code = code;
+    throw error;
   }
   const location = new URL(response.headers.get('Location'), url).toString();
   await pc.setRemoteDescription({ type: 'answer', sdp: await response.text() });
@@ -82,11 +86,12 @@ function session(pc, location, token, channel) {
 
 /**
  * Publishes `stream` to a WHIP endpoint. `codec` is 'video/H264' (default) or 'video/VP8'.
- * Returns { pc, location, channel, stop() }; `channel` is the `room` data channel.
+ * Returns { pc, location, channel, stop() }; `channel` is the `room` data channel (null with
+ * `{ dataChannel: false }`, e.g. when the page talks to the room over the WebSocket).
  */
-export async function publish(url, token, stream, codec = 'video/H264') {
+export async function publish(url, token, stream, codec = 'video/H264', { dataChannel = true } = {}) {
   const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
-  const channel = pc.createDataChannel('room');
+  const channel = dataChannel ? pc.createDataChannel('room') : null;
   for (const track of stream.getTracks()) {
     const transceiver = pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
     if (track.kind === 'video' && RTCRtpSender.getCapabilities) {
@@ -106,10 +111,12 @@ export async function publish(url, token, stream, codec = 'video/H264') {
 
 /**
  * Plays a WHEP endpoint into `video`. Returns { pc, location, channel, stop() }.
+ * `token` (optional) tells the server who is watching: private rooms need it, and the
+ * `room` data channel then speaks for that user.
  */
-export async function play(url, video) {
+export async function play(url, video, { token = null, dataChannel = true } = {}) {
   const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
-  const channel = pc.createDataChannel('room');
+  const channel = dataChannel ? pc.createDataChannel('room') : null;
   pc.addTransceiver('video', { direction: 'recvonly' });
   pc.addTransceiver('audio', { direction: 'recvonly' });
   const stream = new MediaStream();
@@ -118,11 +125,26 @@ export async function play(url, video) {
     video.srcObject = stream;
   });
   try {
-    return session(pc, await exchange(pc, url, null), null, channel);
+    return session(pc, await exchange(pc, url, token), token, channel);
   } catch (err) {
     pc.close();
     throw err;
   }
+}
+
+/** Resolves once `pc` is connected; rejects when it fails, closes or `ms` pass. */
+export function connected(pc, ms = 10000) {
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      const s = pc.connectionState;
+      if (s === 'connected') { done(); resolve(); }
+      if (s === 'failed' || s === 'closed') { done(); reject(new Error(`connection ${s}`)); }
+    };
+    const timer = setTimeout(() => { done(); reject(new Error('connection timed out')); }, ms);
+    const done = () => { clearTimeout(timer); pc.removeEventListener('connectionstatechange', check); };
+    pc.addEventListener('connectionstatechange', check);
+    check();
+  });
 }
 
 /** Inbound video statistics: frames decoded, size, codec. */
@@ -160,6 +182,9 @@ export async function outboundVideoStats(pc) {
         framesEncoded: s.framesEncoded || 0,
         bytesSent: s.bytesSent || 0,
         frameWidth: s.frameWidth || 0,
+        frameHeight: s.frameHeight || 0,
+        framesPerSecond: s.framesPerSecond || 0,
+        timestamp: s.timestamp,
         codec: codecs.get(s.codecId) || '',
       };
     }

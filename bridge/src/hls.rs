@@ -225,9 +225,13 @@ pub struct HlsMuxer {
 }
 
 impl HlsMuxer {
-    /// A muxer for `tracks`.
+    /// A muxer for `tracks`. The playlist announces `EXT-X-TARGETDURATION` of 1.5 × the
+    /// segment target from the start (3 s for 2 s segments): a segment ends at the first
+    /// IDR after the target, and the keyframe asked for may take up to a second to come
+    /// (PLIs are coalesced), so the target duration should not have to be raised mid-stream
+    /// (RFC 8216 §4.3.3.1 says it must not change).
     pub fn new(tracks: Tracks, config: HlsConfig) -> Self {
-        let target = config.ts.target_segment_duration.as_secs_f64();
+        let target = config.ts.target_segment_duration.as_secs_f64() * 1.5;
         HlsMuxer {
             ts: TsMuxer::new(tracks, config.ts),
             playlist: LivePlaylist::new(config.window, config.retain_after_window, target),

@@ -26,6 +26,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 /// What the room task is asked to do.
 pub(crate) enum RoomCommand {
+    /// The SFU says the room is live (attach the tap again if it was released).
+    Live,
     /// The SFU says the publisher left (backup for a lost tap event).
     Offline,
     /// The server is stopping: end the show and exit.
@@ -185,6 +187,8 @@ pub(crate) struct RoomTask {
     keyframe_wanted: bool,
     last_keyframe_request: Option<Instant>,
     idle_since: Option<Instant>,
+    release_tap: bool,
+    want_tap: bool,
     exit: bool,
 }
 
@@ -218,6 +222,8 @@ impl RoomTask {
             keyframe_wanted: false,
             last_keyframe_request: None,
             idle_since: Some(Instant::now()),
+            release_tap: false,
+            want_tap: false,
             exit: false,
         }
     }
@@ -243,7 +249,10 @@ impl RoomTask {
         tracing::debug!(room = %self.room, "bridge room task ended");
     }
 
-    async fn run_loop(&mut self, mut tap: TapReceiver, commands: &mut mpsc::Receiver<RoomCommand>) {
+    async fn run_loop(&mut self, tap: TapReceiver, commands: &mut mpsc::Receiver<RoomCommand>) {
+        // The tap is released when a show ends (so the SFU can forget an idle room) and
+        // taken again when the supervisor says the room is live once more.
+        let mut tap = Some(tap);
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
@@ -252,15 +261,15 @@ impl RoomTask {
             let sleep_at = poll_at.map_or_else(far, tokio::time::Instant::from_std);
             tokio::select! {
                 biased;
-                event = tap.recv() => match event {
+                event = next_tap(&mut tap) => match event {
                     Some(event) => {
                         let cpu = ThreadCpu::start();
                         self.on_tap(event);
                         let mut handled = 1;
-                        while handled < TAP_BATCH {
-                            match tap.try_recv() {
-                                Ok(event) => self.on_tap(event),
-                                Err(_) => break,
+                        while handled < TAP_BATCH && !self.release_tap {
+                            match tap.as_mut().map(TapReceiver::try_recv) {
+                                Some(Ok(event)) => self.on_tap(event),
+                                _ => break,
                             }
                             handled += 1;
                         }
@@ -285,6 +294,26 @@ impl RoomTask {
             }
             if self.keyframe_wanted {
                 self.request_keyframe().await;
+            }
+            if std::mem::take(&mut self.release_tap) {
+                // Handle what is already queued first: the SFU queues a new publisher's
+                // `PublisherStarted` before it announces the room live, so a show that
+                // starts right away is seen here and the tap is kept.
+                while let Some(Ok(event)) = tap.as_mut().map(TapReceiver::try_recv) {
+                    self.on_tap(event);
+                }
+                self.release_tap = false;
+                if !self.pipeline.session_active() {
+                    tap = None;
+                }
+            }
+            if std::mem::take(&mut self.want_tap) && tap.is_none() && !self.exit {
+                match self.shared.sfu.tap(self.room.clone()).await {
+                    Ok(receiver) => tap = Some(receiver),
+                    Err(err) => {
+                        tracing::debug!(room = %self.room, %err, "could not attach to the room again")
+                    }
+                }
             }
         }
     }
@@ -316,6 +345,7 @@ impl RoomTask {
                     tracing::info!(room = %self.room, epoch, "publisher session ended");
                     self.end_show();
                     self.idle_since = Some(Instant::now());
+                    self.release_tap = true;
                 }
                 PipelineNotice::RoomClosed => {
                     if let Some(units) = units.take() {
@@ -590,6 +620,7 @@ impl RoomTask {
                     self.on_output(out, None);
                 }
             }
+            RoomCommand::Live => self.want_tap = true,
             RoomCommand::Shutdown => {
                 self.end_show();
                 self.exit = true;
@@ -895,6 +926,14 @@ fn answer_llhls(show: &Show, request: LlRequest) -> Answer {
                 missing(format!("part{msn}.{part}.mp4 is not available"))
             }
         }
+    }
+}
+
+/// The next tap event; never resolves while no tap is attached.
+async fn next_tap(tap: &mut Option<TapReceiver>) -> Option<TapEvent> {
+    match tap {
+        Some(tap) => tap.recv().await,
+        None => std::future::pending().await,
     }
 }
 

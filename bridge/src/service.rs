@@ -700,7 +700,15 @@ async fn supervise(handle: BridgeHandle, mut events: broadcast::Receiver<SfuEven
     resync(&handle).await;
     loop {
         match events.recv().await {
-            Ok(SfuEvent::Live { room, .. }) => handle.ensure_room(&room),
+            Ok(SfuEvent::Live { room, .. }) => {
+                // A lingering task (previous show just ended) takes its tap again.
+                match handle.shared.entry(&room) {
+                    Some(entry) => {
+                        let _ = entry.commands.try_send(RoomCommand::Live);
+                    }
+                    None => handle.ensure_room(&room),
+                }
+            }
             Ok(SfuEvent::Offline { room }) => {
                 if let Some(entry) = handle.shared.entry(&room) {
                     let _ = entry.commands.try_send(RoomCommand::Offline);
@@ -729,7 +737,12 @@ async fn resync(handle: &BridgeHandle) {
             continue;
         };
         if room.live {
-            handle.ensure_room(&id);
+            match handle.shared.entry(&id) {
+                Some(entry) => {
+                    let _ = entry.commands.try_send(RoomCommand::Live);
+                }
+                None => handle.ensure_room(&id),
+            }
         } else if let Some(entry) = handle.shared.entry(&id) {
             let _ = entry.commands.try_send(RoomCommand::Offline);
         }

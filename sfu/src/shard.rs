@@ -27,7 +27,7 @@ use rtc::data_channel::{RTCDataChannelId, RTCDataChannelInit};
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
-use rtc::peer_connection::state::{RTCIceConnectionState, RTCPeerConnectionState};
+use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::sender_report::SenderReport;
@@ -37,8 +37,9 @@ use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -51,8 +52,25 @@ pub const ROOM_CHANNEL_LABEL: &str = "room";
 const DATA_CHANNEL_GRACE: Duration = Duration::from_millis(300);
 /// How often timeouts, idle rooms and pending PLIs are checked.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
-/// Most datagrams handled per wake-up before the shard flushes and yields.
+/// Most datagrams handled per wake-up before the shard yields.
 const MAX_DATAGRAMS_PER_WAKE: usize = 512;
+/// Forwarded packets a peer's engine may hold before they are drained (encrypted and
+/// queued for the socket). The engine's internal queues keep their peak capacity for the
+/// life of the peer, so a burst (a joiner's GOP replay, an unpaced keyframe) pushed in
+/// whole would leave every viewer holding hundreds of kilobytes of empty queues.
+const MAX_RTP_PER_DRAIN: u32 = 8;
+/// Datagrams queued for the socket before they are sent in the middle of a wake-up: bounds
+/// the encrypted copies held at once and how long the first viewers' packets wait.
+const SEND_EARLY: usize = 256;
+/// How long after a peer nominates its ICE pair we start DTLS (we are the DTLS client).
+/// rtc 0.21 builds the ClientHello as soon as ICE selects a pair but hands it out only
+/// from `handle_timeout`, i.e. at the ICE agent's next tick — up to 200 ms into every
+/// join. Running the timers shortly after the nomination sends it at once; the few
+/// milliseconds let the binding response that completes the peer's ICE arrive and be
+/// handled first, because clients that read a burst of datagrams before updating their
+/// ICE state (webrtc-rs) drop a ClientHello that overtakes it and wait for the DTLS
+/// retransmission (1 s). Browsers would keep it either way.
+const DTLS_START_DELAY: Duration = Duration::from_millis(10);
 /// Most sequence numbers answered from one NACK packet.
 const MAX_RETRANSMISSIONS_PER_NACK: usize = 256;
 /// The 3GPP coordination-of-video-orientation values, so attaching one needs no allocation.
@@ -67,6 +85,32 @@ static ORIENTATION_BYTES: [u8; 256] = {
 };
 
 type Reply<T> = oneshot::Sender<Result<T, SfuError>>;
+
+/// Peers by id. The map is read once per viewer per forwarded packet, and SipHash (the
+/// std default, built against untrusted keys) costs more there than the rest of the
+/// lookup; peer ids are minted by us (an odd multiple of a 64-bit constant), so a
+/// multiplicative hash spreads them well and nobody outside can choose them.
+type PeerMap<V> = HashMap<PeerId, V, BuildHasherDefault<PeerIdHasher>>;
+
+/// FxHash-style multiply–rotate hasher for [`PeerId`]s (see [`PeerMap`]).
+#[derive(Debug, Default, Clone, Copy)]
+struct PeerIdHasher(u64);
+
+impl Hasher for PeerIdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(byte as u64);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = (self.0.rotate_left(5) ^ value).wrapping_mul(0x51_7cc1_b727_220a_95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// Messages to the shard.
 pub(crate) enum Command {
@@ -163,8 +207,22 @@ struct Peer {
     opened_data_channel: bool,
     /// The deadline this peer is registered under in the timer heap.
     timer: Option<Instant>,
+    /// The peer nominated its ICE pair and a timer was set to start DTLS.
+    dtls_started: bool,
+    /// What its engine holds for the wire.
+    outbox: Outbox,
+}
+
+/// What a peer's engine holds for the wire since it was last drained.
+#[derive(Debug, Default, Clone, Copy)]
+struct Outbox {
     /// Queued in `to_flush` already.
-    flush_pending: bool,
+    queued: bool,
+    /// Forwarded RTP packets written into the engine and not drained yet.
+    rtp: u32,
+    /// Something else may be waiting (input, timers, RTCP, data channel): drain until the
+    /// engine is empty.
+    full: bool,
 }
 
 struct Room {
@@ -222,12 +280,14 @@ pub(crate) struct Shard {
     advertised: SocketAddr,
     stats: Arc<SfuStats>,
     events: broadcast::Sender<SfuEvent>,
-    peers: HashMap<PeerId, Peer>,
+    peers: PeerMap<Peer>,
     rooms: HashMap<RoomId, Room>,
     demux: DemuxTable,
     timers: BinaryHeap<Reverse<(Instant, PeerId)>>,
     to_flush: Vec<PeerId>,
     send_queue: SendQueue,
+    /// The socket, once `run` has it.
+    fd: Option<RawFd>,
 }
 
 impl Shard {
@@ -242,12 +302,13 @@ impl Shard {
             advertised,
             stats,
             events,
-            peers: HashMap::new(),
+            peers: PeerMap::default(),
             rooms: HashMap::new(),
             demux: DemuxTable::new(),
             timers: BinaryHeap::new(),
             to_flush: Vec::new(),
             send_queue: SendQueue::default(),
+            fd: None,
         }
     }
 
@@ -261,6 +322,11 @@ impl Shard {
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING_INTERVAL);
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let fd = socket.as_raw_fd();
+        self.fd = Some(fd);
+        let ipv6 = socket.local_addr().is_ok_and(|a| a.is_ipv6());
+        if let Err(err) = crate::udp::set_dont_fragment(fd, ipv6) {
+            tracing::debug!(%err, "could not set don't-fragment on the media socket");
+        }
         loop {
             let next_timer = self.timers.peek().map(|Reverse((at, _))| *at);
             let timer = async {
@@ -276,7 +342,7 @@ impl Shard {
                     Some(Command::Shutdown { reply }) => {
                         self.shutdown(Instant::now());
                         self.flush_peers();
-                        self.send(fd);
+                        self.send();
                         let _ = reply.send(Ok(()));
                         break;
                     }
@@ -284,13 +350,13 @@ impl Shard {
                     None => {
                         self.shutdown(Instant::now());
                         self.flush_peers();
-                        self.send(fd);
+                        self.send();
                         break;
                     }
                 },
                 ready = socket.writable(), if wants_write => {
                     if ready.is_ok() {
-                        self.send(fd);
+                        self.send();
                     }
                 }
                 ready = socket.readable() => {
@@ -308,6 +374,10 @@ impl Shard {
                                             self.on_datagram(datagram, from, now);
                                         }
                                     }
+                                    // Out before the next batch is read: a burst of input
+                                    // must not hold back what is ready to go.
+                                    self.flush_peers();
+                                    self.send();
                                 }
                             }
                         }
@@ -317,7 +387,7 @@ impl Shard {
                 _ = housekeeping.tick() => self.housekeeping(Instant::now()),
             }
             self.flush_peers();
-            self.send(fd);
+            self.send();
         }
         tracing::info!("media plane stopped");
     }
@@ -519,7 +589,8 @@ impl Shard {
                 data_channel: None,
                 opened_data_channel: false,
                 timer: None,
-                flush_pending: false,
+                dtls_started: false,
+                outbox: Outbox::default(),
             },
         );
         SfuStats::add(&self.stats.peers_created, 1);
@@ -594,7 +665,8 @@ impl Shard {
                 data_channel: None,
                 opened_data_channel: false,
                 timer: None,
-                flush_pending: false,
+                dtls_started: false,
+                outbox: Outbox::default(),
             },
         );
         SfuStats::add(&self.stats.peers_created, 1);
@@ -619,6 +691,7 @@ impl Shard {
             return;
         };
         peer.last_received = now;
+        let nominates = !peer.dtls_started && stun_nominates(datagram);
         let message = TaggedBytesMut {
             now,
             transport: TransportContext {
@@ -633,6 +706,14 @@ impl Shard {
             tracing::debug!(peer = %id, %err, "engine rejected a datagram");
         }
         self.drain_peer(id, now);
+        if nominates && let Some(peer) = self.peers.get_mut(&id) {
+            peer.dtls_started = true;
+            let at = now + DTLS_START_DELAY;
+            if peer.timer.is_none_or(|current| at < current) {
+                peer.timer = Some(at);
+                self.timers.push(Reverse((at, id)));
+            }
+        }
     }
 
     /// Processes everything the engine has for the application after input, then
@@ -667,19 +748,6 @@ impl Shard {
 
     fn on_engine_event(&mut self, id: PeerId, event: RTCPeerConnectionEvent, now: Instant) {
         match event {
-            RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(
-                RTCIceConnectionState::Connected,
-            ) => {
-                // We are the DTLS client. When ICE selects its pair, rtc 0.21 builds the
-                // ClientHello but only hands it out from `handle_timeout`, which would wait
-                // for the ICE agent's next tick (up to 200 ms of every join). Run the
-                // timers now: handlers act only on what is due, so this is safe.
-                if let Some(peer) = self.peers.get_mut(&id)
-                    && let Err(err) = peer.connection.handle_timeout(now)
-                {
-                    tracing::debug!(peer = %id, %err, "engine timeout error");
-                }
-            }
             RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => match state {
                 RTCPeerConnectionState::Connected => self.on_connected(id, now),
                 RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
@@ -763,6 +831,7 @@ impl Shard {
             stats,
             to_flush,
             events,
+            send_queue,
             ..
         } = self;
         let Some(room) = rooms.get_mut(room_id) else {
@@ -790,10 +859,16 @@ impl Shard {
                     if let Ok(header) = video.forwarder.forward(packet, now) {
                         write_rtp(&mut peer.connection, &header, packet, now, stats);
                         SfuStats::add(&stats.keyframe_cache_replayed, 1);
+                        peer.outbox.rtp += 1;
+                        // The GOP goes out in slices, never whole into the engine.
+                        if peer.outbox.rtp >= MAX_RTP_PER_DRAIN {
+                            drain_engine(&mut peer.connection, &mut peer.outbox, send_queue);
+                        }
                     }
                 }
-                if !peer.flush_pending {
-                    peer.flush_pending = true;
+                peer.outbox.full = true;
+                if !peer.outbox.queued {
+                    peer.outbox.queued = true;
                     to_flush.push(id);
                 }
             }
@@ -880,6 +955,7 @@ impl Shard {
             peers,
             stats,
             to_flush,
+            send_queue,
             ..
         } = self;
         let Some(room) = rooms.get_mut(room_id) else {
@@ -914,8 +990,11 @@ impl Shard {
             match track.forwarder.forward(&source, now) {
                 Ok(header) => {
                     write_rtp(&mut peer.connection, &header, &source, now, stats);
-                    if !peer.flush_pending {
-                        peer.flush_pending = true;
+                    peer.outbox.rtp += 1;
+                    if peer.outbox.rtp >= MAX_RTP_PER_DRAIN {
+                        drain_engine(&mut peer.connection, &mut peer.outbox, send_queue);
+                    } else if !peer.outbox.queued {
+                        peer.outbox.queued = true;
                         to_flush.push(viewer);
                     }
                 }
@@ -1006,6 +1085,7 @@ impl Shard {
                                 }) {
                                     Some((packet, header)) => {
                                         answered += 1;
+                                        peer.outbox.rtp += 1;
                                         write_rtp(
                                             &mut peer.connection,
                                             &header,
@@ -1025,8 +1105,8 @@ impl Shard {
                         wants_keyframe = true;
                     }
                 }
-                if answered > 0 && !peer.flush_pending {
-                    peer.flush_pending = true;
+                if answered > 0 && !peer.outbox.queued {
+                    peer.outbox.queued = true;
                     to_flush.push(id);
                 }
             }
@@ -1323,30 +1403,41 @@ impl Shard {
     // ----------------------------------------------------------------------------------
     // Output
 
+    /// Schedules a full drain of the peer's engine (after input, timers, RTCP, data).
     fn mark_flush(&mut self, id: PeerId) {
-        if let Some(peer) = self.peers.get_mut(&id)
-            && !peer.flush_pending
-        {
-            peer.flush_pending = true;
-            self.to_flush.push(id);
-        }
-    }
-
-    /// Moves every peer's encrypted datagrams into the send queue.
-    fn flush_peers(&mut self) {
-        for id in std::mem::take(&mut self.to_flush) {
-            let Some(peer) = self.peers.get_mut(&id) else {
-                continue;
-            };
-            peer.flush_pending = false;
-            while let Some(datagram) = peer.connection.poll_write() {
-                self.send_queue
-                    .push(datagram.transport.peer_addr, datagram.message);
+        if let Some(peer) = self.peers.get_mut(&id) {
+            peer.outbox.full = true;
+            if !peer.outbox.queued {
+                peer.outbox.queued = true;
+                self.to_flush.push(id);
             }
         }
     }
 
-    fn send(&mut self, fd: std::os::fd::RawFd) {
+    /// Moves every queued peer's encrypted datagrams into the send queue, sending early
+    /// when a lot has piled up.
+    fn flush_peers(&mut self) {
+        let mut to_flush = std::mem::take(&mut self.to_flush);
+        for &id in &to_flush {
+            let Some(peer) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            drain_engine(&mut peer.connection, &mut peer.outbox, &mut self.send_queue);
+            if self.send_queue.len() >= SEND_EARLY {
+                self.send();
+            }
+        }
+        // Keep the allocation for the next wake-up.
+        to_flush.clear();
+        if self.to_flush.is_empty() {
+            self.to_flush = to_flush;
+        }
+    }
+
+    fn send(&mut self) {
+        let Some(fd) = self.fd else {
+            return;
+        };
         if self.send_queue.is_empty() {
             return;
         }
@@ -1400,6 +1491,65 @@ impl Shard {
             timers: self.timers.len(),
         }
     }
+}
+
+/// A STUN binding request carrying USE-CANDIDATE (RFC 8445 §7.1.2): the controlling
+/// peer nominates the pair, and its ICE completes when our response reaches it. Reads
+/// within bounds, never panics.
+fn stun_nominates(datagram: &[u8]) -> bool {
+    const BINDING_REQUEST: [u8; 2] = [0x00, 0x01];
+    const USE_CANDIDATE: u16 = 0x0025;
+    if !crate::demux::is_stun(datagram) || datagram[..2] != BINDING_REQUEST {
+        return false;
+    }
+    let declared = u16::from_be_bytes([datagram[2], datagram[3]]) as usize;
+    let Some(mut rest) = datagram.get(20..20 + declared) else {
+        return false;
+    };
+    while rest.len() >= 4 {
+        let kind = u16::from_be_bytes([rest[0], rest[1]]);
+        if kind == USE_CANDIDATE {
+            return true;
+        }
+        let len = u16::from_be_bytes([rest[2], rest[3]]) as usize;
+        let Some(next) = rest.get(4 + ((len + 3) & !3)..) else {
+            return false;
+        };
+        rest = next;
+    }
+    false
+}
+
+/// Moves a peer engine's encrypted datagrams into the send queue.
+///
+/// Every `poll_write` runs the engine's whole write pipeline (eight handlers) before it
+/// pops one datagram, so the call that finds the engine empty costs as much as one that
+/// finds a packet. When only forwarded RTP was written, exactly that many RTP datagrams are
+/// popped and the final, empty sweep is skipped; anything else the engine produces meanwhile
+/// (RTCP reports) goes out with them or on the peer's next drain or timer.
+fn drain_engine(connection: &mut RTCPeerConnection, outbox: &mut Outbox, queue: &mut SendQueue) {
+    let Outbox { rtp, full, .. } = std::mem::take(outbox);
+    if full {
+        while let Some(datagram) = connection.poll_write() {
+            queue.push(datagram.transport.peer_addr, datagram.message);
+        }
+        return;
+    }
+    let mut remaining = rtp;
+    while remaining > 0 {
+        let Some(datagram) = connection.poll_write() else {
+            break;
+        };
+        if is_rtp(&datagram.message) {
+            remaining -= 1;
+        }
+        queue.push(datagram.transport.peer_addr, datagram.message);
+    }
+}
+
+/// SRTP rather than SRTCP (RFC 5761 §4: RTCP packet types 192–223 in the second byte).
+fn is_rtp(datagram: &[u8]) -> bool {
+    matches!(datagram, [128..=191, second, ..] if !(192..=223).contains(second))
 }
 
 /// Hands one rewritten packet to a viewer's engine (SRTP happens on the next flush).
@@ -1462,4 +1612,41 @@ fn ntp_to_system_time(ntp: u64) -> SystemTime {
     let seconds = (ntp >> 32).saturating_sub(NTP_UNIX_OFFSET);
     let nanos = ((ntp & 0xffff_ffff) * 1_000_000_000) >> 32;
     UNIX_EPOCH + Duration::from_secs(seconds) + Duration::from_nanos(nanos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A binding request with a USERNAME and, optionally, USE-CANDIDATE.
+    fn binding_request(use_candidate: bool) -> Vec<u8> {
+        let mut body = Vec::new();
+        // PRIORITY (4 bytes), USERNAME "ab:cd" (5 bytes, padded), then USE-CANDIDATE.
+        body.extend_from_slice(&[0x00, 0x24, 0x00, 0x04, 1, 2, 3, 4]);
+        body.extend_from_slice(&[0x00, 0x06, 0x00, 0x05]);
+        body.extend_from_slice(b"ab:cd\0\0\0");
+        if use_candidate {
+            body.extend_from_slice(&[0x00, 0x25, 0x00, 0x00]);
+        }
+        let mut msg = vec![0x00, 0x01];
+        msg.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        msg.extend_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
+        msg.extend_from_slice(&[9; 12]);
+        msg.extend_from_slice(&body);
+        msg
+    }
+
+    #[test]
+    fn spots_nominations() {
+        assert!(stun_nominates(&binding_request(true)));
+        assert!(!stun_nominates(&binding_request(false)));
+        let mut response = binding_request(true);
+        response[1] = 0x01;
+        response[0] = 0x01; // binding success response
+        assert!(!stun_nominates(&response));
+        let truncated = binding_request(true);
+        assert!(!stun_nominates(&truncated[..truncated.len() - 4]));
+        assert!(!stun_nominates(&[0x80; 40]), "RTP");
+        assert!(!stun_nominates(&[]));
+    }
 }

@@ -33,13 +33,39 @@ function freeUdpPort() {
 
 /** Starts queqiao; resolves to { base, stop() } once /healthz answers. */
 export async function startServer(extraArgs = []) {
+  return launchServer(['--publish-token', TOKEN, '--standalone', ...extraArgs]);
+}
+
+/**
+ * Starts queqiao in accounts mode (no --standalone) with `--seed-demo`: an admin, the host
+ * `hongniang` and her public room `demo`. Resolves to the startServer() result plus
+ * `accounts: { admin: {login, password}, host: {login, password} }` and `room: 'demo'`.
+ */
+export async function startAccountsServer(extraArgs = []) {
+  const server = await launchServer(['--seed-demo', ...extraArgs]);
+  const line = /Demo accounts \(shown once\): admin \/ (\S+)\s+host hongniang \/ (\S+)/.exec(server.output());
+  if (!line) {
+    await server.stop();
+    throw new Error(`no demo accounts in the output:\n${server.output()}`);
+  }
+  return {
+    ...server,
+    room: 'demo',
+    accounts: {
+      admin: { login: 'admin', password: line[1] },
+      host: { login: 'hongniang', password: line[2] },
+    },
+  };
+}
+
+async function launchServer(args) {
   const bin = process.env.QUEQIAO_BIN || join(repoRoot, 'target', 'debug', 'queqiao');
   const http = await freeTcpPort();
   const udp = await freeUdpPort();
   const dataDir = mkdtempSync(join(tmpdir(), 'queqiao-browser-'));
   const child = spawn(bin, [
     '--http', `127.0.0.1:${http}`, '--udp', `127.0.0.1:${udp}`,
-    '--data-dir', dataDir, '--publish-token', TOKEN, '--standalone', ...extraArgs,
+    '--data-dir', dataDir, ...args,
   ], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' } });
   let output = '';
   child.stdout.on('data', (d) => { output += d; });
@@ -72,19 +98,48 @@ export async function startServer(extraArgs = []) {
   };
 }
 
+/** Calls the REST API: JSON in and out; throws with the server's error on failure. */
+export async function apiCall(base, method, path, body, token) {
+  const headers = {};
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const response = await fetch(`${base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await response.text();
+  const data = text ? JSON.parse(text) : null;
+  if (!response.ok) throw new Error(`${method} ${path} → ${response.status} ${text}`);
+  return data;
+}
+
+/** Logs in; resolves to { token, expires_at, user }. */
+export function login(base, loginName, password) {
+  return apiCall(base, 'POST', '/api/auth/login', { login: loginName, password });
+}
+
+/** Registers a viewer account; resolves to { token, expires_at, user }. */
+export function register(base, username, nickname, password = 'correct-horse-1') {
+  return apiCall(base, 'POST', '/api/auth/register', { username, password, nickname });
+}
+
+/** Adds coins to a user's wallet with the admin API. */
+export function topUp(base, adminToken, userId, amount) {
+  return apiCall(base, 'POST', `/api/users/${userId}/coins`, { amount, idempotency_key: `topup-${userId}-${Date.now()}` }, adminToken);
+}
+
+const CHROMIUM_ARGS = [
+  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+  '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required',
+  '--disable-features=WebRtcHideLocalIpsWithMdns',
+];
+
 /** Launches Debian's Chromium headless with fake media devices. */
 export async function launchBrowser() {
   const userDataDir = mkdtempSync(join(tmpdir(), 'queqiao-chromium-'));
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
-    args: [
-      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-      '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required',
-      '--disable-features=WebRtcHideLocalIpsWithMdns',
-    ],
+    args: CHROMIUM_ARGS,
     viewport: { width: 1100, height: 900 },
   });
   return {
@@ -98,6 +153,35 @@ export async function launchBrowser() {
       await context.close();
       rmSync(userDataDir, { recursive: true, force: true });
     },
+  };
+}
+
+/**
+ * Launches Chromium (same flags as launchBrowser) for several independent users: each
+ * `newContext()` has its own storage (cookies, localStorage), unlike launchBrowser's one
+ * persistent context.
+ */
+export async function launchIsolatedBrowser() {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: CHROMIUM_ARGS,
+  });
+  return {
+    browser,
+    /** A new isolated context (viewport defaults to a phone). */
+    async newContext(options = {}) {
+      return browser.newContext({ viewport: { width: 414, height: 860 }, ...options });
+    },
+    /** A page in a new context, with console errors and page errors echoed. */
+    async newPage(options = {}) {
+      const context = await this.newContext(options);
+      const page = await context.newPage();
+      page.on('console', (msg) => { if (msg.type() === 'error') console.log(`[page] ${msg.text()}`); });
+      page.on('pageerror', (err) => console.log(`[page error] ${err.message}`));
+      return page;
+    },
+    close: () => browser.close(),
   };
 }
 

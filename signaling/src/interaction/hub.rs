@@ -5,6 +5,10 @@
 //! Each broadcast event is serialized once and shared (`Bytes`) with every WebSocket
 //! member's bounded queue; data-channel members get it through one `broadcast_data` to the
 //! SFU. A member whose queue is full is disconnected (and counted), never waited for.
+//!
+//! Broadcasts are delivered in small batches: the first event after a quiet spell goes out
+//! at once, later ones within [`BATCH_WINDOW`] are held and sent together, so a busy room
+//! costs each member one wake-up and one socket write per batch instead of per event.
 
 use super::protocol::{ErrorCode, ProtocolError, VERSION};
 use super::{InteractionStats, UserSummary};
@@ -20,6 +24,8 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Chat messages a joining member receives.
 pub const HISTORY_ON_JOIN: usize = 50;
+/// How long a busy room's events are held to be sent together.
+pub const BATCH_WINDOW: Duration = Duration::from_millis(15);
 /// Events kept in memory for gap fetches.
 const EVENT_RING: usize = 4096;
 /// How often like taps are summed into one `likes` event.
@@ -48,6 +54,8 @@ pub enum MemberId {
 pub enum Outbound {
     /// A text frame.
     Frame(Bytes),
+    /// Several text frames, to be written together (shared by every member).
+    Batch(Arc<[Bytes]>),
     /// Close the connection with this reason.
     Close(&'static str),
 }
@@ -163,6 +171,9 @@ pub(super) struct Hub {
     mutes: HashMap<i64, Instant>,
     kicked: HashMap<i64, Instant>,
     presence_dirty: bool,
+    pending: Vec<Bytes>,
+    last_flush: Instant,
+    flush_at: Option<Instant>,
     joined: Vec<UserSummary>,
     left: Vec<UserSummary>,
     idle_since: Option<Instant>,
@@ -223,6 +234,9 @@ impl Hub {
             mutes: HashMap::new(),
             kicked: HashMap::new(),
             presence_dirty: false,
+            pending: Vec::new(),
+            last_flush: Instant::now() - BATCH_WINDOW,
+            flush_at: None,
             joined: Vec::new(),
             left: Vec::new(),
             idle_since: Some(Instant::now()),
@@ -237,11 +251,19 @@ impl Hub {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
         loop {
+            let flush_at = self.flush_at;
+            let batch_due = async move {
+                match flush_at {
+                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(command) => self.handle(command),
                     None => break,
                 },
+                _ = batch_due => self.flush_pending(),
                 _ = likes_tick.tick() => self.flush_likes(),
                 _ = presence_tick.tick() => self.flush_presence(),
                 _ = save_tick.tick() => {
@@ -258,6 +280,7 @@ impl Hub {
             self.handle(command);
         }
         self.flush_likes();
+        self.flush_pending();
         self.save().await;
         tracing::debug!(room = %self.room, "room hub stopped");
     }
@@ -421,6 +444,9 @@ impl Hub {
     }
 
     fn join(&mut self, member: MemberId, user: Option<UserSummary>, sink: Sink) {
+        // Events already numbered go to the current members first: the welcome below
+        // carries the sequence position after them.
+        self.flush_pending();
         if let Some(kicked) = user.as_ref().and_then(|u| self.kicked.get(&u.id))
             && *kicked > Instant::now()
         {
@@ -533,16 +559,43 @@ impl Hub {
         }
     }
 
-    /// Sends one serialized event to every member, in sequence order.
+    /// Queues one serialized event for every member, in sequence order: sent at once after
+    /// a quiet spell, otherwise with the batch at the end of the window.
     fn broadcast(&mut self, frame: Bytes) {
         self.ring.push_back((self.seq, frame.clone()));
         while self.ring.len() > EVENT_RING {
             self.ring.pop_front();
         }
+        self.stats.events.fetch_add(1, Ordering::Relaxed);
+        self.pending.push(frame);
+        if self.flush_at.is_none() {
+            let due = self.last_flush + BATCH_WINDOW;
+            if Instant::now() >= due {
+                self.flush_pending();
+            } else {
+                self.flush_at = Some(due);
+            }
+        }
+    }
+
+    /// Delivers the held events: one shared batch to every WebSocket member, each event
+    /// to the data channels.
+    fn flush_pending(&mut self) {
+        self.flush_at = None;
+        if self.pending.is_empty() {
+            return;
+        }
+        self.last_flush = Instant::now();
+        let frames: Vec<Bytes> = std::mem::take(&mut self.pending);
+        let outbound = if frames.len() == 1 {
+            Outbound::Frame(frames[0].clone())
+        } else {
+            Outbound::Batch(Arc::from(frames.clone()))
+        };
         let mut slow = Vec::new();
         for (id, member) in &self.members {
             if let Sink::Socket(tx) = &member.sink {
-                match tx.try_send(Outbound::Frame(frame.clone())) {
+                match tx.try_send(outbound.clone()) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         // Too slow to keep up: disconnect rather than hold everyone back.
@@ -560,14 +613,15 @@ impl Hub {
             self.leave(id);
         }
         if self.data_channel_members > 0 {
-            let text: Arc<str> = Arc::from(String::from_utf8_lossy(&frame).as_ref());
-            if self.sfu.broadcast_data(self.room.clone(), text).is_err() {
-                self.stats
-                    .data_channel_drops
-                    .fetch_add(1, Ordering::Relaxed);
+            for frame in &frames {
+                let text: Arc<str> = Arc::from(String::from_utf8_lossy(frame).as_ref());
+                if self.sfu.broadcast_data(self.room.clone(), text).is_err() {
+                    self.stats
+                        .data_channel_drops
+                        .fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
-        self.stats.events.fetch_add(1, Ordering::Relaxed);
     }
 }
 

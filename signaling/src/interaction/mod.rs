@@ -119,6 +119,8 @@ pub struct InteractionStats {
 pub trait RoomBus: Send + Sync + 'static {
     /// The channel to the room's hub, starting it if needed.
     fn hub(&self, room: &RoomId) -> mpsc::Sender<HubCommand>;
+    /// The hubs running now.
+    fn running(&self) -> Vec<mpsc::Sender<HubCommand>>;
 }
 
 /// Storage the interaction needs (implemented by [`Store`] on SQLite and PostgreSQL).
@@ -203,6 +205,11 @@ impl RoomBus for LocalBus {
                 .await;
         });
         sender
+    }
+
+    fn running(&self) -> Vec<mpsc::Sender<HubCommand>> {
+        let hubs = self.hubs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        hubs.values().filter(|hub| !hub.is_closed()).cloned().collect()
     }
 }
 
@@ -330,6 +337,23 @@ impl Interaction {
         let (reply, response) = oneshot::channel();
         self.hub(room).send(make(reply)).await.ok()?;
         response.await.ok()
+    }
+
+    /// Closes a user's connections in every room (after a ban: they reconnect with a
+    /// revoked token, so at most as an anonymous viewer). Returns their data-channel
+    /// sessions, whose media the caller may end too.
+    pub async fn disconnect_user(&self, user: i64) -> Vec<PeerId> {
+        let mut peers = Vec::new();
+        for hub in self.inner.bus.running() {
+            let (reply, response) = oneshot::channel();
+            let until = Instant::now();
+            if hub.send(HubCommand::Kick { user, until, reply }).await.is_ok()
+                && let Ok(found) = response.await
+            {
+                peers.extend(found);
+            }
+        }
+        peers
     }
 
     /// Events after `after`, for clients that noticed a gap.

@@ -345,6 +345,11 @@ pub(super) async fn ban(
         .set_ban(id, Some(&reason))
         .await
         .map_err(|e| not_found(e, "user"))?;
+    // A banned user cannot chat: close their room connections (their token is revoked, so
+    // they come back anonymous at most).
+    for peer in state.interaction.disconnect_user(id).await {
+        let _ = state.sfu.close(peer).await;
+    }
     // A banned user cannot publish or watch private rooms: end such sessions now.
     for session in state.live.sessions(Some(id)).await {
         if (session.role == sfu::PeerRole::Publisher || session.private)

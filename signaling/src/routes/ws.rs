@@ -106,6 +106,20 @@ async fn session(state: AppState, room: RoomId, mut user: Option<UserSummary>, s
                             break;
                         }
                     }
+                    Some(Outbound::Batch(frames)) => {
+                        // Write the batch with one flush (one socket write for all of it).
+                        let mut failed = false;
+                        for bytes in frames.iter() {
+                            let Ok(text) = Utf8Bytes::try_from(bytes.clone()) else { continue };
+                            if writer.feed(Message::Text(text)).await.is_err() {
+                                failed = true;
+                                break;
+                            }
+                        }
+                        if failed || writer.flush().await.is_err() {
+                            break;
+                        }
+                    }
                     Some(Outbound::Close(reason)) => {
                         let frame = axum::extract::ws::CloseFrame { code: 4000, reason: Utf8Bytes::from_static(reason) };
                         let _ = writer.send(Message::Close(Some(frame))).await;

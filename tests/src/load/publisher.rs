@@ -14,7 +14,7 @@ use anyhow::bail;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::RTCMessage;
-use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::state::{RTCIceConnectionState, RTCPeerConnectionState};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
@@ -36,6 +36,8 @@ pub struct PublisherOptions {
     pub pacing_factor: f64,
     /// Give up if not connected within this time.
     pub connect_timeout: Duration,
+    /// Keep DTLS datagrams that arrive before ICE completes, as browsers do.
+    pub keep_early_dtls: bool,
 }
 
 /// Counters the publisher thread updates and the orchestrator reads.
@@ -99,6 +101,8 @@ impl PublisherThread {
                         stats: Arc::clone(&stats),
                         stop,
                         queue: VecDeque::new(),
+                        ice_connected: false,
+                        early_dtls: Vec::new(),
                         released: Vec::new(),
                         out: SendQueue::default(),
                     };
@@ -157,6 +161,10 @@ struct Publisher {
     stats: Arc<PublisherStats>,
     stop: Arc<AtomicBool>,
     queue: VecDeque<Paced>,
+    /// ICE has selected a pair: DTLS may flow.
+    ice_connected: bool,
+    /// DTLS datagrams that overtook the end of ICE (see the viewers' worker).
+    early_dtls: Vec<(SocketAddr, bytes::BytesMut)>,
     /// Payload ids written since the last flush, stamped just before the datagrams leave.
     released: Vec<u32>,
     out: SendQueue,
@@ -197,32 +205,7 @@ impl Publisher {
             if self.pc.poll_timeout().is_some_and(|at| at <= now) {
                 let _ = self.pc.handle_timeout(now);
             }
-            while let Some(event) = self.pc.poll_event() {
-                if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) = event {
-                    match state {
-                        RTCPeerConnectionState::Connected if schedule.is_none() => {
-                            self.stats.connected.store(true, Ordering::Release);
-                            schedule = Some(Schedule {
-                                start: now,
-                                frames: 0,
-                                audio_packets: 0,
-                                clip_frame: 0,
-                                clip_audio: 0,
-                                video_seq: rand::random(),
-                                video_ts: rand::random(),
-                                audio_seq: rand::random(),
-                                audio_ts: rand::random(),
-                                pacer_free_at: now,
-                                force_keyframe: false,
-                            });
-                        }
-                        RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
-                            bail!("publisher connection {state}");
-                        }
-                        _ => {}
-                    }
-                }
-            }
+            self.poll_events(&mut schedule, now)?;
             if schedule.is_none() && now.duration_since(created) > self.options.connect_timeout {
                 bail!("publisher not connected within {:?}", self.options.connect_timeout);
             }
@@ -270,18 +253,22 @@ impl Publisher {
                             let now = Instant::now();
                             for datagram in batch.iter() {
                                 let Some(from) = datagram.from else { continue };
-                                let message = TaggedBytesMut {
-                                    now,
-                                    transport: TransportContext {
-                                        local_addr: self.local,
-                                        peer_addr: from,
-                                        ecn: None,
-                                        transport_protocol: TransportProtocol::UDP,
-                                    },
-                                    message: bytes::BytesMut::from(datagram.data),
-                                };
-                                if let Err(err) = self.pc.handle_read(message) {
-                                    tracing::debug!(%err, "publisher engine rejected a datagram");
+                                let data = bytes::BytesMut::from(datagram.data);
+                                if self.options.keep_early_dtls
+                                    && !self.ice_connected
+                                    && self.early_dtls.len() < 8
+                                    && matches!(datagram.data.first(), Some(20..=63))
+                                {
+                                    // A ClientHello ahead of ICE completing: keep it, as
+                                    // browsers do, instead of letting the engine drop it.
+                                    self.early_dtls.push((from, data));
+                                    continue;
+                                }
+                                self.feed(from, data, now);
+                                if schedule.is_none() {
+                                    // Handshake: handle ICE/DTLS events before the next
+                                    // datagram, as a browser would.
+                                    self.poll_events(&mut schedule, now)?;
                                 }
                             }
                             if n < net::BATCH {
@@ -293,6 +280,71 @@ impl Publisher {
                 }
             }
         }
+    }
+
+    fn feed(&mut self, from: SocketAddr, data: bytes::BytesMut, now: Instant) {
+        let message = TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr: self.local,
+                peer_addr: from,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: data,
+        };
+        if let Err(err) = self.pc.handle_read(message) {
+            tracing::debug!(%err, "publisher engine rejected a datagram");
+        }
+    }
+
+    /// Handles connection state changes; the media schedule starts on `Connected`. Once
+    /// ICE has completed, feeds the DTLS datagrams kept while it had not.
+    fn poll_events(&mut self, schedule: &mut Option<Schedule>, now: Instant) -> anyhow::Result<()> {
+        self.handle_events(schedule, now)?;
+        if self.ice_connected && !self.early_dtls.is_empty() {
+            for (from, data) in std::mem::take(&mut self.early_dtls) {
+                self.feed(from, data, now);
+            }
+            self.handle_events(schedule, now)?;
+        }
+        Ok(())
+    }
+
+    fn handle_events(&mut self, schedule: &mut Option<Schedule>, now: Instant) -> anyhow::Result<()> {
+        while let Some(event) = self.pc.poll_event() {
+            if let RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(
+                RTCIceConnectionState::Connected | RTCIceConnectionState::Completed,
+            ) = event
+            {
+                self.ice_connected = true;
+            }
+            if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) = event {
+                match state {
+                    RTCPeerConnectionState::Connected if schedule.is_none() => {
+                        self.stats.connected.store(true, Ordering::Release);
+                        *schedule = Some(Schedule {
+                            start: now,
+                            frames: 0,
+                            audio_packets: 0,
+                            clip_frame: 0,
+                            clip_audio: 0,
+                            video_seq: rand::random(),
+                            video_ts: rand::random(),
+                            audio_seq: rand::random(),
+                            audio_ts: rand::random(),
+                            pacer_free_at: now,
+                            force_keyframe: false,
+                        });
+                    }
+                    RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                        bail!("publisher connection {state}");
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Emits the frames and audio packets that are due, and releases paced packets.

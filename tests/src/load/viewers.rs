@@ -20,7 +20,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::RTCMessage;
-use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::state::{RTCIceConnectionState, RTCPeerConnectionState};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use socket2::Socket;
@@ -40,6 +40,30 @@ const WAKER: Token = Token(usize::MAX);
 const EVENT_POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// After connecting, events are polled on every datagram for this long (data channel setup).
 const SETUP_GRACE: Duration = Duration::from_secs(2);
+/// DTLS datagrams kept while ICE completes.
+const MAX_EARLY_DTLS: usize = 8;
+
+/// RFC 7983: DTLS records start with 20–63.
+fn is_dtls(datagram: &[u8]) -> bool {
+    matches!(datagram.first(), Some(20..=63))
+}
+
+/// Hands one datagram to a viewer's engine.
+fn feed(viewer: &mut Viewer, from: SocketAddr, datagram: bytes::BytesMut, now: Instant) {
+    let message = TaggedBytesMut {
+        now,
+        transport: TransportContext {
+            local_addr: viewer.local,
+            peer_addr: from,
+            ecn: None,
+            transport_protocol: TransportProtocol::UDP,
+        },
+        message: datagram,
+    };
+    if let Err(err) = viewer.pc.handle_read(message) {
+        tracing::debug!(%err, "viewer engine rejected a datagram");
+    }
+}
 
 /// What a worker needs to know.
 #[derive(Clone)]
@@ -52,6 +76,9 @@ pub struct WorkerOptions {
     pub buffer_bytes: usize,
     /// Bind address of the shared socket (`None`: one socket per viewer, given with each join).
     pub shared_bind: Option<SocketAddr>,
+    /// Keep DTLS datagrams that arrive before ICE completes, as browsers do (`false`:
+    /// let the engine drop them, like webrtc-rs clients).
+    pub keep_early_dtls: bool,
 }
 
 /// A viewer ready to connect: answer applied, ICE about to start.
@@ -182,6 +209,7 @@ impl WorkerHandle {
             window_open: false,
             rtp_packets: Arc::clone(&rtp_packets),
             next_event_poll: Instant::now(),
+            keep_early_dtls: options.keep_early_dtls,
         };
         let thread = std::thread::Builder::new()
             .name(name)
@@ -262,6 +290,10 @@ struct Viewer {
     /// Source address for outgoing datagrams on a shared socket.
     from_ip: Option<IpAddr>,
     connected_at: Option<Instant>,
+    /// ICE has selected a pair: DTLS may flow.
+    ice_connected: bool,
+    /// DTLS datagrams that arrived before ICE completed, fed to the engine once it has.
+    early_dtls: Vec<(SocketAddr, bytes::BytesMut)>,
     closed: bool,
     timer: Option<Instant>,
     touched: bool,
@@ -289,6 +321,7 @@ struct Worker {
     window_open: bool,
     rtp_packets: Arc<AtomicU64>,
     next_event_poll: Instant,
+    keep_early_dtls: bool,
 }
 
 impl Worker {
@@ -454,6 +487,8 @@ impl Worker {
             local,
             from_ip: shared.then_some(local.ip()),
             connected_at: None,
+            ice_connected: false,
+            early_dtls: Vec::new(),
             closed: false,
             timer: None,
             touched: false,
@@ -523,20 +558,20 @@ impl Worker {
         let setting_up = viewer
             .connected_at
             .is_none_or(|at| now.saturating_duration_since(at) < SETUP_GRACE);
-        let message = TaggedBytesMut {
-            now,
-            transport: TransportContext {
-                local_addr: viewer.local,
-                peer_addr: from,
-                ecn: None,
-                transport_protocol: TransportProtocol::UDP,
-            },
-            message: bytes::BytesMut::from(data),
-        };
-        if let Err(err) = viewer.pc.handle_read(message) {
-            tracing::debug!(%err, "viewer engine rejected a datagram");
-        }
         let rx_ns = rx_ns.unwrap_or_else(net::wall_ns);
+        if self.keep_early_dtls
+            && !viewer.ice_connected
+            && viewer.early_dtls.len() < MAX_EARLY_DTLS
+            && is_dtls(data)
+        {
+            // The server's ClientHello can overtake the binding response that completes
+            // our ICE; the engine would drop it and the handshake would wait for a DTLS
+            // retransmission (1 s). Browsers keep it until DTLS starts (libwebrtc caches
+            // an early ClientHello); so do we.
+            viewer.early_dtls.push((from, bytes::BytesMut::from(data)));
+            return;
+        }
+        feed(viewer, from, bytes::BytesMut::from(data), now);
         if is_media && !setting_up {
             // Media only: nothing but media can have come out, and `poll_media_read` pops
             // it without sweeping the whole pipeline again as `poll_read` does.
@@ -546,6 +581,10 @@ impl Worker {
                 }
             }
         } else {
+            // Handshakes: engine events must be handled before the next datagram, as a
+            // browser would (ICE connected starts our DTLS server; a ClientHello right
+            // behind the binding response would otherwise be dropped).
+            self.poll_events(slot, now);
             while let Some(message) = self.viewers[slot].pc.poll_read() {
                 if let RTCMessage::RtpPacket(_, packet) = message.message {
                     self.on_rtp(slot, &packet, rx_ns);
@@ -554,6 +593,44 @@ impl Worker {
             self.viewers[slot].needs_flush = true;
         }
         self.touch(slot);
+    }
+
+    /// Handles the engine's events (connection state changes); once ICE has completed,
+    /// feeds the DTLS datagrams kept while it had not.
+    fn poll_events(&mut self, slot: usize, now: Instant) {
+        self.handle_events(slot, now);
+        let viewer = &mut self.viewers[slot];
+        if viewer.ice_connected && !viewer.early_dtls.is_empty() {
+            for (from, datagram) in std::mem::take(&mut viewer.early_dtls) {
+                feed(viewer, from, datagram, now);
+            }
+            self.handle_events(slot, now);
+        }
+    }
+
+    fn handle_events(&mut self, slot: usize, now: Instant) {
+        let viewer = &mut self.viewers[slot];
+        while let Some(event) = viewer.pc.poll_event() {
+            if let RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(
+                RTCIceConnectionState::Connected | RTCIceConnectionState::Completed,
+            ) = event
+            {
+                viewer.ice_connected = true;
+            }
+            if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) = event {
+                match state {
+                    RTCPeerConnectionState::Connected if viewer.connected_at.is_none() => {
+                        viewer.connected_at = Some(now);
+                        viewer.times.connected_ns = Some(net::wall_ns());
+                    }
+                    RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                        viewer.closed = true;
+                        viewer.times.failed = viewer.connected_at.is_none();
+                    }
+                    _ => {}
+                }
+            }
+        }
     }
 
     fn on_rtp(&mut self, slot: usize, packet: &rtc::rtp::packet::Packet, rx_ns: u64) {
@@ -624,27 +701,13 @@ impl Worker {
     fn flush_viewers(&mut self, now: Instant) {
         let touched = std::mem::take(&mut self.touched);
         for &slot in &touched {
-            let viewer = &mut self.viewers[slot];
-            viewer.touched = false;
-            if viewer.closed || !viewer.needs_flush {
+            self.viewers[slot].touched = false;
+            if self.viewers[slot].closed || !self.viewers[slot].needs_flush {
                 continue;
             }
-            viewer.needs_flush = false;
-            while let Some(event) = viewer.pc.poll_event() {
-                if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) = event {
-                    match state {
-                        RTCPeerConnectionState::Connected if viewer.connected_at.is_none() => {
-                            viewer.connected_at = Some(now);
-                            viewer.times.connected_ns = Some(net::wall_ns());
-                        }
-                        RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
-                            viewer.closed = true;
-                            viewer.times.failed = viewer.connected_at.is_none();
-                        }
-                        _ => {}
-                    }
-                }
-            }
+            self.viewers[slot].needs_flush = false;
+            self.poll_events(slot, now);
+            let viewer = &mut self.viewers[slot];
             // Data-channel messages (room events) are read and dropped.
             while viewer.pc.poll_read().is_some() {}
             let socket = &mut self.sockets[viewer.socket];

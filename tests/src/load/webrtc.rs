@@ -100,6 +100,10 @@ pub struct WebrtcArgs {
     /// Do not open the `room` data channel.
     #[arg(long)]
     pub no_data_channel: bool,
+    /// Drop DTLS datagrams that arrive before ICE completes, as webrtc-rs clients do
+    /// (browsers keep an early ClientHello until DTLS starts; so do we by default).
+    #[arg(long)]
+    pub drop_early_dtls: bool,
     /// Socket buffer size in bytes (receive; send gets a quarter).
     #[arg(long, default_value_t = 32 << 20)]
     pub socket_buffer: usize,
@@ -209,6 +213,7 @@ pub async fn run(args: WebrtcArgs) -> anyhow::Result<WebrtcReport> {
         PublisherOptions {
             pacing_factor: args.pacing,
             connect_timeout: Duration::from_secs(10),
+            keep_early_dtls: !args.drop_early_dtls,
         },
     )?;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -234,6 +239,7 @@ pub async fn run(args: WebrtcArgs) -> anyhow::Result<WebrtcReport> {
                 send_times: Arc::clone(&send_times),
                 buffer_bytes: args.socket_buffer,
                 shared_bind,
+                keep_early_dtls: !args.drop_early_dtls,
             },
         )?);
     }

@@ -1,0 +1,100 @@
+// The REST client. Errors always become ApiError with the server's {code, message, field}.
+import { t } from './i18n.js';
+
+const TOKEN_KEY = 'queqiao.session';
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    const error = (body && body.error) || {};
+    super(error.message || `HTTP ${status}`);
+    this.status = status;
+    this.code = error.code || (status === 0 ? 'network' : 'http');
+    this.field = error.field || null;
+  }
+}
+
+/** The stored session: { token, expires_at, user } or null. */
+export function storedSession() {
+  try {
+    const session = JSON.parse(localStorage.getItem(TOKEN_KEY) || 'null');
+    if (session && session.token && (!session.expires_at || session.expires_at * 1000 > Date.now())) return session;
+  } catch (_) { /* corrupt or blocked */ }
+  return null;
+}
+
+export function storeSession(session) {
+  try {
+    if (session) localStorage.setItem(TOKEN_KEY, JSON.stringify(session));
+    else localStorage.removeItem(TOKEN_KEY);
+  } catch (_) { /* storage blocked */ }
+}
+
+export function token() {
+  const session = storedSession();
+  return session ? session.token : null;
+}
+
+/** fetch + JSON + bearer token + ApiError. `body` objects are sent as JSON. */
+export async function request(method, path, body, { auth = true, signal } = {}) {
+  const headers = {};
+  const bearer = auth ? token() : null;
+  if (bearer) headers.Authorization = `Bearer ${bearer}`;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  let response;
+  try {
+    response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal });
+  } catch (err) {
+    if (err.name === 'AbortError') throw err;
+    throw new ApiError(0, { error: { code: 'network', message: t('error.network') } });
+  }
+  if (response.status === 204) return null;
+  let data = null;
+  const text = await response.text();
+  try { data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
+  if (!response.ok) {
+    if (response.status === 401 && bearer) {
+      // The token expired or was revoked: forget it so the UI offers a login.
+      storeSession(null);
+      window.dispatchEvent(new CustomEvent('sessionchange'));
+    }
+    throw new ApiError(response.status, data || { error: { code: 'http', message: text.slice(0, 200) || `HTTP ${response.status}` } });
+  }
+  return data;
+}
+
+const get = (path, opts) => request('GET', path, undefined, opts);
+const enc = encodeURIComponent;
+
+export const api = {
+  register: (body) => request('POST', '/api/auth/register', body, { auth: false }),
+  login: (login, password) => request('POST', '/api/auth/login', { login, password }, { auth: false }),
+  me: () => get('/api/me'),
+  updateMe: (change) => request('PATCH', '/api/me', change),
+  wallet: () => get('/api/me/wallet'),
+  rooms: (query = {}, opts) => {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== null && v !== '') params.set(k, v);
+    return get(`/api/rooms?${params}`, opts);
+  },
+  room: (id) => get(`/api/rooms/${enc(id)}`),
+  createRoom: (body) => request('POST', '/api/rooms', body),
+  updateRoom: (id, change) => request('PATCH', `/api/rooms/${enc(id)}`, change),
+  closeRoom: (id) => request('DELETE', `/api/rooms/${enc(id)}`),
+  stream: (id) => get(`/api/rooms/${enc(id)}/stream`),
+  recordings: (id) => get(`/api/rooms/${enc(id)}/recordings`),
+  chat: (id) => get(`/api/rooms/${enc(id)}/chat`),
+  events: (id, after) => get(`/api/rooms/${enc(id)}/events?after=${enc(after)}`),
+  gifts: () => get('/api/gifts', { auth: false }),
+  sendGift: (id, body) => request('POST', `/api/rooms/${enc(id)}/gifts`, body),
+  leaderboard: (id, show) => get(`/api/rooms/${enc(id)}/leaderboard${show ? `?show=${enc(show)}` : ''}`),
+  mute: (id, userId, seconds) => request('POST', `/api/rooms/${enc(id)}/mutes`, { user_id: userId, seconds }),
+  deleteMessage: (id, seq) => request('DELETE', `/api/rooms/${enc(id)}/messages/${enc(seq)}`),
+};
+
+/** The user-facing text of an error: a known code's translation, else the server's message. */
+export function errorText(err) {
+  if (!err) return '';
+  const key = `error.${err.code}`;
+  const translated = t(key);
+  return translated !== key ? translated : err.message || String(err);
+}

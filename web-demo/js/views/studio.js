@@ -1,0 +1,408 @@
+// The host studio. #/studio: the host's rooms, create a room. #/studio/{id}: edit the room,
+// camera/microphone preview with device pickers, go live by WHIP (H.264), live stats
+// (bitrate, frame rate, resolution, viewers, likes, gift coins), chat and gifts received
+// over the room WebSocket, moderation, and ending the show.
+import { h, render, field, showFormError, toast, avatar, splitTags, formatTime } from '../dom.js';
+import { t, lang } from '../i18n.js';
+import { api, token, errorText } from '../api.js';
+import * as session from '../session.js';
+import { setLeaveGuard } from '../router.js';
+import { publish, outboundVideoStats, connected } from '../../whip.js';
+import { createRoomLink, protocol } from '../room-link.js';
+import { createChat } from '../widgets/chat.js';
+import { floatHearts, createGiftLayer } from '../widgets/effects.js';
+
+const QUALITIES = {
+  '720p': { width: 1280, height: 720, frameRate: 30 },
+  '540p': { width: 960, height: 540, frameRate: 30 },
+  '360p': { width: 640, height: 360, frameRate: 25 },
+};
+
+function requireHost(container, next) {
+  const user = session.user();
+  if (!user) {
+    location.hash = `#/login?next=${encodeURIComponent(next)}`;
+    return null;
+  }
+  if (!session.isHost()) {
+    render(container, h('section', { class: 'page narrow', 'aria-labelledby': 'studio-title' },
+      h('h1', { id: 'studio-title', i18n: 'studio.title' }),
+      h('p', { class: 'card notice', text: t('studio.notHost', { id: user.id }) })));
+    return null;
+  }
+  return user;
+}
+
+/** The room form, for creating (room = null) or editing. Calls done(room) on success. */
+function roomForm(room, done) {
+  const inputs = {
+    title: h('input', { name: 'title', required: true, maxlength: 60, value: room ? room.title : '' }),
+    cover_url: h('input', { name: 'cover_url', type: 'url', inputmode: 'url', value: (room && room.cover_url) || '' }),
+    tags: h('input', { name: 'tags', value: room ? (room.tags || []).join(', ') : '' }),
+    city: h('input', { name: 'city', maxlength: 32, value: (room && room.city) || '' }),
+    visibility: h('select', { name: 'visibility' },
+      h('option', { value: 'public', selected: !room || room.visibility !== 'private', i18n: 'studio.public' }),
+      h('option', { value: 'private', selected: !!room && room.visibility === 'private', i18n: 'studio.private' })),
+  };
+  const form = h('form', { class: 'form', id: room ? 'room-edit-form' : 'room-create-form', novalidate: true },
+    field('studio.roomTitle', inputs.title),
+    field('studio.cover', inputs.cover_url),
+    h('div', { class: 'field-row' }, field('studio.city', inputs.city), field('studio.visibility', inputs.visibility)),
+    field('studio.tags', inputs.tags),
+    h('p', { class: 'form-error', role: 'alert', hidden: true }),
+    h('button', { type: 'submit', i18n: room ? 'common.save' : 'studio.create' }));
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    showFormError(form, null);
+    const body = {
+      title: inputs.title.value.trim(),
+      cover_url: inputs.cover_url.value.trim() || null,
+      tags: splitTags(inputs.tags.value),
+      city: inputs.city.value.trim() || null,
+      visibility: inputs.visibility.value,
+    };
+    try {
+      if (room) {
+        done(await api.updateRoom(room.id, body));
+        toast(t('studio.saved'), 'ok');
+      } else {
+        if (!body.cover_url) delete body.cover_url;
+        if (!body.city) delete body.city;
+        done(await api.createRoom(body));
+        toast(t('studio.created'), 'ok');
+      }
+    } catch (err) {
+      showFormError(form, { message: errorText(err), field: err.field });
+    }
+  });
+  return form;
+}
+
+export async function studioHomeView(container) {
+  const user = requireHost(container, '#/studio');
+  if (!user) return undefined;
+  const list = h('ul', { class: 'my-rooms', id: 'my-rooms' }, h('li', { class: 'empty', i18n: 'common.loading' }));
+  render(container,
+    h('section', { class: 'page', 'aria-labelledby': 'studio-title' },
+      h('h1', { id: 'studio-title', i18n: 'studio.title' }),
+      h('div', { class: 'studio-home' },
+        h('section', { class: 'card', 'aria-labelledby': 'my-rooms-title' },
+          h('h2', { id: 'my-rooms-title', i18n: 'studio.myRooms' }), list),
+        h('section', { class: 'card', 'aria-labelledby': 'create-title' },
+          h('h2', { id: 'create-title', i18n: 'studio.create' }),
+          roomForm(null, (room) => { location.hash = `#/studio/${encodeURIComponent(room.id)}`; })))));
+  try {
+    const { items } = await api.rooms({ host: user.id, per_page: 100 });
+    render(list, items.length ? items.map((room) => h('li', { class: 'my-room' },
+      h('div', {},
+        h('strong', { text: room.title }),
+        h('span', { class: `badge ${room.live ? 'badge-live' : 'badge-off'}`, i18n: room.live ? 'rooms.live' : 'rooms.offline' }),
+        room.visibility === 'private' ? h('span', { class: 'badge badge-private', i18n: 'rooms.private' }) : null,
+        h('small', { class: 'muted', text: ` ${room.id}` })),
+      h('a', { class: 'button button-small', href: `#/studio/${encodeURIComponent(room.id)}`, i18n: 'studio.open' })))
+      : h('li', { class: 'empty', i18n: 'studio.noRooms' }));
+  } catch (err) {
+    render(list, h('li', { class: 'form-error', text: errorText(err) }));
+  }
+  return undefined;
+}
+
+async function listDevices() {
+  try {
+    const devices = await navigator.mediaDevices.enumerateDevices();
+    return {
+      cameras: devices.filter((d) => d.kind === 'videoinput'),
+      mics: devices.filter((d) => d.kind === 'audioinput'),
+    };
+  } catch (_) {
+    return { cameras: [], mics: [] };
+  }
+}
+
+export async function studioRoomView(container, { id }) {
+  const user = requireHost(container, `#/studio/${id}`);
+  if (!user) return undefined;
+  render(container, h('p', { class: 'page', i18n: 'common.loading' }));
+  let room;
+  try {
+    room = await api.room(id);
+  } catch (err) {
+    render(container, h('section', { class: 'page narrow' }, h('h1', { text: id }), h('p', { class: 'form-error', role: 'alert', text: errorText(err) })));
+    return undefined;
+  }
+
+  // ---- layout ----------------------------------------------------------------------------
+  const preview = h('video', { id: 'studio-video', autoplay: true, playsinline: true, muted: true });
+  preview.muted = true;
+  const cameraSelect = h('select', { id: 'camera-select', name: 'camera' });
+  const micSelect = h('select', { id: 'mic-select', name: 'mic' });
+  const qualitySelect = h('select', { id: 'quality-select', name: 'quality' },
+    Object.keys(QUALITIES).map((q) => h('option', { value: q, text: q })));
+  const goLive = h('button', { type: 'button', id: 'go-live', class: 'button-live', i18n: 'studio.goLive' });
+  const endShow = h('button', { type: 'button', id: 'end-show', class: 'button-secondary', i18n: 'studio.endShow', disabled: true });
+  const liveState = h('p', { class: 'status', id: 'studio-status', role: 'status', dataset: { state: 'offline' } });
+  const statValues = {
+    bitrate: h('dd', { id: 'stat-bitrate', text: '–' }),
+    fps: h('dd', { id: 'stat-fps', text: '–' }),
+    resolution: h('dd', { id: 'stat-resolution', text: '–' }),
+    viewers: h('dd', { id: 'stat-viewers', text: '0' }),
+    likes: h('dd', { id: 'stat-likes', text: '0' }),
+    gifts: h('dd', { id: 'stat-gifts', text: '0' }),
+  };
+  const stat = (key, label) => h('div', {}, h('dt', { i18n: label }), statValues[key]);
+  const giftsList = h('ol', { class: 'gift-log', id: 'gifts-received' }, h('li', { class: 'empty', i18n: 'studio.noGifts' }));
+  const hearts = h('div', { class: 'hearts-layer', 'aria-hidden': 'true' });
+  const giftLayerEl = h('div', { class: 'gift-layer', 'aria-hidden': 'true' });
+  const giftLayer = createGiftLayer(giftLayerEl);
+  const shareUrl = new URL(`#/room/${encodeURIComponent(room.id)}`, location.href).toString();
+  const editBox = h('details', { class: 'card edit-room' },
+    h('summary', { i18n: 'studio.edit' }),
+    roomForm(room, (updated) => { room = updated; title.textContent = room.title; }),
+    h('button', { type: 'button', class: 'button-danger', i18n: 'studio.closeRoom', on: { click: closeRoom } }));
+  const title = h('h1', { id: 'studio-room-title', text: room.title });
+
+  const chat = createChat({
+    onSend: (text) => { link.send(protocol.messages.chat(text)); return true; },
+    moderation: {
+      mute: async (target) => {
+        try { await api.mute(room.id, target.id, 600); toast(t('studio.muted', { name: target.nickname })); } catch (err) { toast(errorText(err), 'error'); }
+      },
+      remove: async (seq) => {
+        try { await api.deleteMessage(room.id, seq); } catch (err) { toast(errorText(err), 'error'); }
+      },
+    },
+  });
+
+  render(container,
+    h('section', { class: 'page studio-page', 'aria-labelledby': 'studio-room-title' },
+      h('div', { class: 'page-head' },
+        h('div', {}, h('p', { class: 'muted' }, h('a', { href: '#/studio', i18n: 'studio.myRooms' })), title),
+        h('p', { class: 'share' }, h('span', { i18n: 'studio.share' }), ' ', h('a', { href: shareUrl, text: shareUrl, id: 'share-link' }))),
+      h('div', { class: 'studio-grid' },
+        h('div', { class: 'studio-main' },
+          h('div', { class: 'player-box' }, preview, hearts, giftLayerEl),
+          h('div', { class: 'device-row' },
+            field('studio.camera', cameraSelect), field('studio.mic', micSelect), field('studio.quality', qualitySelect)),
+          h('div', { class: 'buttons' }, goLive, endShow),
+          liveState,
+          h('section', { class: 'card', 'aria-labelledby': 'stats-title' },
+            h('h2', { id: 'stats-title', i18n: 'studio.stats' }),
+            h('dl', { class: 'stats-grid', id: 'studio-stats' },
+              stat('bitrate', 'studio.bitrate'), stat('fps', 'studio.fps'), stat('resolution', 'studio.resolution'),
+              stat('viewers', 'studio.viewers'), stat('likes', 'studio.likes'), stat('gifts', 'studio.giftsCoins')))),
+        h('aside', { class: 'studio-side' },
+          h('section', { class: 'card chat-card', 'aria-labelledby': 'studio-chat-title' },
+            h('h2', { id: 'studio-chat-title', i18n: 'viewer.chat' }), chat.el),
+          h('section', { class: 'card', 'aria-labelledby': 'gifts-title' },
+            h('h2', { id: 'gifts-title', i18n: 'studio.gifts' }), giftsList),
+          editBox))));
+
+  // ---- state ---------------------------------------------------------------------------------
+  let stream = null;
+  let publisher = null;
+  let state = 'offline';
+  let giftCoins = 0;
+  let lastStats = null;
+  let statsTimer = null;
+  let stopped = false;
+
+  function setState(next, message) {
+    state = next;
+    liveState.dataset.state = next;
+    liveState.textContent = message || t(`studio.${next}`);
+    goLive.disabled = next === 'live' || next === 'connecting';
+    endShow.disabled = !(next === 'live' || next === 'connecting' || next === 'lost');
+    container.dataset.live = next === 'live' ? '1' : '0';
+  }
+  setState('offline');
+
+  function fillSelect(select, devices, chosenId) {
+    const previous = chosenId || select.value;
+    render(select, devices.map((d, i) => h('option', { value: d.deviceId, selected: d.deviceId === previous, text: d.label || `${select.name} ${i + 1}` })));
+  }
+
+  async function openDevices() {
+    const q = QUALITIES[qualitySelect.value];
+    const constraints = {
+      video: { width: { ideal: q.width }, height: { ideal: q.height }, frameRate: { ideal: q.frameRate }, ...(cameraSelect.value ? { deviceId: { exact: cameraSelect.value } } : {}) },
+      audio: { echoCancellation: true, noiseSuppression: true, ...(micSelect.value ? { deviceId: { exact: micSelect.value } } : {}) },
+    };
+    const next = await navigator.mediaDevices.getUserMedia(constraints);
+    if (stopped) { next.getTracks().forEach((track) => track.stop()); return; }
+    const old = stream;
+    stream = next;
+    preview.srcObject = stream;
+    if (publisher) {
+      // Live: swap the tracks in place, the viewers keep watching.
+      for (const sender of publisher.pc.getSenders()) {
+        const track = stream.getTracks().find((tr) => sender.track && tr.kind === sender.track.kind);
+        if (track) await sender.replaceTrack(track);
+      }
+    }
+    if (old) old.getTracks().forEach((track) => track.stop());
+    const { cameras, mics } = await listDevices();
+    const videoTrack = stream.getVideoTracks()[0];
+    const audioTrack = stream.getAudioTracks()[0];
+    fillSelect(cameraSelect, cameras, videoTrack && videoTrack.getSettings().deviceId);
+    fillSelect(micSelect, mics, audioTrack && audioTrack.getSettings().deviceId);
+  }
+
+  async function startPreview() {
+    try {
+      await openDevices();
+    } catch (err) {
+      setState('offline', t('studio.noCamera', { message: err.message }));
+    }
+  }
+  [cameraSelect, micSelect, qualitySelect].forEach((select) => select.addEventListener('change', startPreview));
+
+  async function startShow() {
+    if (!stream) await startPreview();
+    if (!stream) return;
+    setState('connecting');
+    try {
+      const whip = new URL(`/whip/${encodeURIComponent(room.id)}`, location.href).toString();
+      // The studio talks to the room over the WebSocket, so the WHIP session needs no data channel.
+      publisher = await publish(whip, token(), stream, 'video/H264', { dataChannel: false });
+      window.queqiao.studio.publisher = publisher;
+      publisher.pc.addEventListener('connectionstatechange', () => {
+        const s = publisher && publisher.pc.connectionState;
+        if (s === 'connected') setState('live');
+        if (s === 'disconnected') setState('lost', t('studio.lost'));
+        if (s === 'failed') reconnectShow();
+      });
+      await connected(publisher.pc, 15000);
+      setState('live');
+      giftCoins = 0;
+      statValues.gifts.textContent = '0';
+      statsTimer = setInterval(updateStats, 1000);
+      setLeaveGuard(() => state !== 'live' || window.confirm(t('studio.confirmLeave')));
+    } catch (err) {
+      if (publisher) publisher.pc.close();
+      publisher = null;
+      setState('offline', t('studio.failed', { message: errorText(err) }));
+    }
+  }
+
+  let reconnecting = false;
+  async function reconnectShow() {
+    if (reconnecting || stopped) return;
+    reconnecting = true;
+    setState('lost', t('studio.lost'));
+    const old = publisher;
+    publisher = null;
+    if (old) await old.stop();
+    clearInterval(statsTimer);
+    for (let attempt = 0; attempt < 5 && !stopped && state !== 'offline'; attempt++) {
+      await new Promise((r) => setTimeout(r, 1000 * 2 ** attempt));
+      if (stopped || state === 'offline') break;
+      await startShow();
+      if (state === 'live') break;
+    }
+    reconnecting = false;
+  }
+
+  async function stopShow() {
+    clearInterval(statsTimer);
+    statsTimer = null;
+    lastStats = null;
+    const old = publisher;
+    publisher = null;
+    window.queqiao.studio.publisher = null;
+    setState('ended');
+    setLeaveGuard(null);
+    if (old) await old.stop();
+    for (const el of [statValues.bitrate, statValues.fps, statValues.resolution]) el.textContent = '–';
+  }
+
+  async function updateStats() {
+    if (!publisher) return;
+    const s = await outboundVideoStats(publisher.pc).catch(() => null);
+    if (!s) return;
+    if (lastStats && s.timestamp > lastStats.timestamp) {
+      const kbps = Math.round(((s.bytesSent - lastStats.bytesSent) * 8) / (s.timestamp - lastStats.timestamp));
+      statValues.bitrate.textContent = `${kbps} kbps`;
+      statValues.bitrate.dataset.kbps = String(kbps);
+    }
+    lastStats = s;
+    statValues.fps.textContent = s.framesPerSecond ? String(Math.round(s.framesPerSecond)) : '–';
+    statValues.resolution.textContent = s.frameWidth ? `${s.frameWidth}×${s.frameHeight}` : '–';
+    statValues.resolution.title = t('studio.codec', { codec: s.codec });
+  }
+
+  async function closeRoom() {
+    if (!window.confirm(t('studio.confirmClose'))) return;
+    try {
+      await stopShow();
+      await api.closeRoom(room.id);
+      location.hash = '#/studio';
+    } catch (err) {
+      toast(errorText(err), 'error');
+    }
+  }
+
+  goLive.addEventListener('click', startShow);
+  endShow.addEventListener('click', stopShow);
+
+  // ---- room events (chat, likes, gifts, viewers) over the WebSocket ----------------------
+  const link = createRoomLink({
+    room: room.id,
+    token,
+    onTransport: (_kind, s) => { chat.setNotice(s === 'open' ? '' : t(`viewer.events.${s === 'closed' ? 'closed' : s === 'waiting' ? 'waiting' : 'connecting'}`)); },
+    onChange: (change, st) => {
+      switch (change.kind) {
+        case 'welcome':
+          change.history.forEach((m) => chat.add(m));
+          statValues.viewers.textContent = String(Math.max(0, st.viewers - 1));
+          statValues.likes.textContent = String(st.likes);
+          break;
+        case 'history': change.history.forEach((m) => chat.add(m)); break;
+        case 'chat': chat.add(change.message); break;
+        case 'likes':
+          statValues.likes.textContent = String(change.total);
+          floatHearts(hearts, change.delta);
+          break;
+        // The studio's own connection is a member too: count the others.
+        case 'presence': statValues.viewers.textContent = String(Math.max(0, change.viewers - 1)); break;
+        case 'deleted': chat.remove(change.seq); break;
+        case 'gift': {
+          giftLayer.show(change);
+          giftCoins += change.coins || 0;
+          statValues.gifts.textContent = String(giftCoins);
+          const empty = giftsList.querySelector('.empty');
+          if (empty) empty.remove();
+          giftsList.prepend(h('li', { class: 'gift-entry' },
+            avatar(change.user, 'xs'),
+            h('span', { text: `${change.emoji} ${change.user.nickname || '?'} ${t('viewer.giftLine', { gift: change.gift.name || change.gift.id, count: change.count })}` }),
+            h('small', { class: 'muted', text: ` +${change.coins} · ${formatTime(Date.now(), lang())}` })));
+          break;
+        }
+        case 'error': chat.setNotice(errorText(change), 'error'); break;
+        default: break;
+      }
+    },
+  });
+  link.loadHistory();
+  link.start();
+
+  window.queqiao.studio = { room: room.id, publisher: null, link, get state() { return state; } };
+  startPreview();
+
+  const beforeUnload = (event) => { if (state === 'live') { event.preventDefault(); event.returnValue = ''; } };
+  window.addEventListener('beforeunload', beforeUnload);
+  const relabel = () => setState(state);
+  window.addEventListener('langchange', relabel);
+
+  return async () => {
+    stopped = true;
+    window.removeEventListener('beforeunload', beforeUnload);
+    window.removeEventListener('langchange', relabel);
+    clearInterval(statsTimer);
+    link.stop();
+    if (publisher) await publisher.stop();
+    publisher = null;
+    if (stream) stream.getTracks().forEach((track) => track.stop());
+    window.queqiao.studio = null;
+  };
+}
+

@@ -1,0 +1,5 @@
+// Queqiao mini-program (WeChat and Alipay share this folder; see README.md "Clients").
+App({
+  onLaunch: function () {},
+  globalData: {},
+});

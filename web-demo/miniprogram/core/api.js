@@ -1,0 +1,61 @@
+// The REST client of the mini-programs, over the platform's request function. Errors are
+// ApiError with the server's {code, message, field}.
+var session = require('./session');
+
+function ApiError(status, body) {
+  var error = (body && body.error) || {};
+  this.name = 'ApiError';
+  this.status = status;
+  this.code = error.code || (status === 0 ? 'network' : 'http');
+  this.message = error.message || (status === 0 ? '网络错误，请检查连接' : 'HTTP ' + status);
+  this.field = error.field || null;
+}
+ApiError.prototype = Object.create(Error.prototype);
+
+function query(params) {
+  var parts = [];
+  for (var key in params) {
+    if (params[key] !== undefined && params[key] !== null && params[key] !== '') {
+      parts.push(encodeURIComponent(key) + '=' + encodeURIComponent(params[key]));
+    }
+  }
+  return parts.length ? '?' + parts.join('&') : '';
+}
+
+/** platform: the adapter (request, storage); config: { server }. */
+function createApi(platform, config) {
+  function call(method, path, body) {
+    var header = { Accept: 'application/json' };
+    var bearer = session.token(platform);
+    if (bearer) header.Authorization = 'Bearer ' + bearer;
+    if (body !== undefined) header['Content-Type'] = 'application/json';
+    return platform.request({ url: config.server + path, method: method, data: body, header: header })
+      .then(function (res) {
+        if (res.statusCode >= 200 && res.statusCode < 300) return res.data;
+        if (res.statusCode === 401 && bearer) session.set(platform, null);
+        throw new ApiError(res.statusCode, typeof res.data === 'object' ? res.data : null);
+      }, function () {
+        throw new ApiError(0, null);
+      });
+  }
+  var enc = encodeURIComponent;
+  return {
+    rooms: function (params) { return call('GET', '/api/rooms' + query(params || {})); },
+    room: function (id) { return call('GET', '/api/rooms/' + enc(id)); },
+    stream: function (id) { return call('GET', '/api/rooms/' + enc(id) + '/stream'); },
+    recordings: function (id) { return call('GET', '/api/rooms/' + enc(id) + '/recordings'); },
+    chat: function (id) { return call('GET', '/api/rooms/' + enc(id) + '/chat'); },
+    events: function (id, after) { return call('GET', '/api/rooms/' + enc(id) + '/events?after=' + enc(after)); },
+    gifts: function () { return call('GET', '/api/gifts'); },
+    wallet: function () { return call('GET', '/api/me/wallet'); },
+    sendGift: function (id, body) { return call('POST', '/api/rooms/' + enc(id) + '/gifts', body); },
+    login: function (login, password) {
+      return call('POST', '/api/auth/login', { login: login, password: password }).then(function (result) {
+        session.set(platform, result);
+        return result;
+      });
+    },
+  };
+}
+
+module.exports = { createApi: createApi, ApiError: ApiError, query: query };

@@ -1,0 +1,6 @@
+// The login page: the shared core logic, registered by this platform's layer.
+var platform = require('../../platform/index');
+var config = require('../../config');
+var create = require('../../core/pages/login');
+
+platform.definePage(create(platform, config));

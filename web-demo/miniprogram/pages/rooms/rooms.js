@@ -1,0 +1,6 @@
+// The rooms page: the shared core logic, registered by this platform's layer.
+var platform = require('../../platform/index');
+var config = require('../../config');
+var create = require('../../core/pages/rooms');
+
+platform.definePage(create(platform, config));
