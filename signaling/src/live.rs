@@ -133,6 +133,9 @@ impl Directory {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                // Commands first: an end reason noted before a stream is stopped must be
+                // seen before the media plane's resulting `Offline` event.
+                biased;
                 command = commands.recv() => match command {
                     Some(command) => self.command(command),
                     None => break,

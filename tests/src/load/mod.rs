@@ -14,6 +14,7 @@
 //! (server `/proc` and `/metrics`), [`report`] and [`summary`] (medians of repeated runs
 //! into BENCHMARKS.md), and one module per scenario ([`webrtc`]).
 
+pub mod async_viewers;
 pub mod measure;
 pub mod media;
 pub mod net;

@@ -37,6 +37,16 @@ pub enum SocketMode {
     PerViewer,
 }
 
+/// What the viewers are built on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ViewerEngine {
+    /// Sans-IO `rtc` peers driven by our own worker loop (the default).
+    Sansio,
+    /// The async `webrtc` crate, one socket and driver task per viewer: for comparing the
+    /// load generator's own cost (delay and time to first frame are not measured).
+    Async,
+}
+
 /// Options of `queqiao-load webrtc`.
 #[derive(Debug, Clone, Args)]
 pub struct WebrtcArgs {
@@ -94,6 +104,9 @@ pub struct WebrtcArgs {
     /// Viewer worker threads.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
+    /// What the viewers are built on.
+    #[arg(long, value_enum, default_value_t = ViewerEngine::Sansio)]
+    pub viewer_engine: ViewerEngine,
     /// Socket layout of the viewers.
     #[arg(long, value_enum, default_value_t = SocketMode::Auto)]
     pub sockets: SocketMode,
@@ -227,6 +240,28 @@ pub async fn run(args: WebrtcArgs) -> anyhow::Result<WebrtcReport> {
     // Let the room go live and the server settle before measuring its baseline.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let baseline = probe.sample().await;
+    if args.viewer_engine == ViewerEngine::Async {
+        let report = crate::load::async_viewers::run(crate::load::async_viewers::Context {
+            args: &args,
+            label,
+            whip: &whip,
+            whep: &whep,
+            clip: &clip,
+            probe: &probe,
+            baseline: &baseline,
+            publisher: &publisher.stats,
+        })
+        .await;
+        if let Some(location) = publisher_location {
+            let _ = http
+                .delete(&resolve_location(&origin(&whip).unwrap_or_default(), &location), args.token.as_deref())
+                .await;
+        }
+        if let Err(err) = publisher.stop() {
+            tracing::warn!("publisher: {err:#}");
+        }
+        return report;
+    }
 
     // Viewers.
     let shared_bind = shared.then(|| SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
@@ -638,7 +673,7 @@ fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// `scheme://authority` of a URL.
-fn origin(url: &str) -> Option<String> {
+pub(crate) fn origin(url: &str) -> Option<String> {
     let parsed = reqwest::Url::parse(url).ok()?;
     let host = parsed.host_str()?;
     Some(match parsed.port() {
