@@ -1,10 +1,16 @@
 //! The shard: one task that owns the UDP socket, every peer and every room.
 //!
-//! Nothing here is shared: other tasks talk to the shard by [`Command`] and hear from it
+//! Nothing here is shared: other tasks talk to the shard by `Command` and hear from it
 //! through events and taps, so the packet path takes no lock and awaits nothing. One wake-
 //! up reads a batch of datagrams (`recvmmsg`), routes each to its peer's sans-IO engine,
-//! fans publisher packets out through each viewer's [`Forwarder`], then encrypts and sends
-//! everything queued in one `sendmmsg` batch.
+//! fans publisher packets out through each viewer's [`Forwarder`], then drains the engines
+//! it touched (SRTP happens there) and sends with `sendmmsg` — UDP GSO for runs to one
+//! viewer — before reading the next batch.
+//!
+//! Output is bounded everywhere: an engine is drained every `MAX_RTP_PER_DRAIN` packets
+//! (its internal queues keep their peak size for the peer's life), the socket queue is sent
+//! every `SEND_EARLY` datagrams, and a joiner's cached GOP goes out in slices. See
+//! BENCHMARKS.md for what each of these bought.
 
 use crate::config::SfuConfig;
 use crate::demux::{DemuxTable, Route};
@@ -104,7 +110,7 @@ impl Hasher for PeerIdHasher {
     }
 
     fn write_u64(&mut self, value: u64) {
-        self.0 = (self.0.rotate_left(5) ^ value).wrapping_mul(0x51_7cc1_b727_220a_95);
+        self.0 = (self.0.rotate_left(5) ^ value).wrapping_mul(0x517c_c1b7_2722_0a95);
     }
 
     fn finish(&self) -> u64 {
@@ -323,10 +329,6 @@ impl Shard {
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let fd = socket.as_raw_fd();
         self.fd = Some(fd);
-        let ipv6 = socket.local_addr().is_ok_and(|a| a.is_ipv6());
-        if let Err(err) = crate::udp::set_dont_fragment(fd, ipv6) {
-            tracing::debug!(%err, "could not set don't-fragment on the media socket");
-        }
         loop {
             let next_timer = self.timers.peek().map(|Reverse((at, _))| *at);
             let timer = async {
@@ -1027,6 +1029,7 @@ impl Shard {
             peers,
             stats,
             to_flush,
+            send_queue,
             ..
         } = self;
         let Some(peer) = peers.get_mut(&id) else {
@@ -1085,7 +1088,6 @@ impl Shard {
                                 }) {
                                     Some((packet, header)) => {
                                         answered += 1;
-                                        peer.outbox.rtp += 1;
                                         write_rtp(
                                             &mut peer.connection,
                                             &header,
@@ -1093,6 +1095,14 @@ impl Shard {
                                             now,
                                             stats,
                                         );
+                                        peer.outbox.rtp += 1;
+                                        if peer.outbox.rtp >= MAX_RTP_PER_DRAIN {
+                                            drain_engine(
+                                                &mut peer.connection,
+                                                &mut peer.outbox,
+                                                send_queue,
+                                            );
+                                        }
                                         SfuStats::add(&stats.retransmissions, 1);
                                     }
                                     None => SfuStats::add(&stats.retransmission_misses, 1),
@@ -1522,11 +1532,12 @@ fn stun_nominates(datagram: &[u8]) -> bool {
 
 /// Moves a peer engine's encrypted datagrams into the send queue.
 ///
-/// Every `poll_write` runs the engine's whole write pipeline (eight handlers) before it
-/// pops one datagram, so the call that finds the engine empty costs as much as one that
-/// finds a packet. When only forwarded RTP was written, exactly that many RTP datagrams are
-/// popped and the final, empty sweep is skipped; anything else the engine produces meanwhile
-/// (RTCP reports) goes out with them or on the peer's next drain or timer.
+/// Every `poll_write` sweeps the engine's whole write pipeline (eight handlers and the
+/// interceptor chain) before it pops one datagram, so the call that only finds the engine
+/// empty is not free (≈ 300 instructions, one per viewer per wake-up). When only forwarded
+/// RTP was written, exactly that many RTP datagrams are popped and that last sweep is
+/// skipped; anything else the engine produces meanwhile (RTCP reports) goes out with them
+/// or on the peer's next drain or timer, which drains fully.
 fn drain_engine(connection: &mut RTCPeerConnection, outbox: &mut Outbox, queue: &mut SendQueue) {
     let Outbox { rtp, full, .. } = std::mem::take(outbox);
     if full {

@@ -16,34 +16,6 @@ pub const BATCH: usize = 64;
 /// Largest datagram we read (larger ones are truncated and then rejected by the engine).
 pub const MAX_DATAGRAM: usize = 2048;
 
-/// Sets the don't-fragment bit on every datagram the socket sends (`IP_PMTUDISC_PROBE`:
-/// DF set, no path-MTU cache consulted, so no surprise `EMSGSIZE`). Media datagrams stay
-/// under 1,200 bytes, as WebRTC requires, so nothing needs fragmenting; and for a datagram
-/// with DF the kernel skips generating an IP identification (`__ip_select_ident`, a
-/// hashed, shared counter) on every send of an unconnected socket.
-pub fn set_dont_fragment(fd: RawFd, ipv6: bool) -> io::Result<()> {
-    let (level, name, value) = if ipv6 {
-        (libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_PROBE)
-    } else {
-        (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE)
-    };
-    // SAFETY: `value` outlives the call and its size is passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
 /// Reusable receive buffers.
 pub struct RecvBatch {
     buffers: Vec<[u8; MAX_DATAGRAM]>,
@@ -400,7 +372,11 @@ mod tests {
         }
         queue.push(to_b, BytesMut::from(&[41u8; 1200][..]));
         assert_eq!(queue.run_length(0, IOV_CAP), GSO_MAX_SEGMENTS);
-        assert_eq!(queue.run_length(32, IOV_CAP), 9, "8 full ones and the short tail");
+        assert_eq!(
+            queue.run_length(32, IOV_CAP),
+            9,
+            "8 full ones and the short tail"
+        );
         let mut failed = 0;
         let (count, bytes) = queue.flush(a.as_raw_fd(), &mut failed).unwrap();
         assert_eq!((count, failed), (45, 0));

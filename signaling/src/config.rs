@@ -126,7 +126,12 @@ pub struct SettingsArgs {
     #[arg(long, env = "QUEQIAO_RECORD", global = true)]
     pub record: Option<bool>,
     /// Words refused in chat (repeatable; comma-separated in the environment).
-    #[arg(long = "blocked-word", env = "QUEQIAO_BLOCKED_WORDS", value_delimiter = ',', global = true)]
+    #[arg(
+        long = "blocked-word",
+        env = "QUEQIAO_BLOCKED_WORDS",
+        value_delimiter = ',',
+        global = true
+    )]
     pub blocked_words: Option<Vec<String>>,
     /// On a fresh database, create a demo admin, a demo host and a demo room, and print
     /// their passwords once (for trying the product out; never for production).
@@ -398,11 +403,13 @@ impl Config {
                 .filter(|w| !w.is_empty())
                 .collect(),
             chat_rate: (
-                file.chat_messages_per_second.unwrap_or(defaults.chat_rate.0),
+                file.chat_messages_per_second
+                    .unwrap_or(defaults.chat_rate.0),
                 file.chat_burst.unwrap_or(defaults.chat_rate.1),
             ),
             like_rate: (
-                file.like_messages_per_second.unwrap_or(defaults.like_rate.0),
+                file.like_messages_per_second
+                    .unwrap_or(defaults.like_rate.0),
                 file.like_burst.unwrap_or(defaults.like_rate.1),
             ),
             gift_rate: (

@@ -158,7 +158,10 @@ async fn seed_demo(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     let password = || -> String {
-        rand::Rng::sample_iter(rand::rng(), rand::distr::Alphanumeric).take(12).map(char::from).collect()
+        rand::Rng::sample_iter(rand::rng(), rand::distr::Alphanumeric)
+            .take(12)
+            .map(char::from)
+            .collect()
     };
     let (admin_password, host_password) = (password(), password());
     store
@@ -195,7 +198,9 @@ async fn seed_demo(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
         })
         .await?;
     store.close().await;
-    println!("Demo accounts (shown once): admin / {admin_password}   host hongniang / {host_password} (room \"demo\")");
+    println!(
+        "Demo accounts (shown once): admin / {admin_password}   host hongniang / {host_password} (room \"demo\")"
+    );
     Ok(())
 }
 

@@ -64,18 +64,26 @@ COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if ! git diff --quiet 2>/dev/null; then COMMIT="$COMMIT+changes"; fi
 
 SERVER_PID=
+SERVER_DATA=
 stop_server() {
   if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
     kill -TERM "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
   fi
   SERVER_PID=
+  # Keep the server's log, drop its database and recordings.
+  if [ -n "$SERVER_DATA" ] && [ -d "$SERVER_DATA" ]; then
+    mv "$SERVER_DATA/server.log" "$SERVER_DATA.server.log" 2>/dev/null || true
+    rm -rf "$SERVER_DATA"
+  fi
+  SERVER_DATA=
 }
 trap stop_server EXIT
 
 start_server() {
   local data
   data=$(mktemp -d "$OUT/data.XXXX")
+  SERVER_DATA=$data
   # shellcheck disable=SC2086
   $SERVER_SCHED taskset -c "$SERVER_CORE" "$SERVER_BIN" "${SERVER_FLAGS[@]}" --data-dir "$data" >"$data/server.log" 2>&1 &
   SERVER_PID=$!

@@ -74,7 +74,9 @@ pub struct ChatLoadReport {
 impl ChatLoadReport {
     /// One Markdown table row.
     pub fn markdown_row(&self, label: &str) -> String {
-        let cpu = self.server_cpu_percent.map_or("–".into(), |c| format!("{c:.1} %"));
+        let cpu = self
+            .server_cpu_percent
+            .map_or("–".into(), |c| format!("{c:.1} %"));
         format!(
             "| {label} | {} | {:.0}/s | {} | {:.3} | {:.1} | {:.1} | {:.1} | {cpu} |",
             self.members,
@@ -116,8 +118,10 @@ pub async fn run(options: ChatLoadOptions) -> anyhow::Result<ChatLoadReport> {
 
     let ws_base = options.base.replacen("http", "ws", 1);
     let start = Instant::now();
-    let max_messages = (options.messages_per_sec * (options.duration.as_secs_f64() + 30.0)) as usize + 16;
-    let send_times: Arc<Vec<AtomicU64>> = Arc::new((0..max_messages).map(|_| AtomicU64::new(0)).collect());
+    let max_messages =
+        (options.messages_per_sec * (options.duration.as_secs_f64() + 30.0)) as usize + 16;
+    let send_times: Arc<Vec<AtomicU64>> =
+        Arc::new((0..max_messages).map(|_| AtomicU64::new(0)).collect());
     let stats = Arc::new(Counters::default());
     let measuring = Arc::new(AtomicU64::new(0));
 
@@ -135,13 +139,19 @@ pub async fn run(options: ChatLoadOptions) -> anyhow::Result<ChatLoadReport> {
             connected.fetch_add(1, Ordering::Relaxed);
             let buffer = Arc::new(std::sync::Mutex::new(Vec::new()));
             buffers.push(Arc::clone(&buffer));
-            let (send_times, stats, prefix, measuring) =
-                (Arc::clone(&send_times), Arc::clone(&stats), prefix.clone(), Arc::clone(&measuring));
+            let (send_times, stats, prefix, measuring) = (
+                Arc::clone(&send_times),
+                Arc::clone(&stats),
+                prefix.clone(),
+                Arc::clone(&measuring),
+            );
             receivers.push(tokio::spawn(async move {
                 let (_sink, mut source) = stream.split();
                 let needle = format!("\"ref\":\"{prefix}");
                 while let Some(Ok(message)) = source.next().await {
-                    let Message::Text(text) = message else { continue };
+                    let Message::Text(text) = message else {
+                        continue;
+                    };
                     let text = text.as_str();
                     if let Some(at) = text.find(&needle) {
                         let rest = &text[at + needle.len()..];
@@ -158,7 +168,9 @@ pub async fn run(options: ChatLoadOptions) -> anyhow::Result<ChatLoadReport> {
                                 stats.deliveries.fetch_add(1, Ordering::Relaxed);
                             }
                         }
-                    } else if text.contains("\"type\":\"likes\"") && measuring.load(Ordering::Relaxed) == 1 {
+                    } else if text.contains("\"type\":\"likes\"")
+                        && measuring.load(Ordering::Relaxed) == 1
+                    {
                         stats.like_events.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -170,9 +182,12 @@ pub async fn run(options: ChatLoadOptions) -> anyhow::Result<ChatLoadReport> {
     // Senders.
     let mut sender_queues = Vec::with_capacity(tokens.len());
     for token in &tokens {
-        let (stream, _) = tokio_tungstenite::connect_async(format!("{ws_base}/ws/rooms/{}?token={token}", options.room))
-            .await
-            .context("connecting a sender")?;
+        let (stream, _) = tokio_tungstenite::connect_async(format!(
+            "{ws_base}/ws/rooms/{}?token={token}",
+            options.room
+        ))
+        .await
+        .context("connecting a sender")?;
         let (mut sink, mut source) = stream.split();
         let (queue, mut outgoing) = mpsc::unbounded_channel::<String>();
         let stats = Arc::clone(&stats);
@@ -228,7 +243,9 @@ pub async fn run(options: ChatLoadOptions) -> anyhow::Result<ChatLoadReport> {
             while next_message <= now && (messages_sent as usize) < max_messages {
                 let n = messages_sent as usize;
                 send_times[n].store(start.elapsed().as_micros() as u64, Ordering::Relaxed);
-                let text = format!(r#"{{"type":"chat","text":"load message {n}","client_id":"{prefix}{n}"}}"#);
+                let text = format!(
+                    r#"{{"type":"chat","text":"load message {n}","client_id":"{prefix}{n}"}}"#
+                );
                 let _ = sender_queues[n % sender_queues.len()].send(text);
                 messages_sent += 1;
                 next_message += interval;
@@ -248,7 +265,8 @@ pub async fn run(options: ChatLoadOptions) -> anyhow::Result<ChatLoadReport> {
                 "[chat] t={:>3.0}s sent {messages_sent} msgs, {likes_sent} likes, deliveries {}, members {}",
                 window_start.elapsed().as_secs_f64(),
                 stats.deliveries.load(Ordering::Relaxed),
-                connected.load(Ordering::Relaxed) as u64 - stats.disconnected.load(Ordering::Relaxed),
+                connected.load(Ordering::Relaxed) as u64
+                    - stats.disconnected.load(Ordering::Relaxed),
             );
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -258,7 +276,10 @@ pub async fn run(options: ChatLoadOptions) -> anyhow::Result<ChatLoadReport> {
     measuring.store(0, Ordering::Relaxed);
     let window = window_start.elapsed().as_secs_f64();
     let cpu_after = options.server_pid.and_then(process_cpu_seconds);
-    let server_rss_mib = options.server_pid.and_then(process_rss_kib).map(|k| k as f64 / 1024.0);
+    let server_rss_mib = options
+        .server_pid
+        .and_then(process_rss_kib)
+        .map(|k| k as f64 / 1024.0);
     let disconnected = stats.disconnected.load(Ordering::Relaxed) as usize;
 
     drop(sender_queues);

@@ -123,10 +123,16 @@ impl HttpClient {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.with_context(|| format!("{method} {url}"))?;
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("{method} {url}"))?;
         let status = response.status().as_u16();
         let text = response.text().await?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)))
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        ))
     }
 
     /// GET returning status and JSON (or `Null` if the body is not JSON).

@@ -5,8 +5,8 @@
 //! end-to-end tests in `tests/tests/` and the load generator are built on it.
 
 pub mod api;
-pub mod chatload;
 pub mod bridge;
+pub mod chatload;
 pub mod clip;
 pub mod http;
 pub mod load;

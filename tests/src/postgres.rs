@@ -13,9 +13,20 @@ pub async fn fresh_database() -> Option<String> {
         return None;
     };
     use sqlx::Connection;
-    let name = format!("queqiao_e2e_{}_{}", std::process::id(), rand::random::<u32>());
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await.expect("connect to the test cluster");
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create database");
-    let (base, _) = admin_url.rsplit_once('/').expect("URL with a database name");
+    let name = format!(
+        "queqiao_e2e_{}_{}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .expect("connect to the test cluster");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create database");
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .expect("URL with a database name");
     Some(format!("{base}/{name}"))
 }

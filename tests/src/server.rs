@@ -81,7 +81,11 @@ impl TestServer {
         adjust(&mut config);
         let server = Server::start(config).await?;
         let base = format!("http://{}", server.http_addr);
-        Ok(TestServer { server, base, data_dir })
+        Ok(TestServer {
+            server,
+            base,
+            data_dir,
+        })
     }
 
     /// Shuts the server down and removes its data directory.

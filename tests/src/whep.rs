@@ -300,7 +300,9 @@ impl Viewer {
             .await
             .context("no local description")?;
         let http = HttpClient::new();
-        let exchange = http.post_sdp(whep_url, options.token.as_deref(), &local.sdp).await?;
+        let exchange = http
+            .post_sdp(whep_url, options.token.as_deref(), &local.sdp)
+            .await?;
         if exchange.status != 201 {
             let _ = pc.close().await;
             bail!("WHEP POST answered {}: {}", exchange.status, exchange.body);

@@ -30,9 +30,17 @@ async fn every_member_gets_every_message_and_likes_are_summed() {
     .unwrap();
     assert!(report.messages_sent >= 100, "{report:?}");
     assert_eq!(report.deliveries, report.deliveries_expected, "{report:?}");
-    assert_eq!(report.sender_errors, 0, "no rate-limit errors at these rates: {report:?}");
+    assert_eq!(
+        report.sender_errors, 0,
+        "no rate-limit errors at these rates: {report:?}"
+    );
     assert_eq!(report.disconnected, 0);
-    assert!(report.likes_sent > 0 && report.like_events_per_member_per_sec <= 4.5, "likes are batched: {report:?}");
-    assert!(report.delay_max_ms >= report.delay_p99_ms && report.delay_p99_ms >= report.delay_p50_ms);
+    assert!(
+        report.likes_sent > 0 && report.like_events_per_member_per_sec <= 4.5,
+        "likes are batched: {report:?}"
+    );
+    assert!(
+        report.delay_max_ms >= report.delay_p99_ms && report.delay_p99_ms >= report.delay_p50_ms
+    );
     server.stop().await;
 }

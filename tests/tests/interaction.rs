@@ -655,10 +655,24 @@ async fn protocol_and_moderation(database_url: Option<String>) {
 
     // A ban closes the user's room connections and their token no longer gets back in.
     let bob_id = people[1].0;
-    let (status, _) = api.call(Method::POST, &format!("/api/users/{bob_id}/ban"), Some(&admin), Some(json!({"reason": "spam"}))).await;
+    let (status, _) = api
+        .call(
+            Method::POST,
+            &format!("/api/users/{bob_id}/ban"),
+            Some(&admin),
+            Some(json!({"reason": "spam"})),
+        )
+        .await;
     assert_eq!(status, 200);
-    assert!(wait(Duration::from_secs(5), || bob.closed().is_some()).await, "banned user's socket still open");
-    assert!(RoomSocket::connect(&server.base, &room, Some(bob_token)).await.is_err());
+    assert!(
+        wait(Duration::from_secs(5), || bob.closed().is_some()).await,
+        "banned user's socket still open"
+    );
+    assert!(
+        RoomSocket::connect(&server.base, &room, Some(bob_token))
+            .await
+            .is_err()
+    );
     assert!(watcher.closed().is_none());
 
     for socket in [bob, watcher] {

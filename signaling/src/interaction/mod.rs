@@ -208,8 +208,14 @@ impl RoomBus for LocalBus {
     }
 
     fn running(&self) -> Vec<mpsc::Sender<HubCommand>> {
-        let hubs = self.hubs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        hubs.values().filter(|hub| !hub.is_closed()).cloned().collect()
+        let hubs = self
+            .hubs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        hubs.values()
+            .filter(|hub| !hub.is_closed())
+            .cloned()
+            .collect()
     }
 }
 
@@ -347,7 +353,10 @@ impl Interaction {
         for hub in self.inner.bus.running() {
             let (reply, response) = oneshot::channel();
             let until = Instant::now();
-            if hub.send(HubCommand::Kick { user, until, reply }).await.is_ok()
+            if hub
+                .send(HubCommand::Kick { user, until, reply })
+                .await
+                .is_ok()
                 && let Ok(found) = response.await
             {
                 peers.extend(found);

@@ -24,16 +24,31 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let interaction = state.interaction.stats();
     let counters = [
         ("events", interaction.events.load(Ordering::Relaxed)),
-        ("chat_messages", interaction.chat_messages.load(Ordering::Relaxed)),
-        ("chat_not_stored", interaction.chat_not_stored.load(Ordering::Relaxed)),
+        (
+            "chat_messages",
+            interaction.chat_messages.load(Ordering::Relaxed),
+        ),
+        (
+            "chat_not_stored",
+            interaction.chat_not_stored.load(Ordering::Relaxed),
+        ),
         ("likes", interaction.likes.load(Ordering::Relaxed)),
         ("gifts", interaction.gifts.load(Ordering::Relaxed)),
         ("client_errors", interaction.errors.load(Ordering::Relaxed)),
-        ("slow_members_dropped", interaction.slow_members_dropped.load(Ordering::Relaxed)),
-        ("data_channel_drops", interaction.data_channel_drops.load(Ordering::Relaxed)),
+        (
+            "slow_members_dropped",
+            interaction.slow_members_dropped.load(Ordering::Relaxed),
+        ),
+        (
+            "data_channel_drops",
+            interaction.data_channel_drops.load(Ordering::Relaxed),
+        ),
     ];
     for (name, value) in counters {
-        let _ = writeln!(out, "# TYPE queqiao_room_{name}_total counter\nqueqiao_room_{name}_total {value}");
+        let _ = writeln!(
+            out,
+            "# TYPE queqiao_room_{name}_total counter\nqueqiao_room_{name}_total {value}"
+        );
     }
     let _ = writeln!(
         out,

@@ -84,7 +84,15 @@ async fn whep(
             }
             other => other.into(),
         })?;
-    record_session(&state, &session, &room, viewer.as_ref(), PeerRole::Viewer, private).await;
+    record_session(
+        &state,
+        &session,
+        &room,
+        viewer.as_ref(),
+        PeerRole::Viewer,
+        private,
+    )
+    .await;
     Ok(created(&state, "whep", &room, &session))
 }
 
@@ -231,7 +239,10 @@ async fn record_session(
     role: PeerRole,
     private: bool,
 ) {
-    state.interaction.attach_peer(session.peer, room.clone(), user).await;
+    state
+        .interaction
+        .attach_peer(session.peer, room.clone(), user)
+        .await;
     let info = SessionInfo {
         id: session.peer.to_string(),
         room: room.to_string(),

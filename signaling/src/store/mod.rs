@@ -13,7 +13,10 @@ mod secrets;
 mod shows;
 mod users;
 
-pub use interaction::{ChatRecord, ChatWithAuthor, Gift, GiftError, GiftOutcome, GiftRecord, GiftRequest, Gifter, Wallet};
+pub use interaction::{
+    ChatRecord, ChatWithAuthor, Gift, GiftError, GiftOutcome, GiftRecord, GiftRequest, Gifter,
+    Wallet,
+};
 pub use recordings::{Recording, RtmpTargetRow};
 pub use rooms::{NewRoom, Room, RoomFilter, RoomPage, RoomUpdate, Visibility};
 pub use shows::Show;

@@ -16,7 +16,11 @@ use queqiao_tests::load::webrtc::{self, WebrtcArgs};
 use std::io::Write;
 
 #[derive(Debug, Parser)]
-#[command(name = "queqiao-load", version, about = "Load generator for WHIP/WHEP servers")]
+#[command(
+    name = "queqiao-load",
+    version,
+    about = "Load generator for WHIP/WHEP servers"
+)]
 struct Cli {
     #[command(subcommand)]
     scenario: Scenario,
@@ -25,7 +29,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Scenario {
     /// One WHIP publisher, N WHEP viewers (real WebRTC peers), measured.
-    Webrtc(WebrtcArgs),
+    Webrtc(Box<WebrtcArgs>),
     /// Medians of repeated `webrtc --json` reports as a Markdown table (optionally written
     /// between the `<!-- bench:SECTION:start/end -->` markers of a file).
     Summarize(SummarizeArgs),
@@ -52,7 +56,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::Webrtc(args) => {
             let json = args.json.clone();
             let markdown = args.markdown.clone();
-            let report = runtime.block_on(webrtc::run(args))?;
+            let report = runtime.block_on(webrtc::run(*args))?;
             let row = report.markdown_row();
             println!("{}\n{row}", WebrtcReport::markdown_header());
             if let Some(path) = json {

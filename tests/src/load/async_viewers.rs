@@ -28,9 +28,10 @@ fn received(viewers: &[Viewer]) -> (u64, u64, u64) {
         for track in [&stats.audio, &stats.video] {
             packets += track.packets;
             unique += track.sequence_numbers.len() as u64;
-            if let (Some(first), Some(last)) =
-                (track.sequence_numbers.first(), track.sequence_numbers.last())
-            {
+            if let (Some(first), Some(last)) = (
+                track.sequence_numbers.first(),
+                track.sequence_numbers.last(),
+            ) {
                 expected += last - first + 1;
             }
         }
@@ -77,7 +78,7 @@ pub async fn run(context: Context<'_>) -> anyhow::Result<WebrtcReport> {
                 &whep,
                 ViewerOptions {
                     data_channel,
-                    vp8: false,
+                    ..ViewerOptions::default()
                 },
             )
             .await;
@@ -145,6 +146,7 @@ pub async fn run(context: Context<'_>) -> anyhow::Result<WebrtcReport> {
         loss: loss_ratio(rx_end.2 - rx_start.2, rx_end.1 - rx_start.1),
         loss_expected: rx_end.2 - rx_start.2,
         loss_received: rx_end.1 - rx_start.1,
+        duplicates: 0,
         delivery_ratio: (published > 0 && connected > 0)
             .then(|| (rx_end.1 - rx_start.1) as f64 / (published as f64 * connected as f64)),
         delay_ms: LatencyMs::default(),
@@ -154,7 +156,8 @@ pub async fn run(context: Context<'_>) -> anyhow::Result<WebrtcReport> {
         ttff_missing: 0,
         server: ServerReport {
             pid: args.server_pid,
-            cpu_us_per_packet: server_ticks.and_then(|t| cpu_us_per_packet(t, ticks, forwarded as u64)),
+            cpu_us_per_packet: server_ticks
+                .and_then(|t| cpu_us_per_packet(t, ticks, forwarded as u64)),
             cpu_percent: server_ticks.map(|t| t as f64 / ticks as f64 / seconds * 100.0),
             cpu_system_share: None,
             rss_before_kib: context.baseline.rss_kib,

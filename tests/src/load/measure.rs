@@ -447,7 +447,13 @@ impl FirstFrame {
     }
 
     /// Feeds one video packet; `true` once this packet completes the first keyframe.
-    pub fn push(&mut self, sequence_number: u16, timestamp: u32, marker: bool, payload: &[u8]) -> bool {
+    pub fn push(
+        &mut self,
+        sequence_number: u16,
+        timestamp: u32,
+        marker: bool,
+        payload: &[u8],
+    ) -> bool {
         if self.timestamp != Some(timestamp) {
             // A new frame: start over (an older frame's late packets restart it too, which
             // only delays the verdict to the next keyframe).
@@ -516,22 +522,36 @@ impl FirstFrame {
     }
 }
 
-/// A 64-bit fingerprint of a payload (word-at-a-time multiply–rotate, FxHash-like, plus a
-/// final avalanche). Not cryptographic: it tells apart the payloads of one test clip.
+/// Bytes of a payload's head and tail that [`fingerprint`] reads.
+const FINGERPRINT_HEAD: usize = 64;
+const FINGERPRINT_TAIL: usize = 32;
+
+/// A 64-bit fingerprint of a payload: its length, first 64 and last 32 bytes, hashed
+/// word-at-a-time (multiply–rotate, FxHash-like) with a final avalanche. Not
+/// cryptographic, and not every byte: it tells apart the payloads of one test clip, whose
+/// collisions are found when the clip is loaded (see [`crate::load::media`]), at a cost
+/// that does not grow with the packet size.
 pub fn fingerprint(payload: &[u8]) -> u64 {
     const K: u64 = 0x517c_c1b7_2722_0a95;
     let mut hash = payload.len() as u64;
-    let mut chunks = payload.chunks_exact(8);
-    for chunk in &mut chunks {
-        let word = u64::from_le_bytes([
-            chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7],
-        ]);
-        hash = (hash.rotate_left(5) ^ word).wrapping_mul(K);
+    let mut mix = |bytes: &[u8]| {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            hash = (hash.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        }
+        let mut tail = [0u8; 8];
+        let rest = chunks.remainder();
+        tail[..rest.len()].copy_from_slice(rest);
+        hash = (hash.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(K);
+    };
+    if payload.len() <= FINGERPRINT_HEAD + FINGERPRINT_TAIL {
+        mix(payload);
+    } else {
+        mix(&payload[..FINGERPRINT_HEAD]);
+        mix(&payload[payload.len() - FINGERPRINT_TAIL..]);
     }
-    let mut tail = [0u8; 8];
-    let rest = chunks.remainder();
-    tail[..rest.len()].copy_from_slice(rest);
-    hash = (hash.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(K);
     // Final avalanche (splitmix64).
     hash ^= hash >> 30;
     hash = hash.wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -624,7 +644,9 @@ mod tests {
     #[test]
     fn histogram_quantiles_are_within_bucket_precision() {
         let mut histogram = Histogram::new();
-        let values: Vec<u64> = (0..100_000u64).map(|i| (i * 7919) % 5_000_000 + 1).collect();
+        let values: Vec<u64> = (0..100_000u64)
+            .map(|i| (i * 7919) % 5_000_000 + 1)
+            .collect();
         for &v in &values {
             histogram.record(v);
         }
@@ -667,7 +689,16 @@ mod tests {
 
     #[test]
     fn bucket_bounds_are_consistent() {
-        for value in [64u64, 65, 127, 128, 1000, 123_456_789, 1 << 40, u64::MAX / 3] {
+        for value in [
+            64u64,
+            65,
+            127,
+            128,
+            1000,
+            123_456_789,
+            1 << 40,
+            u64::MAX / 3,
+        ] {
             let bucket = Histogram::bucket_of(value);
             assert!(Histogram::bucket_low(bucket) <= value, "{value}");
             assert!(Histogram::bucket_high(bucket) >= value, "{value}");
@@ -678,10 +709,16 @@ mod tests {
     fn seq_tracker_counts_loss_duplicates_and_wraps() {
         let mut tracker = SeqTracker::new();
         // 65530 … 65535, 0 … 9 with 3 and 5 missing, 7 duplicated, 65534 late.
-        for seq in [65530u16, 65531, 65532, 65533, 65535, 0, 1, 2, 4, 6, 7, 7, 8, 9] {
+        for seq in [
+            65530u16, 65531, 65532, 65533, 65535, 0, 1, 2, 4, 6, 7, 7, 8, 9,
+        ] {
             tracker.record(seq);
         }
-        assert_eq!(tracker.record(65534), SeqEvent::New, "late but within the window");
+        assert_eq!(
+            tracker.record(65534),
+            SeqEvent::New,
+            "late but within the window"
+        );
         assert_eq!(tracker.record(65534), SeqEvent::Duplicate);
         assert_eq!(tracker.expected(), 16);
         assert_eq!(tracker.unique(), 14);
@@ -730,7 +767,10 @@ mod tests {
         assert!(!detector.push(11, 4000, false, &stap_a_sps_pps()));
         assert!(!detector.push(12, 4000, false, &fu_a(true, false, 5)));
         assert!(!detector.push(14, 4000, true, &fu_a(false, true, 5)));
-        assert!(detector.push(13, 4000, false, &fu_a(false, false, 5)), "gap filled");
+        assert!(
+            detector.push(13, 4000, false, &fu_a(false, false, 5)),
+            "gap filled"
+        );
     }
 
     #[test]
@@ -751,7 +791,10 @@ mod tests {
         assert!(!detector.push(65534, 9, false, &[0x67, 0x42]));
         assert!(!detector.push(65535, 9, false, &[0x68, 0xce]));
         assert!(detector.push(0, 9, true, &[0x65, 0x88, 0x84]));
-        assert!(!h264_starts_keyframe(&fu_a(true, false, 5)), "no parameter sets");
+        assert!(
+            !h264_starts_keyframe(&fu_a(true, false, 5)),
+            "no parameter sets"
+        );
         assert!(h264_carries_idr(&[0x65]));
         assert!(!h264_carries_idr(&[0x41]));
         assert!(!h264_carries_idr(&[]));
@@ -776,7 +819,13 @@ mod tests {
         let text = "1234 (queqiao (x) y) S 1 1234 1234 0 -1 4194560 2800 0 0 0 \
                     1500 250 0 0 20 0 9 0 12345 1000000 5000 18446744073709551615";
         let stat = ProcStat::parse(text).unwrap();
-        assert_eq!(stat, ProcStat { utime: 1500, stime: 250 });
+        assert_eq!(
+            stat,
+            ProcStat {
+                utime: 1500,
+                stime: 250
+            }
+        );
         assert_eq!(stat.total(), 1750);
         assert_eq!(ProcStat::parse("garbage"), None);
         assert_eq!(ProcStat::parse("1 (x) S 1"), None);
@@ -796,7 +845,10 @@ mod tests {
             prometheus_value(metrics, "queqiao_sfu_rtp_forwarded_total"),
             Some(123456.0)
         );
-        assert_eq!(prometheus_value(metrics, "queqiao_sfu_plis_sent_total"), Some(3.0));
+        assert_eq!(
+            prometheus_value(metrics, "queqiao_sfu_plis_sent_total"),
+            Some(3.0)
+        );
         assert_eq!(prometheus_value(metrics, "missing"), None);
     }
 

@@ -82,7 +82,10 @@ impl PacketizedClip {
                     "360p" => "clip-360p.h264",
                     other => bail!("unknown clip {other:?} (built in: 720p, 360p)"),
                 };
-                (name.clone(), Clip::load(&dir.join(file), &dir.join("clip.ogg"), 30)?)
+                (
+                    name.clone(),
+                    Clip::load(&dir.join(file), &dir.join("clip.ogg"), 30)?,
+                )
             }
             ClipChoice::Files { h264, ogg, fps } => {
                 if *fps == 0 {
@@ -268,7 +271,11 @@ mod tests {
         // Every keyframe repeats the same SPS/PPS (one STAP-A): those are ambiguous, the
         // rest are unique.
         let keyframes = clip.video.iter().filter(|f| f.keyframe).count();
-        assert_eq!(with_id, total - keyframes, "video payloads are unique but the SPS/PPS");
+        assert_eq!(
+            with_id,
+            total - keyframes,
+            "video payloads are unique but the SPS/PPS"
+        );
         let times = clip.send_times();
         assert_eq!(times.get(0), None);
         times.set(0, 42);

@@ -7,12 +7,14 @@
 //!
 //! Built on the sans-IO `rtc` engine with our own loops (one thread per viewer worker, one
 //! for the publisher) rather than the async `webrtc` crate, whose per-peer sockets, tasks
-//! and locks cost several times more per received packet (see BENCHMARKS.md).
+//! and locks cost 1.6–2× more per received packet (measured in BENCHMARKS.md; the async
+//! viewers stay available as `--viewer-engine async` for that comparison).
 //!
 //! Layout: [`measure`] (pure math, unit-tested), [`net`] (batched UDP), [`media`] (the
-//! packetized clip), [`peer`] (client peers), [`publisher`], [`viewers`], [`probe`]
-//! (server `/proc` and `/metrics`), [`report`] and [`summary`] (medians of repeated runs
-//! into BENCHMARKS.md), and one module per scenario ([`webrtc`]).
+//! packetized clip), [`peer`] (client peers), [`publisher`], [`viewers`] (and
+//! [`async_viewers`]), [`probe`] (server `/proc` and `/metrics`), [`report`] and
+//! [`summary`] (medians of repeated runs into BENCHMARKS.md), and one module per scenario
+//! ([`webrtc`]); the `chat`, `flv` and `hls` scenarios join as their features land.
 
 pub mod async_viewers;
 pub mod measure;

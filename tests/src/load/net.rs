@@ -131,7 +131,8 @@ impl Default for RecvBatch {
 impl RecvBatch {
     /// Reads up to [`BATCH`] datagrams without blocking; `WouldBlock` when none is queued.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
-        let mut iovecs: [MaybeUninit<libc::iovec>; BATCH] = [const { MaybeUninit::uninit() }; BATCH];
+        let mut iovecs: [MaybeUninit<libc::iovec>; BATCH] =
+            [const { MaybeUninit::uninit() }; BATCH];
         let mut headers: [MaybeUninit<libc::mmsghdr>; BATCH] =
             [const { MaybeUninit::uninit() }; BATCH];
         for i in 0..BATCH {
@@ -167,9 +168,9 @@ impl RecvBatch {
             return Err(io::Error::last_os_error());
         }
         let received = received as usize;
-        for i in 0..received {
+        for (i, header) in headers.iter().take(received).enumerate() {
             // SAFETY: the first `received` headers were initialised above and filled by the kernel.
-            let header = unsafe { headers[i].assume_init_ref() };
+            let header = unsafe { header.assume_init_ref() };
             self.lengths[i] = (header.msg_len as usize).min(MAX_DATAGRAM);
             self.name_lengths[i] = header.msg_hdr.msg_namelen;
             let (to_ip, rx_ns) = parse_control(&header.msg_hdr);
@@ -208,7 +209,9 @@ fn parse_control(header: &libc::msghdr) -> (Option<IpAddr>, Option<u64>) {
                 rx_ns = Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
             } else if level == libc::IPPROTO_IP && kind == libc::IP_PKTINFO {
                 let info = std::ptr::read_unaligned(data.cast::<libc::in_pktinfo>());
-                to_ip = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr))));
+                to_ip = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                    info.ipi_addr.s_addr,
+                ))));
             } else if level == libc::IPPROTO_IPV6 && kind == libc::IPV6_PKTINFO {
                 let info = std::ptr::read_unaligned(data.cast::<libc::in6_pktinfo>());
                 to_ip = Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
@@ -224,7 +227,8 @@ fn to_socket_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Opt
     match storage.ss_family as libc::c_int {
         libc::AF_INET if len as usize >= size_of::<libc::sockaddr_in>() => {
             // SAFETY: the family says this is a sockaddr_in, and it is large enough.
-            let v4 = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let v4 =
+                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
             Some(SocketAddr::V4(SocketAddrV4::new(
                 Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr)),
                 u16::from_be(v4.sin_port),
@@ -232,7 +236,9 @@ fn to_socket_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Opt
         }
         libc::AF_INET6 if len as usize >= size_of::<libc::sockaddr_in6>() => {
             // SAFETY: the family says this is a sockaddr_in6, and it is large enough.
-            let v6 = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let v6 = unsafe {
+                &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
             Some(SocketAddr::V6(SocketAddrV6::new(
                 Ipv6Addr::from(v6.sin6_addr.s6_addr),
                 u16::from_be(v6.sin6_port),
@@ -295,7 +301,8 @@ impl SendQueue {
         while self.sent < self.items.len() {
             let end = (self.sent + BATCH).min(self.items.len());
             let chunk = &self.items[self.sent..end];
-            let mut names: [MaybeUninit<SockAddr>; BATCH] = [const { MaybeUninit::uninit() }; BATCH];
+            let mut names: [MaybeUninit<SockAddr>; BATCH] =
+                [const { MaybeUninit::uninit() }; BATCH];
             let mut iovecs: [MaybeUninit<libc::iovec>; BATCH] =
                 [const { MaybeUninit::uninit() }; BATCH];
             let mut controls = [[0u64; CONTROL_LEN / 8]; BATCH];
@@ -416,7 +423,8 @@ pub fn loopback_address(index: usize) -> Option<Ipv4Addr> {
 /// Inverse of [`loopback_address`].
 pub fn loopback_index(ip: Ipv4Addr) -> Option<usize> {
     let [first, a, b, c] = ip.octets();
-    if first != 127 || !(1..=250).contains(&a) || !(1..=250).contains(&b) || !(1..=250).contains(&c) {
+    if first != 127 || !(1..=250).contains(&a) || !(1..=250).contains(&b) || !(1..=250).contains(&c)
+    {
         return None;
     }
     Some((a as usize - 1) * 62_500 + (b as usize - 1) * 250 + (c as usize - 1))

@@ -65,7 +65,12 @@ fn opus() -> RTCRtpCodec {
     }
 }
 
-fn register(engine: &mut MediaEngine, codec: RTCRtpCodec, pt: u8, kind: RtpCodecKind) -> anyhow::Result<()> {
+fn register(
+    engine: &mut MediaEngine,
+    codec: RTCRtpCodec,
+    pt: u8,
+    kind: RtpCodecKind,
+) -> anyhow::Result<()> {
     engine
         .register_codec(
             RTCRtpCodecParameters {
@@ -119,7 +124,9 @@ fn offer(pc: &mut RTCPeerConnection, local: SocketAddr, now: Instant) -> anyhow:
         .map_err(|e| anyhow!("host candidate: {e}"))?;
     pc.add_local_candidate(init)
         .map_err(|e| anyhow!("adding the host candidate: {e}"))?;
-    let offer = pc.create_offer(None).map_err(|e| anyhow!("creating the offer: {e}"))?;
+    let offer = pc
+        .create_offer(None)
+        .map_err(|e| anyhow!("creating the offer: {e}"))?;
     pc.set_local_description(now, offer)
         .map_err(|e| anyhow!("setting the offer: {e}"))?;
     Ok(pc
@@ -130,7 +137,8 @@ fn offer(pc: &mut RTCPeerConnection, local: SocketAddr, now: Instant) -> anyhow:
 
 /// Applies the server's SDP answer.
 pub fn apply_answer(pc: &mut RTCPeerConnection, sdp: &str, now: Instant) -> anyhow::Result<()> {
-    let answer = RTCSessionDescription::answer(sdp.to_owned()).map_err(|e| anyhow!("answer: {e}"))?;
+    let answer =
+        RTCSessionDescription::answer(sdp.to_owned()).map_err(|e| anyhow!("answer: {e}"))?;
     pc.set_remote_description(now, answer)
         .map_err(|e| anyhow!("applying the answer: {e}"))
 }
@@ -212,37 +220,48 @@ pub struct PublisherPeer {
 
 /// Builds a sendonly H.264 + Opus publisher with the default interceptors (NACK responder,
 /// sender reports, TWCC feedback), like a browser's WHIP client.
-pub fn publisher(local: SocketAddr, certificate: &RTCCertificate, now: Instant) -> anyhow::Result<PublisherPeer> {
+pub fn publisher(
+    local: SocketAddr,
+    certificate: &RTCCertificate,
+    now: Instant,
+) -> anyhow::Result<PublisherPeer> {
     let mut engine = MediaEngine::default();
     register(&mut engine, h264(vec![]), VIDEO_PT, RtpCodecKind::Video)?;
     register(&mut engine, opus(), AUDIO_PT, RtpCodecKind::Audio)?;
     let registry = register_default_interceptors(Registry::new(), &mut engine)
         .map_err(|e| anyhow!("interceptors: {e}"))?;
     let mut pc = build(engine, registry, certificate, now)?;
-    let mut add = |kind: RtpCodecKind, codec: RTCRtpCodec, payload_type: u8| -> anyhow::Result<OutTrack> {
-        let ssrc: u32 = rand::random();
-        let label = if kind == RtpCodecKind::Video { "video" } else { "audio" };
-        let track = MediaStreamTrack::new(
-            "queqiao-load".to_owned(),
-            label.to_owned(),
-            label.to_owned(),
-            kind,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(ssrc),
+    let mut add =
+        |kind: RtpCodecKind, codec: RTCRtpCodec, payload_type: u8| -> anyhow::Result<OutTrack> {
+            let ssrc: u32 = rand::random();
+            let label = if kind == RtpCodecKind::Video {
+                "video"
+            } else {
+                "audio"
+            };
+            let track = MediaStreamTrack::new(
+                "queqiao-load".to_owned(),
+                label.to_owned(),
+                label.to_owned(),
+                kind,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        ssrc: Some(ssrc),
+                        ..Default::default()
+                    },
+                    codec,
                     ..Default::default()
-                },
-                codec,
-                ..Default::default()
-            }],
-        );
-        let sender = pc.add_track(track).map_err(|e| anyhow!("adding a track: {e}"))?;
-        Ok(OutTrack {
-            sender,
-            ssrc,
-            payload_type,
-        })
-    };
+                }],
+            );
+            let sender = pc
+                .add_track(track)
+                .map_err(|e| anyhow!("adding a track: {e}"))?;
+            Ok(OutTrack {
+                sender,
+                ssrc,
+                payload_type,
+            })
+        };
     let video = add(RtpCodecKind::Video, h264(vec![]), VIDEO_PT)?;
     let audio = add(RtpCodecKind::Audio, opus(), AUDIO_PT)?;
     let offer = offer(&mut pc, local, now)?;

@@ -116,7 +116,9 @@ impl ServerProbe {
             };
             if let Some(text) = text {
                 for &name in COUNTERS {
-                    if let Some(value) = prometheus_value(&text, &format!("queqiao_sfu_{name}_total")) {
+                    if let Some(value) =
+                        prometheus_value(&text, &format!("queqiao_sfu_{name}_total"))
+                    {
                         counters.insert(name, value);
                     }
                 }

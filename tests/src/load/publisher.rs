@@ -207,7 +207,10 @@ impl Publisher {
             }
             self.poll_events(&mut schedule, now)?;
             if schedule.is_none() && now.duration_since(created) > self.options.connect_timeout {
-                bail!("publisher not connected within {:?}", self.options.connect_timeout);
+                bail!(
+                    "publisher not connected within {:?}",
+                    self.options.connect_timeout
+                );
             }
             while let Some(message) = self.pc.poll_read() {
                 if let RTCMessage::RtcpPacket(_, packets) = message.message {
@@ -235,7 +238,10 @@ impl Publisher {
                 let next_frame = s.start + self.clip.frame_duration.mul_f64(s.frames as f64);
                 let next_audio = s.start + Duration::from_millis(20 * s.audio_packets);
                 let next_release = self.queue.front().map(|p| p.release_at);
-                for at in [Some(next_frame), Some(next_audio), next_release].into_iter().flatten() {
+                for at in [Some(next_frame), Some(next_audio), next_release]
+                    .into_iter()
+                    .flatten()
+                {
                     wake = Some(wake.map_or(at, |w| w.min(at)));
                 }
             }
@@ -311,7 +317,11 @@ impl Publisher {
         Ok(())
     }
 
-    fn handle_events(&mut self, schedule: &mut Option<Schedule>, now: Instant) -> anyhow::Result<()> {
+    fn handle_events(
+        &mut self,
+        schedule: &mut Option<Schedule>,
+        now: Instant,
+    ) -> anyhow::Result<()> {
         while let Some(event) = self.pc.poll_event() {
             if let RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(
                 RTCIceConnectionState::Connected | RTCIceConnectionState::Completed,
@@ -369,7 +379,11 @@ impl Publisher {
                 }
             }
             let frame = &clip.video[s.clip_frame];
-            let mut release = if pacing_bps > 0.0 { s.pacer_free_at.max(due) } else { due };
+            let mut release = if pacing_bps > 0.0 {
+                s.pacer_free_at.max(due)
+            } else {
+                due
+            };
             let last = frame.payloads.len() - 1;
             for (i, payload) in frame.payloads.iter().enumerate() {
                 self.queue.push_back(Paced {
@@ -383,7 +397,8 @@ impl Publisher {
                 });
                 s.video_seq = s.video_seq.wrapping_add(1);
                 if pacing_bps > 0.0 {
-                    release += Duration::from_secs_f64(payload.data.len() as f64 * 8.0 / pacing_bps);
+                    release +=
+                        Duration::from_secs_f64(payload.data.len() as f64 * 8.0 / pacing_bps);
                 }
             }
             s.pacer_free_at = release;
@@ -399,11 +414,17 @@ impl Publisher {
                 break;
             }
             let payload = &clip.audio[s.clip_audio];
-            let packet = rtp_packet(&self.audio, s.audio_seq, s.audio_ts, false, payload.data.clone());
-            if self.write(self.audio, packet, now) {
-                if let Some(id) = payload.id {
-                    self.released.push(id);
-                }
+            let packet = rtp_packet(
+                &self.audio,
+                s.audio_seq,
+                s.audio_ts,
+                false,
+                payload.data.clone(),
+            );
+            if self.write(self.audio, packet, now)
+                && let Some(id) = payload.id
+            {
+                self.released.push(id);
             }
             s.audio_seq = s.audio_seq.wrapping_add(1);
             s.audio_ts = s.audio_ts.wrapping_add(960);
@@ -413,7 +434,9 @@ impl Publisher {
         // Paced video whose time has come (a little early is fine: timers are not exact).
         let horizon = now + Duration::from_micros(200);
         while self.queue.front().is_some_and(|p| p.release_at <= horizon) {
-            let Some(paced) = self.queue.pop_front() else { break };
+            let Some(paced) = self.queue.pop_front() else {
+                break;
+            };
             debug_assert!(paced.video);
             let payload = &clip.video[paced.frame].payloads[paced.payload];
             let packet = rtp_packet(
@@ -423,10 +446,10 @@ impl Publisher {
                 paced.marker,
                 payload.data.clone(),
             );
-            if self.write(self.video, packet, now) {
-                if let Some(id) = payload.id {
-                    self.released.push(id);
-                }
+            if self.write(self.video, packet, now)
+                && let Some(id) = payload.id
+            {
+                self.released.push(id);
             }
         }
     }

@@ -173,6 +173,9 @@ pub struct WebrtcReport {
     pub loss_expected: u64,
     /// Unique packets received.
     pub loss_received: u64,
+    /// Packets received more than once (retransmissions that were not needed).
+    #[serde(default)]
+    pub duplicates: u64,
     /// Viewers' receipts over (publisher's sends × connected viewers).
     pub delivery_ratio: Option<f64>,
     /// Publisher send → viewer kernel receive.

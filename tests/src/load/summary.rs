@@ -32,7 +32,11 @@ pub struct SummarizeArgs {
 
 /// Median of the values present (`None` if none is).
 pub fn median(values: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
-    let mut values: Vec<f64> = values.into_iter().flatten().filter(|v| v.is_finite()).collect();
+    let mut values: Vec<f64> = values
+        .into_iter()
+        .flatten()
+        .filter(|v| v.is_finite())
+        .collect();
     if values.is_empty() {
         return None;
     }
@@ -89,6 +93,48 @@ pub fn table(reports: &[WebrtcReport]) -> String {
     out
 }
 
+/// Least-squares slope of `y` over `x` (`None` with fewer than two distinct `x`).
+pub fn slope(points: &[(f64, f64)]) -> Option<f64> {
+    let n = points.len() as f64;
+    if points.len() < 2 {
+        return None;
+    }
+    let mean_x = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let mean_y = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mean_x).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mean_x) * (p.1 - mean_y)).sum();
+    (sxx > 0.0).then(|| sxy / sxx)
+}
+
+/// The server's RSS growth per extra viewer across scenarios: the slope of the median
+/// growth (KiB) over the connected viewer count. Unlike growth ÷ viewers it is free of
+/// what one run costs regardless of its audience (the room's packet ring filling up,
+/// allocator arenas of the signaling threads), which dominates small runs.
+pub fn marginal_rss_per_viewer(reports: &[WebrtcReport]) -> Option<f64> {
+    let mut labels: Vec<&str> = Vec::new();
+    for report in reports {
+        if !labels.contains(&report.label.as_str()) {
+            labels.push(&report.label);
+        }
+    }
+    let points: Vec<(f64, f64)> = labels
+        .iter()
+        .filter_map(|label| {
+            let runs: Vec<&WebrtcReport> = reports.iter().filter(|r| r.label == *label).collect();
+            let viewers = median(runs.iter().map(|r| Some(r.viewers_connected as f64)))?;
+            let growth = median(runs.iter().map(|r| {
+                Some(
+                    r.server
+                        .rss_after_kib?
+                        .saturating_sub(r.server.rss_before_kib?) as f64,
+                )
+            }))?;
+            Some((viewers, growth))
+        })
+        .collect();
+    slope(&points)
+}
+
 /// Replaces the text between the section's markers (exclusive) with `body`.
 pub fn replace_section(text: &str, section: &str, body: &str) -> anyhow::Result<String> {
     let start = format!("<!-- bench:{section}:start -->");
@@ -122,6 +168,12 @@ pub fn run(args: SummarizeArgs) -> anyhow::Result<String> {
         body.push('\n');
     }
     body.push_str(&table(&reports));
+    if let Some(marginal) = marginal_rss_per_viewer(&reports) {
+        body.push_str(&format!(
+            "\nServer RSS per additional viewer (least-squares slope of the median RSS growth over \
+             the viewer count of the scenarios above): **{marginal:.0} KiB**.\n"
+        ));
+    }
     if let Some(path) = &args.update {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -138,8 +190,21 @@ mod tests {
     #[test]
     fn medians() {
         assert_eq!(median([Some(3.0), Some(1.0), Some(2.0)]), Some(2.0));
-        assert_eq!(median([Some(4.0), None, Some(1.0), Some(2.0), Some(3.0)]), Some(2.5));
+        assert_eq!(
+            median([Some(4.0), None, Some(1.0), Some(2.0), Some(3.0)]),
+            Some(2.5)
+        );
         assert_eq!(median([None, Some(f64::NAN)]), None);
+    }
+
+    #[test]
+    fn slopes() {
+        assert_eq!(
+            slope(&[(0.0, 10.0), (100.0, 210.0), (200.0, 410.0)]),
+            Some(2.0)
+        );
+        assert_eq!(slope(&[(5.0, 1.0), (5.0, 2.0)]), None);
+        assert_eq!(slope(&[(5.0, 1.0)]), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! delay (kernel receive time minus the publisher's send time of the same payload), and
 //! per viewer the time to the first complete keyframe.
 
-use crate::load::measure::{FirstFrame, Histogram, SeqMark, SeqTracker};
+use crate::load::measure::{FirstFrame, Histogram, SeqEvent, SeqMark, SeqTracker};
 use crate::load::media::{PacketizedClip, SendTimes};
 use crate::load::net::{self, Outgoing, RecvBatch, SendQueue};
 use crate::load::peer::VIDEO_PT;
@@ -182,8 +182,11 @@ impl WorkerHandle {
             let socket = net::open_socket(bind, true, options.buffer_bytes)?;
             shared_port = socket.local_addr()?.as_socket().map(|a| a.port());
             let fd = socket.as_raw_fd();
-            poll.registry()
-                .register(&mut SourceFd(&fd), Token(0), Interest::READABLE | Interest::WRITABLE)?;
+            poll.registry().register(
+                &mut SourceFd(&fd),
+                Token(0),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
             sockets.push(WorkerSocket {
                 socket,
                 shared: true,
@@ -351,11 +354,11 @@ impl Worker {
                 .map(|Reverse((at, _))| at.saturating_duration_since(now))
                 .unwrap_or(EVENT_POLL_INTERVAL)
                 .min(EVENT_POLL_INTERVAL);
-            if let Err(err) = self.poll.poll(&mut events, Some(timeout)) {
-                if err.kind() != std::io::ErrorKind::Interrupted {
-                    tracing::error!(%err, "viewer worker poll failed");
-                    return;
-                }
+            if let Err(err) = self.poll.poll(&mut events, Some(timeout))
+                && err.kind() != std::io::ErrorKind::Interrupted
+            {
+                tracing::error!(%err, "viewer worker poll failed");
+                return;
             }
             for event in events.iter() {
                 let token = event.token();
@@ -388,14 +391,22 @@ impl Worker {
                 let mut report = std::mem::take(&mut self.interval);
                 report.seq = mark.since(&self.interval_mark);
                 self.interval_mark = mark;
-                report.connected = self.viewers.iter().filter(|v| v.connected_at.is_some() && !v.closed).count();
+                report.connected = self
+                    .viewers
+                    .iter()
+                    .filter(|v| v.connected_at.is_some() && !v.closed)
+                    .count();
                 report.failed = self.viewers.iter().filter(|v| v.times.failed).count();
                 report.joined = self.viewers.len();
                 let _ = reply.send(report);
             }
             Command::StartWindow(reply) => {
                 self.window = WindowReport::default();
-                self.window_marks = self.viewers.iter().map(|v| [v.tracks[0].mark(), v.tracks[1].mark()]).collect();
+                self.window_marks = self
+                    .viewers
+                    .iter()
+                    .map(|v| [v.tracks[0].mark(), v.tracks[1].mark()])
+                    .collect();
                 self.window_open = true;
                 let _ = reply.send(());
             }
@@ -416,7 +427,11 @@ impl Worker {
                     }
                 }
                 report.seq = seq;
-                report.connected = self.viewers.iter().filter(|v| v.connected_at.is_some() && !v.closed).count();
+                report.connected = self
+                    .viewers
+                    .iter()
+                    .filter(|v| v.connected_at.is_some() && !v.closed)
+                    .count();
                 let _ = reply.send(report);
             }
             Command::Joins(reply) => {
@@ -527,7 +542,9 @@ impl Worker {
             for datagram in batch.iter() {
                 let Some(from) = datagram.from else { continue };
                 let slot = match &self.sockets[socket_slot] {
-                    WorkerSocket { viewer: Some(slot), .. } => Some(*slot),
+                    WorkerSocket {
+                        viewer: Some(slot), ..
+                    } => Some(*slot),
                     _ => match datagram.to_ip {
                         Some(IpAddr::V4(ip)) => net::loopback_index(ip)
                             .and_then(|index| self.by_index.get(index))
@@ -547,7 +564,14 @@ impl Worker {
         }
     }
 
-    fn on_datagram(&mut self, slot: usize, data: &[u8], from: SocketAddr, rx_ns: Option<u64>, now: Instant) {
+    fn on_datagram(
+        &mut self,
+        slot: usize,
+        data: &[u8],
+        from: SocketAddr,
+        rx_ns: Option<u64>,
+        now: Instant,
+    ) {
         let viewer = &mut self.viewers[slot];
         if viewer.closed {
             return;
@@ -636,7 +660,7 @@ impl Worker {
     fn on_rtp(&mut self, slot: usize, packet: &rtc::rtp::packet::Packet, rx_ns: u64) {
         let viewer = &mut self.viewers[slot];
         let video = packet.header.payload_type == VIDEO_PT;
-        viewer.tracks[video as usize].record(packet.header.sequence_number);
+        let event = viewer.tracks[video as usize].record(packet.header.sequence_number);
         if viewer.times.first_rtp_ns.is_none() {
             viewer.times.first_rtp_ns = Some(rx_ns);
         }
@@ -663,6 +687,9 @@ impl Worker {
         if self.window_open {
             self.window.rtp_packets += 1;
             self.window.rtp_bytes += bytes;
+            if event == SeqEvent::Duplicate {
+                self.window.duplicates += 1;
+            }
         }
         match sent {
             Some(sent_ns) => {

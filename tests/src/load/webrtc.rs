@@ -56,7 +56,7 @@ pub struct WebrtcArgs {
     /// WHEP endpoint; `{room}` is replaced [default: the WHIP URL with /whip/ → /whep/].
     #[arg(long)]
     pub whep: Option<String>,
-    /// Room name [default: load-<random>].
+    /// Room name [default: `load-` and 8 random hex digits].
     #[arg(long)]
     pub room: Option<String>,
     /// Bearer token for WHIP.
@@ -185,7 +185,10 @@ pub async fn run(args: WebrtcArgs) -> anyhow::Result<WebrtcReport> {
     let certificate = peer::certificate()?;
     let probe = ServerProbe::new(args.server_pid, metrics_url);
     let http = HttpClient::new();
-    let label = args.label.clone().unwrap_or_else(|| format!("{} viewers", args.viewers));
+    let label = args
+        .label
+        .clone()
+        .unwrap_or_else(|| format!("{} viewers", args.viewers));
     eprintln!(
         "queqiao-load webrtc: {label}: clip {} ({:.0} kbit/s, {:.0} pkt/s), {} viewers{}, WHIP {whip}, WHEP {whep}, sockets {}",
         clip.name,
@@ -201,7 +204,8 @@ pub async fn run(args: WebrtcArgs) -> anyhow::Result<WebrtcReport> {
     );
 
     // Publisher.
-    let publisher_socket = net::open_socket(SocketAddr::new(local_ip, 0), false, args.socket_buffer)?;
+    let publisher_socket =
+        net::open_socket(SocketAddr::new(local_ip, 0), false, args.socket_buffer)?;
     let publisher_local = publisher_socket
         .local_addr()?
         .as_socket()
@@ -211,7 +215,11 @@ pub async fn run(args: WebrtcArgs) -> anyhow::Result<WebrtcReport> {
         .post_sdp(&whip, args.token.as_deref(), &publisher_peer.offer)
         .await?;
     if exchange.status != 201 {
-        bail!("WHIP POST answered {}: {}", exchange.status, exchange.body.trim());
+        bail!(
+            "WHIP POST answered {}: {}",
+            exchange.status,
+            exchange.body.trim()
+        );
     }
     let publisher_location = exchange.location.clone();
     let mut publisher_pc = publisher_peer.pc;
@@ -254,7 +262,10 @@ pub async fn run(args: WebrtcArgs) -> anyhow::Result<WebrtcReport> {
         .await;
         if let Some(location) = publisher_location {
             let _ = http
-                .delete(&resolve_location(&origin(&whip).unwrap_or_default(), &location), args.token.as_deref())
+                .delete(
+                    &resolve_location(&origin(&whip).unwrap_or_default(), &location),
+                    args.token.as_deref(),
+                )
                 .await;
         }
         if let Err(err) = publisher.stop() {
@@ -464,9 +475,9 @@ pub async fn run(args: WebrtcArgs) -> anyhow::Result<WebrtcReport> {
         loss: crate::load::measure::loss_ratio(window.seq.expected, window.seq.unique),
         loss_expected: window.seq.expected,
         loss_received: window.seq.unique,
-        delivery_ratio: (published > 0 && window.connected > 0).then(|| {
-            window.seq.unique as f64 / (published as f64 * window.connected as f64)
-        }),
+        duplicates: window.duplicates,
+        delivery_ratio: (published > 0 && window.connected > 0)
+            .then(|| window.seq.unique as f64 / (published as f64 * window.connected as f64)),
         delay_ms: LatencyMs::from_histogram(&window.delay),
         delay_unmatched: window.unmatched,
         ttff_ms: LatencyMs::from_samples(ttff.clone()),
@@ -500,7 +511,9 @@ pub async fn run(args: WebrtcArgs) -> anyhow::Result<WebrtcReport> {
         let (http, base, token) = (http.clone(), base.clone(), args.whep_token.clone());
         let permit = Arc::clone(&semaphore).acquire_owned().await?;
         deletes.push(tokio::spawn(async move {
-            let _ = http.delete(&resolve_location(&base, &location), token.as_deref()).await;
+            let _ = http
+                .delete(&resolve_location(&base, &location), token.as_deref())
+                .await;
             drop(permit);
         }));
     }
@@ -509,7 +522,10 @@ pub async fn run(args: WebrtcArgs) -> anyhow::Result<WebrtcReport> {
     }
     if let Some(location) = publisher_location {
         let _ = http
-            .delete(&resolve_location(&origin(&whip).unwrap_or_default(), &location), args.token.as_deref())
+            .delete(
+                &resolve_location(&origin(&whip).unwrap_or_default(), &location),
+                args.token.as_deref(),
+            )
             .await;
     }
     match Arc::try_unwrap(workers) {
@@ -540,26 +556,43 @@ struct JoinContext {
 
 /// Offers, POSTs, applies the answer and hands the viewer to its worker. Returns the
 /// session URL.
-async fn join_one(index: usize, context: &JoinContext, worker: &WorkerHandle) -> anyhow::Result<Option<String>> {
+async fn join_one(
+    index: usize,
+    context: &JoinContext,
+    worker: &WorkerHandle,
+) -> anyhow::Result<Option<String>> {
     let (local, socket) = match context.shared_port {
         Some(port) => {
             let ip = net::loopback_address(index).context("too many viewers for 127.0.0.0/8")?;
             (SocketAddr::new(IpAddr::V4(ip), port), None)
         }
         None => {
-            let socket = net::open_socket(SocketAddr::new(context.local_ip, 0), false, context.buffer_bytes)?;
+            let socket = net::open_socket(
+                SocketAddr::new(context.local_ip, 0),
+                false,
+                context.buffer_bytes,
+            )?;
             let local = socket.local_addr()?.as_socket().context("socket address")?;
             (local, Some(socket))
         }
     };
-    let viewer = peer::viewer(local, &context.certificate, context.data_channel, Instant::now())?;
+    let viewer = peer::viewer(
+        local,
+        &context.certificate,
+        context.data_channel,
+        Instant::now(),
+    )?;
     let post_ns = net::wall_ns();
     let exchange = context
         .http
         .post_sdp(&context.whep, context.token.as_deref(), &viewer.offer)
         .await?;
     if exchange.status != 201 {
-        bail!("WHEP POST answered {}: {}", exchange.status, exchange.body.trim());
+        bail!(
+            "WHEP POST answered {}: {}",
+            exchange.status,
+            exchange.body.trim()
+        );
     }
     let mut pc = viewer.pc;
     peer::apply_answer(&mut pc, &exchange.body, Instant::now())?;
@@ -621,7 +654,11 @@ async fn progress_loop(
             total.joined += report.joined;
         }
         let sample = probe.sample().await;
-        let seconds = sample.at.duration_since(previous.at).as_secs_f64().max(1e-3);
+        let seconds = sample
+            .at
+            .duration_since(previous.at)
+            .as_secs_f64()
+            .max(1e-3);
         let self_ticks = probe::process_sample("self").0.map(|s| s.total());
         let server_cpu = previous.cpu_delta(&sample);
         let forwarded = previous
@@ -633,12 +670,16 @@ async fn progress_loop(
                 t as f64 / ticks as f64 / seconds * 100.0,
                 cpu_us_per_packet(t, ticks, forwarded as u64)
                     .map_or_else(|| "–".into(), |v| format!("{v:.1}")),
-                sample.rss_kib.map_or_else(|| "–".into(), |k| (k / 1024).to_string())
+                sample
+                    .rss_kib
+                    .map_or_else(|| "–".into(), |k| (k / 1024).to_string())
             ),
             None => "srv –".into(),
         };
         let generator = match (previous_self, self_ticks) {
-            (Some(a), Some(b)) => format!("{:.0}%", (b - a) as f64 / ticks as f64 / seconds * 100.0),
+            (Some(a), Some(b)) => {
+                format!("{:.0}%", (b - a) as f64 / ticks as f64 / seconds * 100.0)
+            }
             _ => "–".into(),
         };
         let ms = |q: f64| {
@@ -669,7 +710,9 @@ async fn progress_loop(
 }
 
 fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// `scheme://authority` of a URL.
@@ -737,9 +780,18 @@ mod tests {
             origin("http://127.0.0.1:8080/whip/room").as_deref(),
             Some("http://127.0.0.1:8080")
         );
-        assert_eq!(origin("https://live.example.com/whep/x").as_deref(), Some("https://live.example.com"));
-        assert_eq!(origin("http://[::1]:80/whep/x").as_deref(), Some("http://[::1]"));
-        assert_eq!(resolve_location("http://h:1", "/whep/r/s"), "http://h:1/whep/r/s");
+        assert_eq!(
+            origin("https://live.example.com/whep/x").as_deref(),
+            Some("https://live.example.com")
+        );
+        assert_eq!(
+            origin("http://[::1]:80/whep/x").as_deref(),
+            Some("http://[::1]")
+        );
+        assert_eq!(
+            resolve_location("http://h:1", "/whep/r/s"),
+            "http://h:1/whep/r/s"
+        );
         assert_eq!(resolve_location("http://h:1", "https://o/x"), "https://o/x");
     }
 }
