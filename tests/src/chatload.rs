@@ -65,27 +65,47 @@ pub struct ChatLoadReport {
     pub server_cpu_percent: Option<f64>,
     /// Server resident memory at the end (MiB).
     pub server_rss_mib: Option<f64>,
+    /// Server memory growth from before the members joined to the end, per member (KiB).
+    /// (Measured after the senders registered: argon2 hashing leaves tens of MiB in the
+    /// allocator that are not the members' cost.)
+    pub server_rss_per_member_kib: Option<f64>,
     /// `error` events received by senders (rate limits would show here).
     pub sender_errors: u64,
     /// Members disconnected by the server.
     pub disconnected: usize,
+    /// Length of the measurement window (s).
+    pub window_secs: f64,
+    /// This load generator's CPU over the window, percent of one core (if it nears 100 %
+    /// the delays include the generator's own queueing).
+    pub generator_cpu_percent: Option<f64>,
 }
 
 impl ChatLoadReport {
+    /// The header of [`Self::markdown_row`]'s table.
+    pub fn markdown_header() -> &'static str {
+        "| scenario | members | chat msg/s | like taps/s | delivered | delay p50 / p99 / max ms | like events/member/s | server CPU | server RSS KiB/member | generator CPU | sender errors |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    }
+
     /// One Markdown table row.
     pub fn markdown_row(&self, label: &str) -> String {
-        let cpu = self
-            .server_cpu_percent
-            .map_or("–".into(), |c| format!("{c:.1} %"));
+        let percent = |v: Option<f64>| v.map_or("–".into(), |c| format!("{c:.1} %"));
+        let window = self.window_secs.max(f64::EPSILON);
         format!(
-            "| {label} | {} | {:.0}/s | {} | {:.3} | {:.1} | {:.1} | {:.1} | {cpu} |",
+            "| {label} | {} | {:.0} | {:.0} | {:.4} | {:.1} / {:.1} / {:.1} | {:.1} | {} | {} | {} | {} |",
             self.members,
-            self.messages_sent as f64 / 1.0,
-            self.likes_sent,
+            self.messages_sent as f64 / window,
+            self.likes_sent as f64 / window,
             self.deliveries as f64 / self.deliveries_expected.max(1) as f64,
             self.delay_p50_ms,
             self.delay_p99_ms,
             self.delay_max_ms,
+            self.like_events_per_member_per_sec,
+            percent(self.server_cpu_percent),
+            self.server_rss_per_member_kib
+                .map_or("–".into(), |m| format!("{m:.0}")),
+            percent(self.generator_cpu_percent),
+            self.sender_errors,
         )
     }
 }
@@ -116,6 +136,7 @@ pub async fn run(options: ChatLoadOptions) -> anyhow::Result<ChatLoadReport> {
         }
     }
 
+    let rss_before_members = options.server_pid.and_then(process_rss_kib);
     let ws_base = options.base.replacen("http", "ws", 1);
     let start = Instant::now();
     let max_messages =
@@ -223,6 +244,7 @@ pub async fn run(options: ChatLoadOptions) -> anyhow::Result<ChatLoadReport> {
     // Let the room settle, then measure.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let cpu_before = options.server_pid.and_then(process_cpu_seconds);
+    let own_cpu_before = process_cpu_seconds(std::process::id());
     let window_start = Instant::now();
     measuring.store(1, Ordering::Relaxed);
     let mut messages_sent = 0u64;
@@ -271,15 +293,21 @@ pub async fn run(options: ChatLoadOptions) -> anyhow::Result<ChatLoadReport> {
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    // Let the last messages arrive, then stop counting.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    measuring.store(0, Ordering::Relaxed);
+    // The window's CPU; then let the last messages arrive and stop counting.
     let window = window_start.elapsed().as_secs_f64();
     let cpu_after = options.server_pid.and_then(process_cpu_seconds);
-    let server_rss_mib = options
-        .server_pid
-        .and_then(process_rss_kib)
-        .map(|k| k as f64 / 1024.0);
+    let own_cpu_after = process_cpu_seconds(std::process::id());
+    let like_events = stats.like_events.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    measuring.store(0, Ordering::Relaxed);
+    let rss_after = options.server_pid.and_then(process_rss_kib);
+    let server_rss_mib = rss_after.map(|k| k as f64 / 1024.0);
+    let server_rss_per_member_kib = match (rss_before_members, rss_after) {
+        (Some(before), Some(after)) if options.members > 0 => {
+            Some(after.saturating_sub(before) as f64 / options.members as f64)
+        }
+        _ => None,
+    };
     let disconnected = stats.disconnected.load(Ordering::Relaxed) as usize;
 
     drop(sender_queues);
@@ -302,7 +330,7 @@ pub async fn run(options: ChatLoadOptions) -> anyhow::Result<ChatLoadReport> {
         delay_p99_ms: percentile(&mut delays, 0.99),
         delay_max_ms: percentile(&mut delays, 1.0),
         likes_sent,
-        like_events_per_member_per_sec: stats.like_events.load(Ordering::Relaxed) as f64
+        like_events_per_member_per_sec: like_events as f64
             / options.members.max(1) as f64
             / window,
         server_cpu_percent: match (cpu_before, cpu_after) {
@@ -310,8 +338,14 @@ pub async fn run(options: ChatLoadOptions) -> anyhow::Result<ChatLoadReport> {
             _ => None,
         },
         server_rss_mib,
+        server_rss_per_member_kib,
         sender_errors: stats.sender_errors.load(Ordering::Relaxed),
         disconnected,
+        window_secs: window,
+        generator_cpu_percent: match (own_cpu_before, own_cpu_after) {
+            (Some(a), Some(b)) => Some((b - a) / window * 100.0),
+            _ => None,
+        },
     })
 }
 

@@ -24,6 +24,10 @@ const MEMBER_QUEUE: usize = 512;
 /// WebSocket messages above this size are refused by the protocol layer (the room
 /// protocol's own limit is much lower and answered with an `error` event).
 const MAX_WS_MESSAGE: usize = 64 * 1024;
+/// Read buffer per connection. Members send little (chat lines, taps), and the library's
+/// 128 KiB default, allocated for every socket, was most of a member's memory (137 → see
+/// BENCHMARKS.md); a larger message still arrives, the buffer just grows for it.
+const WS_READ_BUFFER: usize = 4 * 1024;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new().route("/ws/rooms/{room}", get(connect))
@@ -74,6 +78,7 @@ async fn connect(
     Ok(upgrade
         .max_message_size(MAX_WS_MESSAGE)
         .max_frame_size(MAX_WS_MESSAGE)
+        .read_buffer_size(WS_READ_BUFFER)
         .on_upgrade(move |socket| session(state, room, summary, socket)))
 }
 

@@ -437,7 +437,7 @@ impl Store {
             "g.room_id = $1"
         };
         let sql = format!(
-            "SELECT g.sender_id AS user_id, u.nickname, u.avatar_url, SUM(g.coins) AS coins FROM gift_sends g \
+            "SELECT g.sender_id AS user_id, u.nickname, u.avatar_url, CAST(SUM(g.coins) AS BIGINT) AS coins FROM gift_sends g \
              JOIN users u ON u.id = g.sender_id WHERE {filter} GROUP BY g.sender_id, u.nickname, u.avatar_url \
              ORDER BY coins DESC, g.sender_id LIMIT $2"
         );
@@ -463,7 +463,8 @@ impl Store {
     /// of operators' audits).
     pub async fn coins_in_circulation(&self) -> Result<(i64, i64, i64), StoreError> {
         let row = sqlx::query(&self.sql(
-            "SELECT COALESCE(SUM(coins), 0) AS coins, COALESCE(SUM(earnings), 0) AS earnings, COALESCE(MIN(coins), 0) AS lowest FROM wallets",
+            "SELECT CAST(COALESCE(SUM(coins), 0) AS BIGINT) AS coins, CAST(COALESCE(SUM(earnings), 0) AS BIGINT) AS earnings, \
+             CAST(COALESCE(MIN(coins), 0) AS BIGINT) AS lowest FROM wallets",
         ))
         .fetch_one(self.pool())
         .await?;

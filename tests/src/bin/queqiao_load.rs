@@ -5,11 +5,18 @@
 //!     --viewers 200 --server-pid $(pidof queqiao) --json out.json
 //! ```
 //!
-//! Scenarios are subcommands; `chat`, `flv` and `hls` join `webrtc` when those features
-//! land in the server. `summarize` turns repeated runs' JSON into a table of medians.
+//! ```text
+//! queqiao-load chat --base http://127.0.0.1:8080 --room demo --members 2000 \
+//!     --senders 200 --messages-per-sec 200 --server-pid $(pidof queqiao)
+//! ```
+//!
+//! Scenarios are subcommands: `webrtc` (WHIP publisher, WHEP viewers) and `chat`
+//! (WebSocket members, chat and like storms). `summarize` turns repeated `webrtc` runs'
+//! JSON into a table of medians.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use queqiao_tests::chatload::{self, ChatLoadOptions};
 use queqiao_tests::load::report::WebrtcReport;
 use queqiao_tests::load::summary::{self, SummarizeArgs};
 use queqiao_tests::load::webrtc::{self, WebrtcArgs};
@@ -30,9 +37,54 @@ struct Cli {
 enum Scenario {
     /// One WHIP publisher, N WHEP viewers (real WebRTC peers), measured.
     Webrtc(Box<WebrtcArgs>),
+    /// N WebSocket members in one room, chat messages and like taps from logged-in
+    /// senders; send → receive delay at every member and the server's CPU.
+    Chat(ChatArgs),
     /// Medians of repeated `webrtc --json` reports as a Markdown table (optionally written
     /// between the `<!-- bench:SECTION:start/end -->` markers of a file).
     Summarize(SummarizeArgs),
+}
+
+/// The `chat` scenario's options.
+#[derive(Debug, clap::Args)]
+struct ChatArgs {
+    /// Server base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    base: String,
+    /// An existing public room (`queqiao --seed-demo` creates `demo`).
+    #[arg(long, default_value = "demo")]
+    room: String,
+    /// Anonymous receiving members.
+    #[arg(long, default_value_t = 2000)]
+    members: usize,
+    /// Logged-in senders (registered by the tool; each is rate-limited by the server, so
+    /// spread the rates over enough of them).
+    #[arg(long, default_value_t = 200)]
+    senders: usize,
+    /// Chat messages per second over all senders.
+    #[arg(long, default_value_t = 200.0)]
+    messages_per_sec: f64,
+    /// Like taps per second over all senders (10 taps per `like` message).
+    #[arg(long, default_value_t = 0.0)]
+    likes_per_sec: f64,
+    /// Seconds of the measurement window.
+    #[arg(long, default_value_t = 20.0)]
+    duration: f64,
+    /// The server's process id, for its CPU and memory.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Label of the Markdown row.
+    #[arg(long, default_value = "chat")]
+    label: String,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+    /// Append the Markdown row to this file.
+    #[arg(long)]
+    markdown: Option<std::path::PathBuf>,
+    /// No progress lines.
+    #[arg(long)]
+    quiet: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -64,6 +116,33 @@ fn main() -> anyhow::Result<()> {
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             if let Some(path) = markdown {
+                let mut file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .with_context(|| format!("opening {}", path.display()))?;
+                writeln!(file, "{row}")?;
+            }
+        }
+        Scenario::Chat(args) => {
+            let report = runtime.block_on(chatload::run(ChatLoadOptions {
+                base: args.base.trim_end_matches('/').to_owned(),
+                room: args.room,
+                members: args.members,
+                senders: args.senders,
+                messages_per_sec: args.messages_per_sec,
+                likes_per_sec: args.likes_per_sec,
+                duration: std::time::Duration::from_secs_f64(args.duration.max(1.0)),
+                server_pid: args.server_pid,
+                progress: !args.quiet,
+            }))?;
+            let row = report.markdown_row(&args.label);
+            println!("{}\n{row}", chatload::ChatLoadReport::markdown_header());
+            if let Some(path) = args.json {
+                std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            if let Some(path) = args.markdown {
                 let mut file = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
