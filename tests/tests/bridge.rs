@@ -851,6 +851,43 @@ async fn private_rooms_need_a_token_on_the_bridge_urls_too() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+    // A player that cannot set headers (mini-programs) puts the token in the playlist URL
+    // only: every segment and part URI of the playlist carries it on, and works.
+    for (kind, suffix) in [("hls", ".ts"), ("llhls", ".mp4")] {
+        let playlist_url = server.url(&format!("/{kind}/{id}/index.m3u8?token={host}"));
+        let playlist = wait_hls_segments(&playlist_url, 1).await;
+        let uris: Vec<&str> = playlist
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .collect();
+        assert!(!uris.is_empty(), "{playlist}");
+        for uri in &uris {
+            assert!(uri.ends_with(&format!("token={host}")), "{kind}: {uri}");
+        }
+        let segment = uris.last().unwrap();
+        let base = playlist_url.rsplit_once('/').unwrap().0;
+        let response = client()
+            .get(format!("{base}/{segment}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{kind}: {segment}");
+        assert!(
+            segment.split('?').next().unwrap().ends_with(suffix),
+            "{segment}"
+        );
+        let without = segment.split('?').next().unwrap();
+        let response = client()
+            .get(format!("{base}/{without}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            401,
+            "{kind}: the segment itself is guarded"
+        );
+    }
     publisher.delete(&server.base, Some(&host)).await.unwrap();
     server.stop().await;
 }

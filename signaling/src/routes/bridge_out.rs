@@ -90,9 +90,84 @@ async fn guard(
     let query = request.uri().query().map(str::to_owned);
     let authorization = request.headers().clone();
     match check(&state, &cache, &path, query.as_deref(), &authorization).await {
-        Ok(()) => next.run(request).await,
+        Ok(()) => {
+            let response = next.run(request).await;
+            // A player that could only put the token in the playlist's URL needs it on
+            // every segment and part the playlist names, too.
+            match token_from_query(query.as_deref()) {
+                Some(token)
+                    if path.ends_with(".m3u8")
+                        && response.status().is_success()
+                        && crate::auth::bearer_token(&authorization)
+                            .ok()
+                            .flatten()
+                            .is_none() =>
+                {
+                    with_token_in_playlist(response, &token).await
+                }
+                _ => response,
+            }
+        }
         Err(err) => err.into_response(),
     }
+}
+
+/// Largest playlist rewritten (ours are a few KiB; a recording's VOD playlist of a long
+/// show is the biggest).
+const MAX_PLAYLIST: usize = 4 * 1024 * 1024;
+
+async fn with_token_in_playlist(response: Response, token: &str) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_PLAYLIST).await else {
+        return AppError::Internal("playlist too large to rewrite".into()).into_response();
+    };
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    };
+    let rewritten = carry_token(text, token);
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(rewritten))
+}
+
+/// Adds `token=…` to every URI of an HLS playlist: the lines that name a segment or a
+/// variant, and the `URI="…"` attributes (`EXT-X-MAP`, `EXT-X-PART`,
+/// `EXT-X-PRELOAD-HINT`, `EXT-X-RENDITION-REPORT`, `EXT-X-MEDIA`).
+fn carry_token(playlist: &str, token: &str) -> String {
+    let add = |uri: &str| {
+        let separator = if uri.contains('?') { '&' } else { '?' };
+        format!("{uri}{separator}token={token}")
+    };
+    let mut out = String::with_capacity(playlist.len() + 64 * token.len());
+    for line in playlist.split_inclusive('\n') {
+        let (content, ending) = match line.strip_suffix('\n') {
+            Some(content) => match content.strip_suffix('\r') {
+                Some(content) => (content, "\r\n"),
+                None => (content, "\n"),
+            },
+            None => (line, ""),
+        };
+        if content.is_empty() {
+            out.push_str(line);
+            continue;
+        }
+        if !content.starts_with('#') {
+            out.push_str(&add(content));
+        } else {
+            let mut rest = content;
+            while let Some(at) = rest.find("URI=\"") {
+                let start = at + "URI=\"".len();
+                let Some(len) = rest[start..].find('"') else {
+                    break;
+                };
+                out.push_str(&rest[..start]);
+                out.push_str(&add(&rest[start..start + len]));
+                rest = &rest[start + len..];
+            }
+            out.push_str(rest);
+        }
+        out.push_str(ending);
+    }
+    out
 }
 
 async fn check(
@@ -157,6 +232,24 @@ mod tests {
         assert_eq!(room_of("/api/rooms"), None);
         assert_eq!(token_from_query(Some("a=1&token=xyz")), Some("xyz".into()));
         assert_eq!(token_from_query(Some("token=")), None);
+    }
+
+    #[test]
+    fn a_query_token_is_carried_to_every_uri_of_a_playlist() {
+        let playlist = "#EXTM3U\n#EXT-X-MAP:URI=\"init.mp4\"\n#EXTINF:2.0,\nseg1.ts\n\
+            #EXT-X-PART:DURATION=0.2,URI=\"part1.0.mp4\",INDEPENDENT=YES\n\
+            #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part1.1.mp4?x=1\"\r\nlast.ts";
+        assert_eq!(
+            carry_token(playlist, "T"),
+            "#EXTM3U\n#EXT-X-MAP:URI=\"init.mp4?token=T\"\n#EXTINF:2.0,\nseg1.ts?token=T\n\
+             #EXT-X-PART:DURATION=0.2,URI=\"part1.0.mp4?token=T\",INDEPENDENT=YES\n\
+             #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part1.1.mp4?x=1&token=T\"\r\nlast.ts?token=T"
+        );
+        assert_eq!(carry_token("#EXTM3U\n\n", "T"), "#EXTM3U\n\n");
+        assert_eq!(
+            carry_token("#X:URI=\"unterminated", "T"),
+            "#X:URI=\"unterminated"
+        );
     }
 }
 
