@@ -330,9 +330,7 @@ pub async fn run(options: ChatLoadOptions) -> anyhow::Result<ChatLoadReport> {
         delay_p99_ms: percentile(&mut delays, 0.99),
         delay_max_ms: percentile(&mut delays, 1.0),
         likes_sent,
-        like_events_per_member_per_sec: like_events as f64
-            / options.members.max(1) as f64
-            / window,
+        like_events_per_member_per_sec: like_events as f64 / options.members.max(1) as f64 / window,
         server_cpu_percent: match (cpu_before, cpu_after) {
             (Some(a), Some(b)) => Some((b - a) / window * 100.0),
             _ => None,
