@@ -467,6 +467,7 @@ impl RoomTask {
         let stats = &self.shared.stats;
         let version = show.llhls.version();
         let mut size_changed = false;
+        let mut flv_viewers_left = false;
         for unit in units {
             match unit {
                 MediaUnit::Video(au) => {
@@ -510,6 +511,7 @@ impl RoomTask {
                 BridgeStats::add(&stats.flv_chunks_queued, queued);
                 if dropped > 0 {
                     BridgeStats::sub(&stats.flv_viewers, dropped);
+                    flv_viewers_left = true;
                 }
                 if let (MediaUnit::Video(_), Some(arrival)) = (unit, arrival) {
                     stats.flv_delay.observe(arrival.elapsed());
@@ -575,7 +577,7 @@ impl RoomTask {
         if show.llhls.version() != version {
             self.service_parked();
         }
-        if size_changed {
+        if size_changed || flv_viewers_left {
             self.publish_status();
         }
     }

@@ -5,6 +5,10 @@
 //! Handlers talk to it by message ([`LiveHandle`]); it writes show history and room live
 //! state to storage (viewer counts at most once a second per room, so a crowd joining
 //! does not become a write storm).
+//!
+//! A room's viewer count is its WebRTC viewers (from the media plane's events) plus its
+//! HTTP-FLV viewers (read from the bridge once a second): the mini-program audience
+//! watches over FLV. HLS players are plain HTTP fetches with no connection to count.
 
 use crate::store::Store;
 use serde::Serialize;
@@ -57,6 +61,7 @@ impl LiveHandle {
     pub async fn start(
         store: Store,
         sfu: &SfuHandle,
+        bridge: Option<bridge::BridgeHandle>,
     ) -> Result<LiveHandle, crate::store::StoreError> {
         let closed = store.end_dangling_shows().await?;
         if closed > 0 {
@@ -70,6 +75,7 @@ impl LiveHandle {
                 rooms: HashMap::new(),
                 sessions: HashMap::new(),
                 sfu: sfu.clone(),
+                bridge,
             }
             .run(receiver, events),
         );
@@ -110,6 +116,11 @@ impl LiveHandle {
 #[derive(Debug, Default)]
 struct LiveRoom {
     show: Option<i64>,
+    /// WebRTC viewers, as the media plane last reported.
+    webrtc_viewers: i64,
+    /// HTTP-FLV viewers, as the bridge last reported.
+    flv_viewers: i64,
+    /// Their sum: what the room list shows.
     viewers: i64,
     peak: i64,
     dirty: bool,
@@ -121,6 +132,20 @@ struct Directory {
     rooms: HashMap<String, LiveRoom>,
     sessions: HashMap<PeerId, SessionInfo>,
     sfu: SfuHandle,
+    bridge: Option<bridge::BridgeHandle>,
+}
+
+impl LiveRoom {
+    fn set_viewers(&mut self, webrtc: Option<i64>, flv: Option<i64>) {
+        self.webrtc_viewers = webrtc.unwrap_or(self.webrtc_viewers);
+        self.flv_viewers = flv.unwrap_or(self.flv_viewers);
+        let total = self.webrtc_viewers + self.flv_viewers;
+        if total != self.viewers {
+            self.viewers = total;
+            self.dirty = true;
+        }
+        self.peak = self.peak.max(self.viewers);
+    }
 }
 
 impl Directory {
@@ -195,8 +220,7 @@ impl Directory {
             }
             SfuEvent::ViewerCount { room, viewers } => {
                 let entry = self.rooms.entry(room.to_string()).or_default();
-                entry.viewers = viewers as i64;
-                entry.peak = entry.peak.max(entry.viewers);
+                entry.set_viewers(Some(viewers as i64), None);
                 entry.dirty = true;
             }
             SfuEvent::Offline { room } => {
@@ -219,8 +243,39 @@ impl Directory {
         }
     }
 
+    /// Reads the bridge's HTTP-FLV audiences into the counts.
+    fn poll_bridge(&mut self) {
+        let Some(bridge) = &self.bridge else {
+            return;
+        };
+        let mut bridged = std::collections::HashSet::new();
+        for room in bridge.rooms() {
+            let flv = bridge
+                .room_status(&room)
+                .map_or(0, |status| status.flv_viewers as i64);
+            let id = room.to_string();
+            match self.rooms.get_mut(&id) {
+                Some(entry) => entry.set_viewers(None, Some(flv)),
+                None if flv > 0 => self
+                    .rooms
+                    .entry(id.clone())
+                    .or_default()
+                    .set_viewers(None, Some(flv)),
+                None => {}
+            }
+            bridged.insert(id);
+        }
+        // Rooms whose bridge task has gone have no FLV viewers left.
+        for (id, entry) in self.rooms.iter_mut() {
+            if entry.flv_viewers > 0 && !bridged.contains(id) {
+                entry.set_viewers(None, Some(0));
+            }
+        }
+    }
+
     /// Writes changed viewer counts and peaks.
     async fn flush(&mut self) {
+        self.poll_bridge();
         for (id, entry) in self.rooms.iter_mut().filter(|(_, e)| e.dirty) {
             entry.dirty = false;
             let live = entry.show.is_some();
@@ -244,8 +299,7 @@ impl Directory {
         };
         for room in snapshot.rooms {
             let entry = self.rooms.entry(room.id.clone()).or_default();
-            entry.viewers = room.viewers as i64;
-            entry.peak = entry.peak.max(entry.viewers);
+            entry.set_viewers(Some(room.viewers as i64), None);
             entry.dirty = true;
             if !room.live
                 && let Some(show) = entry.show.take()

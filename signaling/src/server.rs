@@ -53,15 +53,15 @@ impl Server {
             AuthService::load(&store, Duration::from_secs(config.token_ttl_secs.max(60))).await?,
         );
         let (sfu, media) = Sfu::start(config.sfu_config())?;
-        let live = LiveHandle::start(store.clone(), &sfu).await?;
+        let (bridge, bridge_events) =
+            bridge::BridgeHandle::start(crate::bridge_sync::bridge_config(&config), sfu.clone());
+        let live = LiveHandle::start(store.clone(), &sfu, Some(bridge.clone())).await?;
         let interaction = Interaction::start(
             store.clone(),
             sfu.clone(),
             Arc::clone(&auth),
             config.interaction_config(),
         );
-        let (bridge, bridge_events) =
-            bridge::BridgeHandle::start(crate::bridge_sync::bridge_config(&config), sfu.clone());
         let bridge_sync =
             crate::bridge_sync::BridgeSync::start(store.clone(), &bridge, &config, bridge_events)
                 .await?;

@@ -373,7 +373,24 @@ async fn a_hundred_flv_viewers_receive_the_stream_and_a_stalled_one_delays_nobod
         stream
     };
 
-    let viewers = join_all((0..100).map(|_| read_flv(&flv, Duration::from_secs(10)))).await;
+    // While they watch, the room list counts them (FLV viewers are part of the audience).
+    let room_url = server.url(&format!("/api/rooms/{room}"));
+    let counted = async {
+        wait_for(Duration::from_secs(9), async || {
+            let (_, body) = get_json(&room_url).await;
+            let viewers = body["viewers"].as_i64()?;
+            (viewers >= 100).then_some(viewers)
+        })
+        .await
+    };
+    let (viewers, counted) = tokio::join!(
+        join_all((0..100).map(|_| read_flv(&flv, Duration::from_secs(10)))),
+        counted
+    );
+    assert!(
+        counted.is_some_and(|n| n <= 101),
+        "the room's viewer count follows its FLV viewers: {counted:?}"
+    );
     let viewers: Vec<Vec<FlvTagInfo>> = viewers.into_iter().map(|v| v.unwrap().0).collect();
     for (i, tags) in viewers.iter().enumerate() {
         // Metadata and both sequence headers first, then video from a keyframe.
@@ -429,6 +446,13 @@ async fn a_hundred_flv_viewers_receive_the_stream_and_a_stalled_one_delays_nobod
     assert!(dropped.is_some(), "the stalled viewer was never dropped");
     drop(stalled);
     assert!(metric(&server, "queqiao_bridge_flv_viewers_joined_total").await >= 101.0);
+    // Once they have gone, so has the count.
+    let emptied = wait_for(Duration::from_secs(20), async || {
+        let (_, body) = get_json(&room_url).await;
+        (body["viewers"].as_i64()? == 0).then_some(())
+    })
+    .await;
+    assert!(emptied.is_some(), "the viewer count returns to 0");
     publisher
         .delete(&server.base, Some(TEST_TOKEN))
         .await
