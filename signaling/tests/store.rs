@@ -323,3 +323,55 @@ async fn shows_record_history_and_survive_a_restart() {
         assert!(!store.room("live").await.unwrap().live);
     }
 }
+
+/// Retries of one gift that race each other get the gift's answer, never "insufficient
+/// coins": on PostgreSQL the loser's debit waits for the winner's row lock and then sees
+/// the balance the winner spent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_retries_of_one_gift_are_charged_once_and_all_answered() {
+    use signaling::store::{GiftOutcome, GiftRequest};
+    for (backend, store, _) in stores().await {
+        let host = store.create_user(&user("gifthost")).await.unwrap();
+        store.create_room(&room("gifts", host.id)).await.unwrap();
+        let mut senders = Vec::new();
+        for i in 0..30 {
+            let sender = store.create_user(&user(&format!("fan{i}"))).await.unwrap();
+            // Exactly one rose's worth.
+            store
+                .top_up(sender.id, 1, &format!("t{i}"), None)
+                .await
+                .unwrap();
+            senders.push(sender.id);
+        }
+        let attempts = senders.iter().flat_map(|&sender| {
+            (0..3).map(move |_| GiftRequest {
+                sender_id: sender,
+                room_id: "gifts".into(),
+                gift_id: "rose".into(),
+                quantity: 1,
+                idempotency_key: format!("once-{sender}"),
+            })
+        });
+        let results = futures::future::join_all(attempts.map(|request| {
+            let store = store.clone();
+            tokio::spawn(async move { (request.sender_id, store.send_gift(&request).await) })
+        }))
+        .await;
+        let mut sent = std::collections::HashMap::<i64, usize>::new();
+        for result in results {
+            let (sender, outcome) = result.unwrap();
+            match outcome {
+                Ok(GiftOutcome::Sent(..)) => *sent.entry(sender).or_default() += 1,
+                Ok(GiftOutcome::Duplicate(..)) => {}
+                Err(err) => panic!("{backend}: a retry of a paid gift was refused: {err}"),
+            }
+        }
+        assert!(
+            senders.iter().all(|s| sent.get(s) == Some(&1)),
+            "{backend}: each key charged exactly once: {sent:?}"
+        );
+        let (coins, earnings, lowest) = store.coins_in_circulation().await.unwrap();
+        assert_eq!((coins, earnings, lowest), (0, 30, 0), "{backend}");
+        store.close().await;
+    }
+}

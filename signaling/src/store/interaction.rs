@@ -316,6 +316,12 @@ impl Store {
                     .try_get("coins")
                     .map_err(StoreError::from)?;
             tx.rollback().await?;
+            // A concurrent request with the same key may have been the one that spent the
+            // coins (on PostgreSQL our debit waited for its row lock, then saw its balance):
+            // then this is a retry of a gift that went through, and gets its answer.
+            if let Some(existing) = self.find_gift_outside(request).await? {
+                return self.duplicate(existing, request).await;
+            }
             return Err(GiftError::InsufficientCoins { cost, balance });
         }
         sqlx::query(&self.sql(
