@@ -49,7 +49,7 @@ echo "PostgreSQL at $QUEQIAO_TEST_POSTGRES_URL"
 # ---------------------------------------------------------------------------------------
 step "Unit and integration tests"
 # End-to-end tests run real WebRTC peers; one test at a time keeps a 2-core machine honest.
-cargo test --workspace --locked -- --test-threads=1
+cargo test --workspace --locked --no-fail-fast -- --test-threads=1
 
 # ---------------------------------------------------------------------------------------
 step "Browser tests (headless Chromium against the queqiao binary)"
