@@ -9,6 +9,13 @@
 #   CAPACITY=0 tests/bench/run.sh         skip the capacity search
 #   NO_BUILD=1 BIN_DIR=/path tests/bench/run.sh      use prebuilt binaries
 #   UPDATE=0 tests/bench/run.sh           do not touch BENCHMARKS.md (results stay in OUT)
+#   WEBRTC=0 CAPACITY=0 tests/bench/run.sh   only the HTTP players (HTTP=0 skips them)
+#   WAIT_FOR_IDLE=1 tests/bench/run.sh    before each run, wait until no other benchmark
+#                                         (queqiao-load chat|webrtc, tests/run.sh) runs
+#
+# HTTP players (HTTP=1, the default): FLV_PLAYERS (100) HTTP-FLV viewers and LLHLS_PLAYERS
+# (20) LL-HLS players, REPEATS runs each, and TS_HLS_RUNS (0) runs of TS_HLS_PLAYERS (20)
+# MPEG-TS HLS players; their Markdown rows go to $OUT/http.md (BENCHMARKS.md is untouched).
 #
 # Scenarios: a number N = N viewers joining at once; joinN = N viewers joining within one
 # second. The capacity search raises the viewer count until loss reaches 0.5 % (or viewers
@@ -29,6 +36,13 @@ CAPACITY_STEP=${CAPACITY_STEP:-200}
 CAPACITY_MAX=${CAPACITY_MAX:-3000}
 CAPACITY_LOSS=${CAPACITY_LOSS:-0.5}
 UPDATE=${UPDATE:-1}
+WEBRTC=${WEBRTC:-1}
+HTTP=${HTTP:-1}
+WAIT_FOR_IDLE=${WAIT_FOR_IDLE:-0}
+FLV_PLAYERS=${FLV_PLAYERS:-100}
+LLHLS_PLAYERS=${LLHLS_PLAYERS:-20}
+TS_HLS_PLAYERS=${TS_HLS_PLAYERS:-20}
+TS_HLS_RUNS=${TS_HLS_RUNS:-0}
 # The machine is shared: other work competes for the cores our processes are pinned to.
 # Real-time priority keeps it from preempting the server and the load generator (the
 # kernel still leaves 5 % of each core to others). Empty strings run at normal priority.
@@ -95,12 +109,28 @@ start_server() {
   exit 1
 }
 
-# run_load NAME JSON ARGS... : one run on a fresh server; the JSON report lands in $OUT.
+# The machine is shared: optionally wait for other benchmarks to end before each run.
+wait_for_idle() {
+  [ "$WAIT_FOR_IDLE" = 1 ] || return 0
+  local said=0
+  while pgrep -f 'queqiao-load (chat|webrtc)' >/dev/null || pgrep -f 'tests/run.sh' >/dev/null; do
+    [ "$said" = 1 ] || echo "waiting for other benchmarks to finish ($(date -u +%T))" >&2
+    said=1
+    sleep 5
+  done
+  [ "$said" = 0 ] || echo "idle again ($(date -u +%T))" >&2
+}
+
+# run_load JSON ARGS... : one run on a fresh server; the JSON report lands in $OUT.
+# (SUBCOMMAND=flv|hls picks another scenario; its Markdown row is appended to $OUT/http.md.)
 run_load() {
   local json=$1; shift
+  wait_for_idle
   start_server
+  local extra=()
+  [ "${SUBCOMMAND:-webrtc}" != webrtc ] && extra=(--markdown "$OUT/http.md")
   # shellcheck disable=SC2206
-  local cmd=($LOAD_SCHED taskset -c "$LOAD_CORE" "$LOAD_BIN" webrtc
+  local cmd=($LOAD_SCHED taskset -c "$LOAD_CORE" "$LOAD_BIN" "${SUBCOMMAND:-webrtc}" "${extra[@]}"
     --whip "http://127.0.0.1:$HTTP_PORT/whip/{room}" --token "$TOKEN"
     --server-pid "$SERVER_PID" --duration "$DURATION" --warmup "$WARMUP"
     --json "$json" "$@")
@@ -118,6 +148,7 @@ scenario_args() {
 
 step "Machine: $MACHINE; commit $COMMIT; results in $OUT"
 REPORTS=()
+[ "$WEBRTC" = 1 ] || SCENARIOS=""
 for scenario in $SCENARIOS; do
   for rep in $(seq "$REPEATS"); do
     step "Scenario $scenario, run $rep/$REPEATS"
@@ -147,6 +178,30 @@ if [ ${#REPORTS[@]} -gt 0 ]; then
     summary_args+=(--update BENCHMARKS.md --section webrtc)
   fi
   "$LOAD_BIN" summarize "${summary_args[@]}"
+fi
+
+if [ "$HTTP" = 1 ]; then
+  # HTTP players: the same publisher (WHIP, paced 720p clip), N players, delay to the live
+  # edge. Rows land in $OUT/http.md under one header.
+  "$LOAD_BIN" flv --help >/dev/null 2>&1 || { echo "$LOAD_BIN has no flv scenario" >&2; exit 1; }
+  {
+    echo "Measured $(date -u +%Y-%m-%d) on $MACHINE, commit $COMMIT; server on core $SERVER_CORE ($SERVER_SCHED), load generator on core $LOAD_CORE ($LOAD_SCHED); $DURATION s window after $WARMUP s warm-up; a fresh server per run."
+    echo
+    echo "| scenario | players | connected | delay p50 / p95 / p99 / max (ms) | TTFF p50 / p95 (ms) | kB/s per player | stalls | errors | server CPU % | server RSS MiB | generator CPU % |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  } >>"$OUT/http.md"
+  http_runs() { # NAME RUNS SUBCOMMAND ARGS...
+    local name=$1 runs=$2 sub=$3; shift 3
+    for rep in $(seq "$runs"); do
+      step "HTTP scenario $name, run $rep/$runs"
+      SUBCOMMAND=$sub run_load "$OUT/$name-$rep.json" "$@" --label "$name"
+    done
+  }
+  http_runs "flv-$FLV_PLAYERS" "$REPEATS" flv --players "$FLV_PLAYERS"
+  http_runs "llhls-$LLHLS_PLAYERS" "$REPEATS" hls --variant llhls --players "$LLHLS_PLAYERS"
+  [ "$TS_HLS_RUNS" -gt 0 ] && http_runs "hls-$TS_HLS_PLAYERS" "$TS_HLS_RUNS" hls --variant hls --players "$TS_HLS_PLAYERS"
+  step "HTTP results: $OUT/http.md"
+  cat "$OUT/http.md" >&2
 fi
 
 if [ "$CAPACITY" = 1 ]; then

@@ -233,9 +233,16 @@ test('ending the show tells the viewers; they reconnect by themselves when it st
 });
 
 test('replays: the recorded show plays from HLS', async () => {
-  await alice.goto(`${server.base}/#/replay/demo`);
-  await alice.waitForSelector('.replay-item', { timeout: 20000 });
-  const items = await alice.$$('.replay-item');
+  // The second show's recording is finalised just after it ends: open the page until it
+  // is listed (the page reads the list once).
+  let items = [];
+  await waitFor(async () => {
+    await alice.goto(`${server.base}/#/replay/demo`);
+    await alice.reload();
+    await alice.waitForSelector('.replay-item', { timeout: 20000 });
+    items = await alice.$$('.replay-item');
+    return items.length >= 2;
+  }, { timeout: 30000, interval: 500, message: "both shows listed" });
   assert.equal(items.length, 2, 'one recording per show');
   await items[items.length - 1].click(); // newest first: the last is the first, longer show
   await waitFor(() => alice.evaluate(() => {

@@ -10,13 +10,22 @@
 //!     --senders 200 --messages-per-sec 200 --server-pid $(pidof queqiao)
 //! ```
 //!
-//! Scenarios are subcommands: `webrtc` (WHIP publisher, WHEP viewers) and `chat`
-//! (WebSocket members, chat and like storms). `summarize` turns repeated `webrtc` runs'
+//! ```text
+//! queqiao-load flv --whip http://127.0.0.1:8080/whip/{room} --token TOKEN \
+//!     --players 100 --server-pid $(pidof queqiao)
+//! queqiao-load hls --variant llhls --whip http://127.0.0.1:8080/whip/{room} --token TOKEN \
+//!     --players 20 --server-pid $(pidof queqiao)
+//! ```
+//!
+//! Scenarios are subcommands: `webrtc` (WHIP publisher, WHEP viewers), `chat`
+//! (WebSocket members, chat and like storms), `flv` and `hls` (WHIP publisher, HTTP-FLV
+//! or (LL-)HLS players measuring the delay to the live edge). `summarize` turns repeated `webrtc` runs'
 //! JSON into a table of medians.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use queqiao_tests::chatload::{self, ChatLoadOptions};
+use queqiao_tests::load::http_players::{self, FlvArgs, HlsArgs, HttpReport};
 use queqiao_tests::load::report::WebrtcReport;
 use queqiao_tests::load::summary::{self, SummarizeArgs};
 use queqiao_tests::load::webrtc::{self, WebrtcArgs};
@@ -40,6 +49,11 @@ enum Scenario {
     /// N WebSocket members in one room, chat messages and like taps from logged-in
     /// senders; send → receive delay at every member and the server's CPU.
     Chat(ChatArgs),
+    /// One WHIP publisher, N HTTP-FLV players measuring the delay to the live edge.
+    Flv(Box<FlvArgs>),
+    /// One WHIP publisher, N LL-HLS (default) or HLS players measuring the delay to the
+    /// live edge.
+    Hls(Box<HlsArgs>),
     /// Medians of repeated `webrtc --json` reports as a Markdown table (optionally written
     /// between the `<!-- bench:SECTION:start/end -->` markers of a file).
     Summarize(SummarizeArgs),
@@ -151,7 +165,40 @@ fn main() -> anyhow::Result<()> {
                 writeln!(file, "{row}")?;
             }
         }
+        Scenario::Flv(args) => {
+            let (json, markdown) = (args.common.json.clone(), args.common.markdown.clone());
+            let report = runtime.block_on(http_players::run_flv(*args))?;
+            write_http(&report, json, markdown)?;
+        }
+        Scenario::Hls(args) => {
+            let (json, markdown) = (args.common.json.clone(), args.common.markdown.clone());
+            let report = runtime.block_on(http_players::run_hls(*args))?;
+            write_http(&report, json, markdown)?;
+        }
         Scenario::Summarize(_) => unreachable!("handled above"),
+    }
+    Ok(())
+}
+
+/// Prints an `flv`/`hls` report's Markdown row and writes the JSON and the row to files.
+fn write_http(
+    report: &HttpReport,
+    json: Option<std::path::PathBuf>,
+    markdown: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    let row = report.markdown_row();
+    println!("{}\n{row}", HttpReport::markdown_header());
+    if let Some(path) = json {
+        std::fs::write(&path, serde_json::to_string_pretty(report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = markdown {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        writeln!(file, "{row}")?;
     }
     Ok(())
 }

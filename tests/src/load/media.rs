@@ -34,6 +34,9 @@ pub struct ClipFrame {
     pub payloads: Vec<ClipPayload>,
     /// Whether the frame is an IDR (with its parameter sets).
     pub keyframe: bool,
+    /// [`vcl_key`] of the frame's first slice NAL unit: how HTTP players (FLV, HLS), which
+    /// see frames rather than RTP payloads, recognise it. `None` without a slice.
+    pub vcl_key: Option<u64>,
 }
 
 /// The packetized clip.
@@ -110,12 +113,17 @@ impl PacketizedClip {
                 continue;
             }
             video_bytes += payloads.iter().map(Bytes::len).sum::<usize>();
+            let vcl_key = crate::clip::nal_units(&frame.annex_b)
+                .into_iter()
+                .find(|nal| is_vcl(nal))
+                .map(vcl_key);
             video.push(ClipFrame {
                 payloads: payloads
                     .into_iter()
                     .map(|data| ClipPayload { data, id: None })
                     .collect(),
                 keyframe: frame.keyframe,
+                vcl_key,
             });
         }
         if video.is_empty() || !video[0].keyframe {
@@ -176,6 +184,7 @@ impl PacketizedClip {
     pub fn send_times(&self) -> SendTimes {
         SendTimes {
             times: (0..self.ids).map(|_| AtomicU64::new(0)).collect(),
+            frames: (0..self.video.len()).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
@@ -185,6 +194,22 @@ impl PacketizedClip {
         let seconds = self.video.len() as f64 * self.frame_duration.as_secs_f64();
         video_packets as f64 / seconds + 50.0
     }
+}
+
+/// Bytes after the NAL header that [`vcl_key`] hashes: the slice header and the start of
+/// the slice data, which differ from frame to frame.
+pub const VCL_KEY_BYTES: usize = 64;
+
+/// Whether a NAL unit (header byte first) is a coded slice (types 1–5).
+pub fn is_vcl(nal: &[u8]) -> bool {
+    nal.first().is_some_and(|h| (1..=5).contains(&(h & 0x1f)))
+}
+
+/// The fingerprint of a slice NAL unit (header byte first) that survives depacketization
+/// and remuxing: a hash of up to [`VCL_KEY_BYTES`] bytes after the header.
+pub fn vcl_key(nal: &[u8]) -> u64 {
+    let end = nal.len().min(1 + VCL_KEY_BYTES);
+    fingerprint(nal.get(1..end).unwrap_or_default())
 }
 
 /// A hasher for keys that are already good 64-bit hashes (fingerprints): passes them through.
@@ -217,9 +242,13 @@ fn file_name(path: &Path) -> String {
 /// publisher thread just before the datagram leaves, read by viewer workers: a payload of a
 /// looping clip recurs only once per loop (seconds later), so the latest send is the one a
 /// viewer just received.
+///
+/// Whole video frames have their own table, by clip frame index: the instant the frame's
+/// last (marker) packet left, for players that only see complete frames.
 #[derive(Debug)]
 pub struct SendTimes {
     times: Box<[AtomicU64]>,
+    frames: Box<[AtomicU64]>,
 }
 
 impl SendTimes {
@@ -234,6 +263,21 @@ impl SendTimes {
     pub fn get(&self, id: u32) -> Option<u64> {
         self.times
             .get(id as usize)
+            .map(|slot| slot.load(Ordering::Acquire))
+            .filter(|&ns| ns != 0)
+    }
+
+    /// Records that clip video frame `index` finished sending at `wall_ns`.
+    pub fn set_frame(&self, index: usize, wall_ns: u64) {
+        if let Some(slot) = self.frames.get(index) {
+            slot.store(wall_ns, Ordering::Release);
+        }
+    }
+
+    /// When clip video frame `index` last finished sending.
+    pub fn frame(&self, index: usize) -> Option<u64> {
+        self.frames
+            .get(index)
             .map(|slot| slot.load(Ordering::Acquire))
             .filter(|&ns| ns != 0)
     }
@@ -280,5 +324,9 @@ mod tests {
         assert_eq!(times.get(0), None);
         times.set(0, 42);
         assert_eq!(times.get(0), Some(42));
+        assert_eq!(times.frame(0), None);
+        times.set_frame(179, 7);
+        assert_eq!(times.frame(179), Some(7));
+        assert!(clip.video.iter().all(|f| f.vcl_key.is_some()));
     }
 }

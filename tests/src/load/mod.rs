@@ -14,9 +14,12 @@
 //! packetized clip), [`peer`] (client peers), [`publisher`], [`viewers`] (and
 //! [`async_viewers`]), [`probe`] (server `/proc` and `/metrics`), [`report`] and
 //! [`summary`] (medians of repeated runs into BENCHMARKS.md), and one module per scenario
-//! ([`webrtc`]); the `chat`, `flv` and `hls` scenarios join as their features land.
+//! ([`webrtc`], and [`http_players`] for `flv` and `hls`, whose sans-IO parsers are in
+//! [`http_media`]); `chat` lives in [`crate::chatload`].
 
 pub mod async_viewers;
+pub mod http_media;
+pub mod http_players;
 pub mod measure;
 pub mod media;
 pub mod net;

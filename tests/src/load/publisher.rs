@@ -104,6 +104,7 @@ impl PublisherThread {
                         ice_connected: false,
                         early_dtls: Vec::new(),
                         released: Vec::new(),
+                        released_frames: Vec::new(),
                         out: SendQueue::default(),
                     };
                     let result = publisher.run();
@@ -167,6 +168,8 @@ struct Publisher {
     early_dtls: Vec<(SocketAddr, bytes::BytesMut)>,
     /// Payload ids written since the last flush, stamped just before the datagrams leave.
     released: Vec<u32>,
+    /// Clip frames whose marker packet was written since the last flush (stamped likewise).
+    released_frames: Vec<usize>,
     out: SendQueue,
 }
 
@@ -451,6 +454,9 @@ impl Publisher {
             {
                 self.released.push(id);
             }
+            if paced.marker {
+                self.released_frames.push(paced.frame);
+            }
         }
     }
 
@@ -487,6 +493,12 @@ impl Publisher {
             let now = net::wall_ns();
             for id in self.released.drain(..) {
                 self.send_times.set(id, now);
+            }
+        }
+        if !self.released_frames.is_empty() {
+            let now = net::wall_ns();
+            for frame in self.released_frames.drain(..) {
+                self.send_times.set_frame(frame, now);
             }
         }
         while !self.out.is_empty() {
