@@ -83,6 +83,15 @@ impl Server {
         let app = crate::routes::app(state).into_make_service_with_connect_info::<SocketAddr>();
         let (stop, stopped) = oneshot::channel::<()>();
         let http = tokio::spawn(async move {
+            // Chat events, FLV tags and LL-HLS parts are small writes that must leave at
+            // once: without TCP_NODELAY, Nagle holds a write until the previous one is
+            // acknowledged, and a delayed ACK makes that up to 40 ms.
+            use axum::serve::ListenerExt;
+            let listener = listener.tap_io(|tcp| {
+                if let Err(err) = tcp.set_nodelay(true) {
+                    tracing::debug!(%err, "could not set TCP_NODELAY");
+                }
+            });
             let serve = axum::serve(listener, app).with_graceful_shutdown(async {
                 let _ = stopped.await;
             });

@@ -21,6 +21,7 @@ LOAD_CORE=${LOAD_CORE:-1}
 REPEATS=${REPEATS:-3}
 MEMBERS=${MEMBERS:-2000}
 SENDERS=${SENDERS:-200}
+MEASURED=${MEASURED:-200}
 CHAT_RATE=${CHAT_RATE:-200}
 LIKE_RATE=${LIKE_RATE:-20000}
 DURATION=${DURATION:-20}
@@ -88,7 +89,7 @@ run_load() {
   start_server
   # shellcheck disable=SC2206
   local cmd=($LOAD_SCHED taskset -c "$LOAD_CORE" "$LOAD_BIN" chat
-    --base "http://127.0.0.1:$HTTP_PORT" --room demo --members "$MEMBERS" --senders "$SENDERS"
+    --base "http://127.0.0.1:$HTTP_PORT" --room demo --members "$MEMBERS" --measured-members "$MEASURED" --senders "$SENDERS"
     --duration "$DURATION" --server-pid "$SERVER_PID" --quiet --json "$json" "$@")
   echo "${cmd[*]}" >"${json%.json}.cmd"
   "${cmd[@]}" 2>"${json%.json}.log" | tail -n 1 >&2 || echo "run failed: see ${json%.json}.log" >&2
@@ -104,9 +105,9 @@ for rep in $(seq "$REPEATS"); do
 done
 
 step "Summary"
-python3 - "$OUT" "$UPDATE" "$MACHINE" "$COMMIT" "$MEMBERS" "$SENDERS" "$CHAT_RATE" "$LIKE_RATE" "$DURATION" "$HTTP_PORT" <<'PY'
+python3 - "$OUT" "$UPDATE" "$MACHINE" "$COMMIT" "$MEMBERS" "$MEASURED" "$SENDERS" "$CHAT_RATE" "$LIKE_RATE" "$DURATION" "$HTTP_PORT" <<'PY'
 import glob, json, os, re, statistics, sys
-out, update, machine, commit, members, senders, chat_rate, like_rate, duration, port = sys.argv[1:]
+out, update, machine, commit, members, measured, senders, chat_rate, like_rate, duration, port = sys.argv[1:]
 
 def load(kind):
     runs = []
@@ -121,7 +122,7 @@ def pct(v):
 def row(label, r):
     w = max(r["window_secs"], 1e-9)
     delivered = r["deliveries"] / max(r["deliveries_expected"], 1) if r["deliveries_expected"] else None
-    return (f"| {label} | {r['members']} | {r['messages_sent']/w:.0f} | {r['likes_sent']/w:.0f} | "
+    return (f"| {label} | {r['members']} ({r['measured_members']} timed, others {r['drained_bytes_per_member_per_sec']/1000:.0f} kB/s) | {r['messages_sent']/w:.0f} | {r['likes_sent']/w:.0f} | "
             + ("–" if delivered is None else f"{delivered:.4f}")
             + f" | {r['delay_p50_ms']:.1f} / {r['delay_p99_ms']:.1f} / {r['delay_max_ms']:.1f}"
             + f" | {r['like_events_per_member_per_sec']:.1f} | {pct(r['server_cpu_percent'])}"
@@ -136,8 +137,8 @@ lines = [
     "",
     "```",
     f"chrt -f 10 taskset -c 0 queqiao --http 127.0.0.1:{port} --data-dir DIR --seed-demo &",
-    f"chrt -f 5 taskset -c 1 queqiao-load chat --base http://127.0.0.1:{port} --room demo --members {members} --senders {senders} --server-pid $SERVER_PID --duration {duration} --messages-per-sec {chat_rate}            # chat",
-    f"chrt -f 5 taskset -c 1 queqiao-load chat --base http://127.0.0.1:{port} --room demo --members {members} --senders {senders} --server-pid $SERVER_PID --duration {duration} --messages-per-sec 0 --likes-per-sec {like_rate}   # likes",
+    f"chrt -f 5 taskset -c 1 queqiao-load chat --base http://127.0.0.1:{port} --room demo --members {members} --measured-members {measured} --senders {senders} --server-pid $SERVER_PID --duration {duration} --messages-per-sec {chat_rate}            # chat",
+    f"chrt -f 5 taskset -c 1 queqiao-load chat --base http://127.0.0.1:{port} --room demo --members {members} --measured-members {measured} --senders {senders} --server-pid $SERVER_PID --duration {duration} --messages-per-sec 0 --likes-per-sec {like_rate}   # likes",
     "```",
     "",
     "| run | members | chat msg/s | like taps/s | delivered | delay p50 / p99 / max ms | like events/member/s | server CPU | server RSS KiB/member | generator CPU | sender errors | members dropped |",

@@ -24,6 +24,12 @@ pub struct ChatLoadOptions {
     pub room: String,
     /// Anonymous receiving members.
     pub members: usize,
+    /// How many of them parse every event and time every delivery, spread evenly over the
+    /// join order (0: all). The others read their socket raw every 100 ms and throw the
+    /// bytes away: the server does the same work for them, but the generator, which has
+    /// one core like the server, does not spend ~2 µs parsing each of their events (with
+    /// all 2,000 parsing, the generator's own queueing was the delay being measured).
+    pub measured_members: usize,
     /// Logged-in senders (registered by the tool).
     pub senders: usize,
     /// Chat messages per second over all senders.
@@ -73,6 +79,10 @@ pub struct ChatLoadReport {
     pub sender_errors: u64,
     /// Members disconnected by the server.
     pub disconnected: usize,
+    /// Members that timed deliveries (the rest drained their sockets raw).
+    pub measured_members: usize,
+    /// Bytes the draining members read over the window, per member per second.
+    pub drained_bytes_per_member_per_sec: f64,
     /// Length of the measurement window (s).
     pub window_secs: f64,
     /// This load generator's CPU over the window, percent of one core (if it nears 100 %
@@ -147,9 +157,17 @@ pub async fn run(options: ChatLoadOptions) -> anyhow::Result<ChatLoadReport> {
     let measuring = Arc::new(AtomicU64::new(0));
 
     // Receivers, each with its own sample buffer (no contention).
-    let mut buffers: Vec<Arc<std::sync::Mutex<Vec<u32>>>> = Vec::with_capacity(options.members);
+    let measured = if options.measured_members == 0 {
+        options.members
+    } else {
+        options.measured_members.min(options.members)
+    };
+    let stride = (options.members / measured.max(1)).max(1);
+    let mut buffers: Vec<Arc<std::sync::Mutex<Vec<u32>>>> = Vec::with_capacity(measured);
     let connected = Arc::new(AtomicUsize::new(0));
     let mut receivers = Vec::with_capacity(options.members);
+    let mut measured_count = 0usize;
+    let mut index = 0usize;
     for chunk in (0..options.members).collect::<Vec<_>>().chunks(50) {
         let batch = futures::future::join_all(chunk.iter().map(|_| {
             tokio_tungstenite::connect_async(format!("{ws_base}/ws/rooms/{}", options.room))
@@ -158,6 +176,14 @@ pub async fn run(options: ChatLoadOptions) -> anyhow::Result<ChatLoadReport> {
         for result in batch {
             let (stream, _) = result.context("connecting a member")?;
             connected.fetch_add(1, Ordering::Relaxed);
+            let timed = index % stride == 0 && measured_count < measured;
+            index += 1;
+            if !timed {
+                let (stats, measuring) = (Arc::clone(&stats), Arc::clone(&measuring));
+                receivers.push(tokio::spawn(drain_member(stream, stats, measuring)));
+                continue;
+            }
+            measured_count += 1;
             let buffer = Arc::new(std::sync::Mutex::new(Vec::new()));
             buffers.push(Arc::clone(&buffer));
             let (send_times, stats, prefix, measuring) = (
@@ -298,6 +324,7 @@ pub async fn run(options: ChatLoadOptions) -> anyhow::Result<ChatLoadReport> {
     let cpu_after = options.server_pid.and_then(process_cpu_seconds);
     let own_cpu_after = process_cpu_seconds(std::process::id());
     let like_events = stats.like_events.load(Ordering::Relaxed);
+    let drained = stats.drained_bytes.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(500)).await;
     measuring.store(0, Ordering::Relaxed);
     let rss_after = options.server_pid.and_then(process_rss_kib);
@@ -325,12 +352,16 @@ pub async fn run(options: ChatLoadOptions) -> anyhow::Result<ChatLoadReport> {
         senders: options.senders,
         messages_sent,
         deliveries: stats.deliveries.load(Ordering::Relaxed),
-        deliveries_expected: messages_sent * (options.members as u64),
+        deliveries_expected: messages_sent * (measured_count as u64),
         delay_p50_ms: percentile(&mut delays, 0.50),
         delay_p99_ms: percentile(&mut delays, 0.99),
         delay_max_ms: percentile(&mut delays, 1.0),
         likes_sent,
-        like_events_per_member_per_sec: like_events as f64 / options.members.max(1) as f64 / window,
+        like_events_per_member_per_sec: like_events as f64 / measured_count.max(1) as f64 / window,
+        measured_members: measured_count,
+        drained_bytes_per_member_per_sec: drained as f64
+            / (options.members - measured_count).max(1) as f64
+            / window,
         server_cpu_percent: match (cpu_before, cpu_after) {
             (Some(a), Some(b)) => Some((b - a) / window * 100.0),
             _ => None,
@@ -347,8 +378,46 @@ pub async fn run(options: ChatLoadOptions) -> anyhow::Result<ChatLoadReport> {
     })
 }
 
+/// A member that only keeps its socket empty: reads whatever has arrived every 100 ms
+/// (the kernel buffers ~5 KiB meanwhile), counts the bytes, and notices a disconnect.
+async fn drain_member(
+    stream: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    stats: Arc<Counters>,
+    measuring: Arc<AtomicU64>,
+) {
+    let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = stream.into_inner() else {
+        stats.disconnected.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        loop {
+            match tcp.try_read(&mut buffer) {
+                Ok(0) => {
+                    stats.disconnected.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Ok(n) => {
+                    if measuring.load(Ordering::Relaxed) == 1 {
+                        stats.drained_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    stats.disconnected.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct Counters {
+    drained_bytes: AtomicU64,
     deliveries: AtomicU64,
     like_events: AtomicU64,
     sender_errors: AtomicU64,

@@ -19,6 +19,7 @@ async fn every_member_gets_every_message_and_likes_are_summed() {
         base: server.base.clone(),
         room,
         members: 100,
+        measured_members: 25,
         senders: 30,
         messages_per_sec: 40.0,
         likes_per_sec: 400.0,
@@ -35,6 +36,11 @@ async fn every_member_gets_every_message_and_likes_are_summed() {
         "no rate-limit errors at these rates: {report:?}"
     );
     assert_eq!(report.disconnected, 0);
+    assert_eq!(report.measured_members, 25);
+    assert!(
+        report.drained_bytes_per_member_per_sec > 1000.0,
+        "the other 75 members received the chat too: {report:?}"
+    );
     assert!(
         report.likes_sent > 0 && report.like_events_per_member_per_sec <= 4.5,
         "likes are batched: {report:?}"

@@ -14,7 +14,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use sfu::RoomId;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -98,51 +98,42 @@ async fn session(state: AppState, room: RoomId, mut user: Option<UserSummary>, s
     {
         return;
     }
-    let (mut writer, mut reader) = socket.split();
-    let mut writing = tokio::spawn(async move {
-        let mut keepalive = tokio::time::interval(Duration::from_secs(20));
-        keepalive.reset();
-        loop {
-            tokio::select! {
-                next = queue.recv() => match next {
-                    Some(Outbound::Frame(bytes)) => {
-                        let Ok(text) = Utf8Bytes::try_from(bytes) else { continue };
-                        if writer.send(Message::Text(text)).await.is_err() {
-                            break;
-                        }
-                    }
-                    Some(Outbound::Batch(frames)) => {
-                        // Write the batch with one flush (one socket write for all of it).
-                        let mut failed = false;
-                        for bytes in frames.iter() {
-                            let Ok(text) = Utf8Bytes::try_from(bytes.clone()) else { continue };
-                            if writer.feed(Message::Text(text)).await.is_err() {
-                                failed = true;
-                                break;
-                            }
-                        }
-                        if failed || writer.flush().await.is_err() {
-                            break;
-                        }
-                    }
-                    Some(Outbound::Close(reason)) => {
-                        let frame = axum::extract::ws::CloseFrame { code: 4000, reason: Utf8Bytes::from_static(reason) };
-                        let _ = writer.send(Message::Close(Some(frame))).await;
-                        break;
-                    }
-                    None => break,
-                },
-                _ = keepalive.tick() => {
-                    if writer.send(Message::Ping(bytes::Bytes::new())).await.is_err() {
+    // One task per member, reading and writing the same socket (no split, no second task):
+    // `recv` is cancel-safe, so the select can drop it whenever the queue wins.
+    let mut socket = socket;
+    let mut keepalive = tokio::time::interval(Duration::from_secs(20));
+    keepalive.reset();
+    loop {
+        tokio::select! {
+            next = queue.recv() => match next {
+                Some(Outbound::Frame(bytes)) => {
+                    let Ok(text) = Utf8Bytes::try_from(bytes) else { continue };
+                    if socket.send(Message::Text(text)).await.is_err() {
                         break;
                     }
                 }
-            }
-        }
-    });
-    loop {
-        tokio::select! {
-            message = reader.next() => match message {
+                Some(Outbound::Batch(frames)) => {
+                    // Write the batch with one flush (one socket write for all of it).
+                    let mut failed = false;
+                    for bytes in frames.iter() {
+                        let Ok(text) = Utf8Bytes::try_from(bytes.clone()) else { continue };
+                        if socket.feed(Message::Text(text)).await.is_err() {
+                            failed = true;
+                            break;
+                        }
+                    }
+                    if failed || socket.flush().await.is_err() {
+                        break;
+                    }
+                }
+                Some(Outbound::Close(reason)) => {
+                    let frame = axum::extract::ws::CloseFrame { code: 4000, reason: Utf8Bytes::from_static(reason) };
+                    let _ = socket.send(Message::Close(Some(frame))).await;
+                    break;
+                }
+                None => break,
+            },
+            message = socket.recv() => match message {
                 Some(Ok(Message::Text(text))) => {
                     if let Some(reply) = interaction.handle_text(&room, member, &mut user, text.as_str()).await
                         && outbound.try_send(Outbound::Frame(bytes::Bytes::from(reply))).is_err()
@@ -160,7 +151,11 @@ async fn session(state: AppState, room: RoomId, mut user: Option<UserSummary>, s
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 Some(Ok(_)) => {}
             },
-            _ = &mut writing => break,
+            _ = keepalive.tick() => {
+                if socket.send(Message::Ping(bytes::Bytes::new())).await.is_err() {
+                    break;
+                }
+            }
         }
     }
     let _ = interaction
@@ -168,5 +163,4 @@ async fn session(state: AppState, room: RoomId, mut user: Option<UserSummary>, s
         .send(HubCommand::Leave { member })
         .await;
     drop(outbound);
-    writing.abort();
 }

@@ -71,6 +71,11 @@ struct ChatArgs {
     /// Anonymous receiving members.
     #[arg(long, default_value_t = 2000)]
     members: usize,
+    /// Members that parse and time every event, spread over the join order (0: all); the
+    /// rest drain their sockets raw every 100 ms, so the generator's core measures the
+    /// server rather than its own parsing.
+    #[arg(long, default_value_t = 200)]
+    measured_members: usize,
     /// Logged-in senders (registered by the tool; each is rate-limited by the server, so
     /// spread the rates over enough of them).
     #[arg(long, default_value_t = 200)]
@@ -143,6 +148,7 @@ fn main() -> anyhow::Result<()> {
                 base: args.base.trim_end_matches('/').to_owned(),
                 room: args.room,
                 members: args.members,
+                measured_members: args.measured_members,
                 senders: args.senders,
                 messages_per_sec: args.messages_per_sec,
                 likes_per_sec: args.likes_per_sec,
