@@ -176,7 +176,7 @@ pub async fn run(options: ChatLoadOptions) -> anyhow::Result<ChatLoadReport> {
         for result in batch {
             let (stream, _) = result.context("connecting a member")?;
             connected.fetch_add(1, Ordering::Relaxed);
-            let timed = index % stride == 0 && measured_count < measured;
+            let timed = index.is_multiple_of(stride) && measured_count < measured;
             index += 1;
             if !timed {
                 let (stats, measuring) = (Arc::clone(&stats), Arc::clone(&measuring));
