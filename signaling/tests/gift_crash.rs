@@ -24,6 +24,14 @@ struct Instance {
     base: String,
 }
 
+/// A failed assertion must not leave the server running after the test.
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn start(data_dir: &Path, port: u16, database_url: Option<&str>, config: &Path) -> Instance {
     let mut command = Command::new(env!("CARGO_BIN_EXE_queqiao"));
     command
