@@ -47,42 +47,9 @@ LOAD_BIN=$BIN_DIR/queqiao-load
 # 2,000 members plus senders need more descriptors than the usual 1,024 on both sides.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-CPU_MODEL=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
-MACHINE="$(nproc) cores ($CPU_MODEL), Linux $(uname -r), $(awk '/MemTotal/{printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo)"
-COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-if ! git diff --quiet 2>/dev/null; then COMMIT="$COMMIT+changes"; fi
-
-SERVER_PID=
-SERVER_DATA=
-stop_server() {
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-  SERVER_PID=
-  if [ -n "$SERVER_DATA" ] && [ -d "$SERVER_DATA" ]; then
-    mv "$SERVER_DATA/server.log" "$SERVER_DATA.server.log" 2>/dev/null || true
-    rm -rf "$SERVER_DATA"
-  fi
-  SERVER_DATA=
-}
-trap stop_server EXIT
-
-start_server() {
-  local data
-  data=$(mktemp -d "$OUT/data.XXXX")
-  SERVER_DATA=$data
-  # shellcheck disable=SC2086
-  $SERVER_SCHED taskset -c "$SERVER_CORE" "$SERVER_BIN" --http "127.0.0.1:$HTTP_PORT" \
-    --udp "127.0.0.1:$UDP_PORT" --data-dir "$data" --seed-demo >"$data/server.log" 2>&1 &
-  SERVER_PID=$!
-  for _ in $(seq 200); do
-    curl -sf "http://127.0.0.1:$HTTP_PORT/healthz" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "server did not start; see $data/server.log" >&2
-  exit 1
-}
+SERVER_FLAGS=(--http "127.0.0.1:$HTTP_PORT" --udp "127.0.0.1:$UDP_PORT" --seed-demo)
+# shellcheck source=tests/bench/server.sh
+. "$ROOT/tests/bench/server.sh"
 
 run_load() {
   local json=$1; shift

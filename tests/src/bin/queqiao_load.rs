@@ -125,23 +125,15 @@ fn main() -> anyhow::Result<()> {
         .context("starting the runtime")?;
     match cli.scenario {
         Scenario::Webrtc(args) => {
-            let json = args.json.clone();
-            let markdown = args.markdown.clone();
+            let (json, markdown) = (args.json.clone(), args.markdown.clone());
             let report = runtime.block_on(webrtc::run(*args))?;
-            let row = report.markdown_row();
-            println!("{}\n{row}", WebrtcReport::markdown_header());
-            if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_string_pretty(&report)?)
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
-            if let Some(path) = markdown {
-                let mut file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
-                    .with_context(|| format!("opening {}", path.display()))?;
-                writeln!(file, "{row}")?;
-            }
+            write_outputs(
+                &WebrtcReport::markdown_header(),
+                &report.markdown_row(),
+                &report,
+                json,
+                markdown,
+            )?;
         }
         Scenario::Chat(args) => {
             let report = runtime.block_on(chatload::run(ChatLoadOptions {
@@ -156,30 +148,35 @@ fn main() -> anyhow::Result<()> {
                 server_pid: args.server_pid,
                 progress: !args.quiet,
             }))?;
-            let row = report.markdown_row(&args.label);
-            println!("{}\n{row}", chatload::ChatLoadReport::markdown_header());
-            if let Some(path) = args.json {
-                std::fs::write(&path, serde_json::to_string_pretty(&report)?)
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
-            if let Some(path) = args.markdown {
-                let mut file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
-                    .with_context(|| format!("opening {}", path.display()))?;
-                writeln!(file, "{row}")?;
-            }
+            write_outputs(
+                chatload::ChatLoadReport::markdown_header(),
+                &report.markdown_row(&args.label),
+                &report,
+                args.json,
+                args.markdown,
+            )?;
         }
         Scenario::Flv(args) => {
             let (json, markdown) = (args.common.json.clone(), args.common.markdown.clone());
             let report = runtime.block_on(http_players::run_flv(*args))?;
-            write_http(&report, json, markdown)?;
+            write_outputs(
+                &HttpReport::markdown_header(),
+                &report.markdown_row(),
+                &report,
+                json,
+                markdown,
+            )?;
         }
         Scenario::Hls(args) => {
             let (json, markdown) = (args.common.json.clone(), args.common.markdown.clone());
             let report = runtime.block_on(http_players::run_hls(*args))?;
-            write_http(&report, json, markdown)?;
+            write_outputs(
+                &HttpReport::markdown_header(),
+                &report.markdown_row(),
+                &report,
+                json,
+                markdown,
+            )?;
         }
         Scenario::Summarize(_) => unreachable!("handled above"),
     }
@@ -187,13 +184,16 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Prints an `flv`/`hls` report's Markdown row and writes the JSON and the row to files.
-fn write_http(
-    report: &HttpReport,
+/// Prints the table header and the report's row; writes the JSON and appends the row where
+/// asked.
+fn write_outputs(
+    header: &str,
+    row: &str,
+    report: &impl serde::Serialize,
     json: Option<std::path::PathBuf>,
     markdown: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
-    let row = report.markdown_row();
-    println!("{}\n{row}", HttpReport::markdown_header());
+    println!("{header}\n{row}");
     if let Some(path) = json {
         std::fs::write(&path, serde_json::to_string_pretty(report)?)
             .with_context(|| format!("writing {}", path.display()))?;

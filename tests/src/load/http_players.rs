@@ -30,7 +30,7 @@ use crate::load::media::{ClipChoice, PacketizedClip, SendTimes};
 use crate::load::net;
 use crate::load::peer;
 use crate::load::probe::{self, ServerProbe};
-use crate::load::publisher::{PublisherOptions, PublisherStats, PublisherThread};
+use crate::load::publisher::{PublisherOptions, PublisherStats, WhipTarget, start_whip_publisher};
 use crate::load::report::{LatencyMs, StreamInfo};
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
@@ -741,30 +741,15 @@ async fn run(args: HttpArgs, protocol: Protocol) -> anyhow::Result<HttpReport> {
     // Publisher, exactly as in the `webrtc` scenario.
     let http = HttpClient::new();
     let certificate = peer::certificate()?;
-    let publisher_socket = net::open_socket(SocketAddr::new(local_ip, 0), false, 8 << 20)?;
-    let publisher_local = publisher_socket
-        .local_addr()?
-        .as_socket()
-        .context("publisher socket address")?;
-    let publisher_peer = peer::publisher(publisher_local, &certificate, Instant::now())?;
-    let exchange = http
-        .post_sdp(&whip, args.token.as_deref(), &publisher_peer.offer)
-        .await?;
-    if exchange.status != 201 {
-        bail!(
-            "WHIP POST answered {}: {}",
-            exchange.status,
-            exchange.body.trim()
-        );
-    }
-    let publisher_location = exchange.location.clone();
-    let mut publisher_pc = publisher_peer.pc;
-    peer::apply_answer(&mut publisher_pc, &exchange.body, Instant::now())?;
-    let publisher = PublisherThread::spawn(
-        publisher_pc,
-        publisher_socket,
-        publisher_local,
-        (publisher_peer.video, publisher_peer.audio),
+    let (publisher, publisher_location) = start_whip_publisher(
+        &http,
+        WhipTarget {
+            url: &whip,
+            token: args.token.as_deref(),
+            local_ip,
+            socket_buffer: 8 << 20,
+        },
+        &certificate,
         Arc::clone(&clip),
         Arc::clone(&send_times),
         PublisherOptions {
@@ -772,7 +757,8 @@ async fn run(args: HttpArgs, protocol: Protocol) -> anyhow::Result<HttpReport> {
             connect_timeout: Duration::from_secs(10),
             keep_early_dtls: true,
         },
-    )?;
+    )
+    .await?;
     let result = measure(
         &args,
         protocol,

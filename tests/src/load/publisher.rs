@@ -63,6 +63,63 @@ pub struct PublisherStats {
     pub keyframes_forced: AtomicU64,
 }
 
+/// Where and how to publish.
+pub struct WhipTarget<'a> {
+    /// The WHIP endpoint (room already filled in).
+    pub url: &'a str,
+    /// Bearer token.
+    pub token: Option<&'a str>,
+    /// Local address to send from.
+    pub local_ip: std::net::IpAddr,
+    /// Socket buffer size (bytes).
+    pub socket_buffer: usize,
+}
+
+/// Publishes `clip` by WHIP: offer, answer, and the thread that sends it. Returns the
+/// thread and the session's `Location` (for the DELETE at the end).
+pub async fn start_whip_publisher(
+    http: &crate::http::HttpClient,
+    target: WhipTarget<'_>,
+    certificate: &rtc::peer_connection::certificate::RTCCertificate,
+    clip: Arc<PacketizedClip>,
+    send_times: Arc<SendTimes>,
+    options: PublisherOptions,
+) -> anyhow::Result<(PublisherThread, Option<String>)> {
+    use anyhow::Context;
+    let socket = net::open_socket(
+        SocketAddr::new(target.local_ip, 0),
+        false,
+        target.socket_buffer,
+    )?;
+    let local = socket
+        .local_addr()?
+        .as_socket()
+        .context("publisher socket address")?;
+    let offer = crate::load::peer::publisher(local, certificate, Instant::now())?;
+    let exchange = http
+        .post_sdp(target.url, target.token, &offer.offer)
+        .await?;
+    if exchange.status != 201 {
+        bail!(
+            "WHIP POST answered {}: {}",
+            exchange.status,
+            exchange.body.trim()
+        );
+    }
+    let mut pc = offer.pc;
+    crate::load::peer::apply_answer(&mut pc, &exchange.body, Instant::now())?;
+    let thread = PublisherThread::spawn(
+        pc,
+        socket,
+        local,
+        (offer.video, offer.audio),
+        clip,
+        send_times,
+        options,
+    )?;
+    Ok((thread, exchange.location))
+}
+
 /// A running publisher thread.
 pub struct PublisherThread {
     /// Its counters.

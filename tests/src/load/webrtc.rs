@@ -10,7 +10,7 @@ use crate::load::media::{ClipChoice, PacketizedClip};
 use crate::load::net;
 use crate::load::peer;
 use crate::load::probe::{self, ServerProbe, ServerSample};
-use crate::load::publisher::{PublisherOptions, PublisherThread};
+use crate::load::publisher::{PublisherOptions, WhipTarget, start_whip_publisher};
 use crate::load::report::{
     GeneratorReport, LatencyMs, PublisherReport, ServerReport, StreamInfo, WebrtcReport,
 };
@@ -204,31 +204,15 @@ pub async fn run(args: WebrtcArgs) -> anyhow::Result<WebrtcReport> {
     );
 
     // Publisher.
-    let publisher_socket =
-        net::open_socket(SocketAddr::new(local_ip, 0), false, args.socket_buffer)?;
-    let publisher_local = publisher_socket
-        .local_addr()?
-        .as_socket()
-        .context("publisher socket address")?;
-    let publisher_peer = peer::publisher(publisher_local, &certificate, Instant::now())?;
-    let exchange = http
-        .post_sdp(&whip, args.token.as_deref(), &publisher_peer.offer)
-        .await?;
-    if exchange.status != 201 {
-        bail!(
-            "WHIP POST answered {}: {}",
-            exchange.status,
-            exchange.body.trim()
-        );
-    }
-    let publisher_location = exchange.location.clone();
-    let mut publisher_pc = publisher_peer.pc;
-    peer::apply_answer(&mut publisher_pc, &exchange.body, Instant::now())?;
-    let publisher = PublisherThread::spawn(
-        publisher_pc,
-        publisher_socket,
-        publisher_local,
-        (publisher_peer.video, publisher_peer.audio),
+    let (publisher, publisher_location) = start_whip_publisher(
+        &http,
+        WhipTarget {
+            url: &whip,
+            token: args.token.as_deref(),
+            local_ip,
+            socket_buffer: args.socket_buffer,
+        },
+        &certificate,
         Arc::clone(&clip),
         Arc::clone(&send_times),
         PublisherOptions {
@@ -236,7 +220,8 @@ pub async fn run(args: WebrtcArgs) -> anyhow::Result<WebrtcReport> {
             connect_timeout: Duration::from_secs(10),
             keep_early_dtls: !args.drop_early_dtls,
         },
-    )?;
+    )
+    .await?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !publisher.stats.connected.load(Ordering::Acquire) {
         if publisher.stats.finished.load(Ordering::Acquire) || Instant::now() > deadline {
