@@ -3,6 +3,7 @@
 //! small, loaded CI machines.
 
 use queqiao_tests::load::http_players::{self, FlvArgs, HlsArgs, HlsVariant, HttpArgs, HttpReport};
+use queqiao_tests::load::report::ReportArgs;
 use queqiao_tests::server::{TEST_TOKEN, TestServer};
 
 fn args(server: &TestServer, room: &str, players: usize, duration: f64) -> HttpArgs {
@@ -19,10 +20,10 @@ fn args(server: &TestServer, room: &str, players: usize, duration: f64) -> HttpA
         pacing: 2.5,
         stall_ms: None,
         server_pid: Some(std::process::id()),
-        json: None,
-        markdown: None,
-        label: None,
-        quiet: true,
+        output: ReportArgs {
+            quiet: true,
+            ..Default::default()
+        },
     }
 }
 

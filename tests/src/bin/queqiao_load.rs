@@ -125,7 +125,7 @@ fn main() -> anyhow::Result<()> {
         .context("starting the runtime")?;
     match cli.scenario {
         Scenario::Webrtc(args) => {
-            let (json, markdown) = (args.json.clone(), args.markdown.clone());
+            let (json, markdown) = (args.output.json.clone(), args.output.markdown.clone());
             let report = runtime.block_on(webrtc::run(*args))?;
             write_outputs(
                 &WebrtcReport::markdown_header(),
@@ -157,7 +157,10 @@ fn main() -> anyhow::Result<()> {
             )?;
         }
         Scenario::Flv(args) => {
-            let (json, markdown) = (args.common.json.clone(), args.common.markdown.clone());
+            let (json, markdown) = (
+                args.common.output.json.clone(),
+                args.common.output.markdown.clone(),
+            );
             let report = runtime.block_on(http_players::run_flv(*args))?;
             write_outputs(
                 &HttpReport::markdown_header(),
@@ -168,7 +171,10 @@ fn main() -> anyhow::Result<()> {
             )?;
         }
         Scenario::Hls(args) => {
-            let (json, markdown) = (args.common.json.clone(), args.common.markdown.clone());
+            let (json, markdown) = (
+                args.common.output.json.clone(),
+                args.common.output.markdown.clone(),
+            );
             let report = runtime.block_on(http_players::run_hls(*args))?;
             write_outputs(
                 &HttpReport::markdown_header(),

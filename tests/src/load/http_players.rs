@@ -31,12 +31,11 @@ use crate::load::net;
 use crate::load::peer;
 use crate::load::probe::{self, ServerProbe};
 use crate::load::publisher::{PublisherOptions, PublisherStats, WhipTarget, start_whip_publisher};
-use crate::load::report::{LatencyMs, StreamInfo};
+use crate::load::report::{LatencyMs, ReportArgs, StreamInfo};
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -81,18 +80,9 @@ pub struct HttpArgs {
     /// PID of the server, for CPU and RSS from /proc.
     #[arg(long)]
     pub server_pid: Option<u32>,
-    /// Write the report as JSON here.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    /// Append the Markdown row here.
-    #[arg(long)]
-    pub markdown: Option<PathBuf>,
-    /// Scenario label for the report.
-    #[arg(long)]
-    pub label: Option<String>,
-    /// No progress line.
-    #[arg(long)]
-    pub quiet: bool,
+    /// Where the report goes.
+    #[command(flatten)]
+    pub output: ReportArgs,
 }
 
 /// Options of `queqiao-load flv`.
@@ -720,6 +710,7 @@ async fn run(args: HttpArgs, protocol: Protocol) -> anyhow::Result<HttpReport> {
     let send_times = Arc::new(clip.send_times());
     let probe = ServerProbe::new(args.server_pid, None);
     let label = args
+        .output
         .label
         .clone()
         .unwrap_or_else(|| format!("{} {} players", args.players, protocol.name()));
@@ -839,7 +830,7 @@ async fn measure(
     });
     let phase = Arc::new(Mutex::new("join"));
     let stop_progress = Arc::new(AtomicBool::new(false));
-    let progress = (!args.quiet).then(|| {
+    let progress = (!args.output.quiet).then(|| {
         tokio::spawn(progress_loop(
             Arc::clone(&ctx),
             probe.clone(),

@@ -248,3 +248,20 @@ mod tests {
         assert_eq!(LatencyMs::from_samples(vec![]).p50, None);
     }
 }
+
+/// Where a scenario's report goes (shared by every scenario's options).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ReportArgs {
+    /// Write the report as JSON here.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+    /// Append the Markdown row here.
+    #[arg(long)]
+    pub markdown: Option<std::path::PathBuf>,
+    /// Scenario label for the report.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// No progress line.
+    #[arg(long)]
+    pub quiet: bool,
+}

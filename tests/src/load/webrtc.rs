@@ -12,7 +12,7 @@ use crate::load::peer;
 use crate::load::probe::{self, ServerProbe, ServerSample};
 use crate::load::publisher::{PublisherOptions, WhipTarget, start_whip_publisher};
 use crate::load::report::{
-    GeneratorReport, LatencyMs, PublisherReport, ServerReport, StreamInfo, WebrtcReport,
+    GeneratorReport, LatencyMs, PublisherReport, ReportArgs, ServerReport, StreamInfo, WebrtcReport,
 };
 use crate::load::viewers::{IntervalReport, Join, JoinTimes, WorkerHandle, WorkerOptions};
 use anyhow::{Context, bail};
@@ -120,18 +120,9 @@ pub struct WebrtcArgs {
     /// Socket buffer size in bytes (receive; send gets a quarter).
     #[arg(long, default_value_t = 32 << 20)]
     pub socket_buffer: usize,
-    /// Write the report as JSON here.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    /// Append the Markdown row here.
-    #[arg(long)]
-    pub markdown: Option<PathBuf>,
-    /// Scenario label for the report.
-    #[arg(long)]
-    pub label: Option<String>,
-    /// No progress line.
-    #[arg(long)]
-    pub quiet: bool,
+    /// Where the report goes.
+    #[command(flatten)]
+    pub output: ReportArgs,
 }
 
 /// Runs the scenario and returns the report.
@@ -186,6 +177,7 @@ pub async fn run(args: WebrtcArgs) -> anyhow::Result<WebrtcReport> {
     let probe = ServerProbe::new(args.server_pid, metrics_url);
     let http = HttpClient::new();
     let label = args
+        .output
         .label
         .clone()
         .unwrap_or_else(|| format!("{} viewers", args.viewers));
@@ -279,7 +271,7 @@ pub async fn run(args: WebrtcArgs) -> anyhow::Result<WebrtcReport> {
     let join_failures = Arc::new(AtomicUsize::new(0));
     let stop_progress = Arc::new(AtomicBool::new(false));
     let phase = Arc::new(std::sync::Mutex::new("join".to_owned()));
-    let progress = (!args.quiet).then(|| {
+    let progress = (!args.output.quiet).then(|| {
         tokio::spawn(progress_loop(
             Arc::clone(&workers),
             probe.clone(),
