@@ -15,7 +15,8 @@
 #
 # HTTP players (HTTP=1, the default): FLV_PLAYERS (100) HTTP-FLV viewers and LLHLS_PLAYERS
 # (20) LL-HLS players, REPEATS runs each, and TS_HLS_RUNS (0) runs of TS_HLS_PLAYERS (20)
-# MPEG-TS HLS players; their Markdown rows go to $OUT/http.md (BENCHMARKS.md is untouched).
+# MPEG-TS HLS players; their Markdown rows go to $OUT/http.md and, with UPDATE=1, between the
+# bench:http markers of BENCHMARKS.md.
 #
 # Scenarios: a number N = N viewers joining at once; joinN = N viewers joining within one
 # second. The capacity search raises the viewer count until loss reaches 0.5 % (or viewers
@@ -168,6 +169,18 @@ if [ "$HTTP" = 1 ]; then
   [ "$TS_HLS_RUNS" -gt 0 ] && http_runs "hls-$TS_HLS_PLAYERS" "$TS_HLS_RUNS" hls --variant hls --players "$TS_HLS_PLAYERS"
   step "HTTP results: $OUT/http.md"
   cat "$OUT/http.md" >&2
+  if [ "$UPDATE" = 1 ] && [ -f BENCHMARKS.md ]; then
+    python3 - "$OUT/http.md" <<'PY'
+import re, sys
+rows = open(sys.argv[1]).read().strip()
+doc = open("BENCHMARKS.md").read()
+start, end = "<!-- bench:http:start -->", "<!-- bench:http:end -->"
+if start in doc and end in doc:
+    doc = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: f"{start}\n{rows}\n{end}", doc, flags=re.S)
+    open("BENCHMARKS.md", "w").write(doc)
+    print("BENCHMARKS.md updated (http)", file=sys.stderr)
+PY
+  fi
 fi
 
 if [ "$CAPACITY" = 1 ]; then
