@@ -7,15 +7,63 @@
 //! does not become a write storm).
 //!
 //! A room's viewer count is its WebRTC viewers (from the media plane's events) plus its
-//! HTTP-FLV viewers (read from the bridge once a second): the mini-program audience
-//! watches over FLV. HLS players are plain HTTP fetches with no connection to count.
+//! HTTP-FLV viewers (read from the bridge once a second) plus its HLS players: those hold
+//! no connection, so a player is a client (address + user agent) that fetched one of the
+//! room's playlists in the last [`HLS_PRESENCE`] ([`HlsAudience`]).
 
 use crate::store::Store;
 use serde::Serialize;
 use sfu::{PeerId, PeerRole, SfuEvent, SfuHandle};
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// How long after its last playlist fetch an HLS player still counts as watching (players
+/// reload every part or segment: 0.2–2 s).
+pub const HLS_PRESENCE: Duration = Duration::from_secs(10);
+/// Most HLS clients remembered per room (beyond that a room counts no more of them).
+const HLS_CLIENTS_PER_ROOM: usize = 100_000;
+
+/// HLS players seen per room, noted by the playlist route and counted by the directory.
+#[derive(Clone, Debug, Default)]
+pub struct HlsAudience(Arc<Mutex<HashMap<String, HashMap<u64, Instant>>>>);
+
+impl HlsAudience {
+    /// Notes that `client` (a hash of who is asking) fetched a playlist of `room`.
+    pub fn seen(&self, room: &str, client: u64) {
+        let now = Instant::now();
+        if let Ok(mut rooms) = self.0.lock() {
+            let clients = match rooms.get_mut(room) {
+                Some(clients) => clients,
+                None => rooms.entry(room.to_owned()).or_default(),
+            };
+            if clients.len() < HLS_CLIENTS_PER_ROOM || clients.contains_key(&client) {
+                clients.insert(client, now);
+            }
+        }
+    }
+
+    /// Players per room seen within [`HLS_PRESENCE`]; forgets the others.
+    fn counts(&self) -> HashMap<String, usize> {
+        self.counts_within(HLS_PRESENCE)
+    }
+
+    fn counts_within(&self, presence: Duration) -> HashMap<String, usize> {
+        let now = Instant::now();
+        let Ok(mut rooms) = self.0.lock() else {
+            return HashMap::new();
+        };
+        rooms.retain(|_, clients| {
+            clients.retain(|_, at| now.duration_since(*at) < presence);
+            !clients.is_empty()
+        });
+        rooms
+            .iter()
+            .map(|(room, c)| (room.clone(), c.len()))
+            .collect()
+    }
+}
 
 /// Who holds a media session.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -62,6 +110,7 @@ impl LiveHandle {
         store: Store,
         sfu: &SfuHandle,
         bridge: Option<bridge::BridgeHandle>,
+        hls: HlsAudience,
     ) -> Result<LiveHandle, crate::store::StoreError> {
         let closed = store.end_dangling_shows().await?;
         if closed > 0 {
@@ -76,6 +125,7 @@ impl LiveHandle {
                 sessions: HashMap::new(),
                 sfu: sfu.clone(),
                 bridge,
+                hls,
             }
             .run(receiver, events),
         );
@@ -118,8 +168,8 @@ struct LiveRoom {
     show: Option<i64>,
     /// WebRTC viewers, as the media plane last reported.
     webrtc_viewers: i64,
-    /// HTTP-FLV viewers, as the bridge last reported.
-    flv_viewers: i64,
+    /// HTTP-FLV viewers (as the bridge last reported) and HLS players (recently seen).
+    http_viewers: i64,
     /// Their sum: what the room list shows.
     viewers: i64,
     peak: i64,
@@ -133,13 +183,14 @@ struct Directory {
     sessions: HashMap<PeerId, SessionInfo>,
     sfu: SfuHandle,
     bridge: Option<bridge::BridgeHandle>,
+    hls: HlsAudience,
 }
 
 impl LiveRoom {
-    fn set_viewers(&mut self, webrtc: Option<i64>, flv: Option<i64>) {
+    fn set_viewers(&mut self, webrtc: Option<i64>, http: Option<i64>) {
         self.webrtc_viewers = webrtc.unwrap_or(self.webrtc_viewers);
-        self.flv_viewers = flv.unwrap_or(self.flv_viewers);
-        let total = self.webrtc_viewers + self.flv_viewers;
+        self.http_viewers = http.unwrap_or(self.http_viewers);
+        let total = self.webrtc_viewers + self.http_viewers;
         if total != self.viewers {
             self.viewers = total;
             self.dirty = true;
@@ -243,39 +294,44 @@ impl Directory {
         }
     }
 
-    /// Reads the bridge's HTTP-FLV audiences into the counts.
-    fn poll_bridge(&mut self) {
-        let Some(bridge) = &self.bridge else {
-            return;
-        };
-        let mut bridged = std::collections::HashSet::new();
-        for room in bridge.rooms() {
-            let flv = bridge
-                .room_status(&room)
-                .map_or(0, |status| status.flv_viewers as i64);
-            let id = room.to_string();
-            match self.rooms.get_mut(&id) {
-                Some(entry) => entry.set_viewers(None, Some(flv)),
-                None if flv > 0 => self
-                    .rooms
-                    .entry(id.clone())
-                    .or_default()
-                    .set_viewers(None, Some(flv)),
-                None => {}
+    /// Reads the HTTP audiences (the bridge's FLV viewers, recent HLS players) into the
+    /// counts.
+    fn poll_http_audience(&mut self) {
+        let mut audience: HashMap<String, i64> = self
+            .hls
+            .counts()
+            .into_iter()
+            .map(|(room, n)| (room, n as i64))
+            .collect();
+        if let Some(bridge) = &self.bridge {
+            for room in bridge.rooms() {
+                let flv = bridge
+                    .room_status(&room)
+                    .map_or(0, |status| status.flv_viewers as i64);
+                *audience.entry(room.to_string()).or_default() += flv;
             }
-            bridged.insert(id);
         }
-        // Rooms whose bridge task has gone have no FLV viewers left.
         for (id, entry) in self.rooms.iter_mut() {
-            if entry.flv_viewers > 0 && !bridged.contains(id) {
+            if !audience.contains_key(id) && entry.http_viewers > 0 {
                 entry.set_viewers(None, Some(0));
+            }
+        }
+        for (id, count) in audience {
+            match self.rooms.get_mut(&id) {
+                Some(entry) => entry.set_viewers(None, Some(count)),
+                None if count > 0 => self
+                    .rooms
+                    .entry(id)
+                    .or_default()
+                    .set_viewers(None, Some(count)),
+                None => {}
             }
         }
     }
 
     /// Writes changed viewer counts and peaks.
     async fn flush(&mut self) {
-        self.poll_bridge();
+        self.poll_http_audience();
         for (id, entry) in self.rooms.iter_mut().filter(|(_, e)| e.dirty) {
             entry.dirty = false;
             let live = entry.show.is_some();
@@ -310,5 +366,35 @@ impl Directory {
                     .await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hls_players_count_while_they_keep_fetching() {
+        let audience = HlsAudience::default();
+        audience.seen("a", 1);
+        audience.seen("a", 1);
+        audience.seen("a", 2);
+        audience.seen("b", 1);
+        let counts = audience.counts_within(Duration::from_secs(5));
+        assert_eq!(
+            counts.get("a"),
+            Some(&2),
+            "one player fetching twice counts once"
+        );
+        assert_eq!(counts.get("b"), Some(&1));
+        std::thread::sleep(Duration::from_millis(30));
+        audience.seen("a", 3);
+        let counts = audience.counts_within(Duration::from_millis(20));
+        assert_eq!(
+            counts.get("a"),
+            Some(&1),
+            "players that stopped fetching are gone"
+        );
+        assert_eq!(counts.get("b"), None);
     }
 }

@@ -55,7 +55,14 @@ impl Server {
         let (sfu, media) = Sfu::start(config.sfu_config())?;
         let (bridge, bridge_events) =
             bridge::BridgeHandle::start(crate::bridge_sync::bridge_config(&config), sfu.clone());
-        let live = LiveHandle::start(store.clone(), &sfu, Some(bridge.clone())).await?;
+        let hls_audience = crate::live::HlsAudience::default();
+        let live = LiveHandle::start(
+            store.clone(),
+            &sfu,
+            Some(bridge.clone()),
+            hls_audience.clone(),
+        )
+        .await?;
         let interaction = Interaction::start(
             store.clone(),
             sfu.clone(),
@@ -79,6 +86,7 @@ impl Server {
             live,
             interaction,
             bridge: bridge.clone(),
+            hls_audience,
         };
         let app = crate::routes::app(state).into_make_service_with_connect_info::<SocketAddr>();
         let (stop, stopped) = oneshot::channel::<()>();

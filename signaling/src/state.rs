@@ -27,4 +27,6 @@ pub struct AppState {
     pub interaction: Interaction,
     /// HTTP-FLV, HLS, LL-HLS, RTMP push and recordings.
     pub bridge: bridge::BridgeHandle,
+    /// HLS players seen per room (for viewer counts).
+    pub hls_audience: crate::live::HlsAudience,
 }

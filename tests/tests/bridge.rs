@@ -235,6 +235,24 @@ async fn llhls_blocking_reload_waits_for_the_part_and_refuses_far_requests() {
         Ok(m3u8_rs::Playlist::MediaPlaylist(_))
     ));
 
+    // HLS players hold no connection: one that fetched a playlist lately counts as a
+    // viewer of the room (a player is its address and user agent).
+    let hls = urls["hls"].as_str().unwrap().to_owned();
+    let other_player = reqwest::Client::builder()
+        .no_proxy()
+        .user_agent("another-player/1.0")
+        .build()
+        .unwrap();
+    let room_url = server.url(&format!("/api/rooms/{room}"));
+    let counted = wait_for(Duration::from_secs(15), async || {
+        client().get(&llhls).send().await.ok()?;
+        other_player.get(&hls).send().await.ok()?;
+        let (_, body) = get_json(&room_url).await;
+        (body["viewers"].as_i64()? == 2).then_some(())
+    })
+    .await;
+    assert!(counted.is_some(), "two HLS players count as two viewers");
+
     // The preload hint names the next part: a blocking reload for it returns as soon as
     // it exists (~one part later) and lists it.
     let mut waits = Vec::new();

@@ -91,6 +91,7 @@ async fn guard(
     let authorization = request.headers().clone();
     match check(&state, &cache, &path, query.as_deref(), &authorization).await {
         Ok(()) => {
+            note_hls_player(&state, &path, &request);
             let response = next.run(request).await;
             // A player that could only put the token in the playlist's URL needs it on
             // every segment and part the playlist names, too.
@@ -110,6 +111,29 @@ async fn guard(
         }
         Err(err) => err.into_response(),
     }
+}
+
+/// A live HLS playlist fetch: the player counts in the room's audience for a while
+/// (`live::HLS_PRESENCE`). A player is its address and user agent.
+fn note_hls_player(state: &AppState, path: &str, request: &Request) {
+    let live_playlist =
+        (path.starts_with("/hls/") || path.starts_with("/llhls/")) && path.ends_with(".m3u8");
+    let Some(room) = room_of(path).filter(|_| live_playlist) else {
+        return;
+    };
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip())
+        .hash(&mut hasher);
+    request
+        .headers()
+        .get(axum::http::header::USER_AGENT)
+        .map(|agent| agent.as_bytes())
+        .hash(&mut hasher);
+    state.hls_audience.seen(room, hasher.finish());
 }
 
 /// Largest playlist rewritten (ours are a few KiB; a recording's VOD playlist of a long
