@@ -39,6 +39,18 @@ async fn wait_bridged(server: &TestServer, room: &str) -> Value {
     .unwrap_or_else(|| panic!("room {room} never got bridge URLs"))
 }
 
+/// The body of a GET that must succeed.
+async fn get_text(url: impl reqwest::IntoUrl) -> String {
+    client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Waits until the HLS playlist lists at least `segments` segments.
 async fn wait_hls_segments(url: &str, segments: usize) -> String {
     wait_for(Duration::from_secs(30), async || {
@@ -81,14 +93,7 @@ fn header_of(response: &reqwest::Response, name: header::HeaderName) -> String {
 }
 
 async fn metric(server: &TestServer, name: &str) -> f64 {
-    let text = client()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(server.url("/metrics")).await;
     text.lines()
         .find_map(|line| {
             line.strip_prefix(name)
@@ -175,14 +180,7 @@ async fn ffprobe_reads_every_live_output_and_the_recording() {
     assert_eq!(recording["recording"], false);
     assert_eq!(recording["width"], 640);
     let url = recording["url"].as_str().unwrap().to_owned();
-    let text = client()
-        .get(&url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(&url).await;
     assert!(text.contains("#EXT-X-ENDLIST"), "{text}");
     assert!(text.contains("#EXT-X-PLAYLIST-TYPE:VOD"));
     match m3u8_rs::parse_playlist_res(text.as_bytes()) {
@@ -257,14 +255,7 @@ async fn llhls_blocking_reload_waits_for_the_part_and_refuses_far_requests() {
     // it exists (~one part later) and lists it.
     let mut waits = Vec::new();
     for _ in 0..10 {
-        let text = client()
-            .get(&llhls)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = get_text(&llhls).await;
         let hint = text
             .lines()
             .find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part"))
@@ -293,14 +284,7 @@ async fn llhls_blocking_reload_waits_for_the_part_and_refuses_far_requests() {
     );
 
     // The hinted part itself can be requested before it exists.
-    let text = client()
-        .get(&llhls)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(&llhls).await;
     let hint = text
         .lines()
         .find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\""))
@@ -663,14 +647,7 @@ async fn every_show_is_recorded_and_listed_newest_first() {
             recording["show_id"].is_i64(),
             "linked to its show: {recording}"
         );
-        let text = client()
-            .get(recording["url"].as_str().unwrap())
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = get_text(recording["url"].as_str().unwrap()).await;
         assert!(text.contains("#EXT-X-ENDLIST"));
     }
     // Unknown rooms and bad recording paths.

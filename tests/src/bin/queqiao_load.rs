@@ -26,7 +26,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use queqiao_tests::chatload::{self, ChatLoadOptions};
 use queqiao_tests::load::http_players::{self, FlvArgs, HlsArgs, HttpReport};
-use queqiao_tests::load::report::WebrtcReport;
+use queqiao_tests::load::report::{ReportArgs, WebrtcReport};
 use queqiao_tests::load::summary::{self, SummarizeArgs};
 use queqiao_tests::load::webrtc::{self, WebrtcArgs};
 use std::io::Write;
@@ -92,18 +92,9 @@ struct ChatArgs {
     /// The server's process id, for its CPU and memory.
     #[arg(long)]
     server_pid: Option<u32>,
-    /// Label of the Markdown row.
-    #[arg(long, default_value = "chat")]
-    label: String,
-    /// Write the report as JSON here.
-    #[arg(long)]
-    json: Option<std::path::PathBuf>,
-    /// Append the Markdown row to this file.
-    #[arg(long)]
-    markdown: Option<std::path::PathBuf>,
-    /// No progress lines.
-    #[arg(long)]
-    quiet: bool,
+    /// Where the report goes (`--label` defaults to `chat`).
+    #[command(flatten)]
+    output: ReportArgs,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -125,15 +116,10 @@ fn main() -> anyhow::Result<()> {
         .context("starting the runtime")?;
     match cli.scenario {
         Scenario::Webrtc(args) => {
-            let (json, markdown) = (args.output.json.clone(), args.output.markdown.clone());
+            let output = args.output.clone();
             let report = runtime.block_on(webrtc::run(*args))?;
-            write_outputs(
-                &WebrtcReport::markdown_header(),
-                &report.markdown_row(),
-                &report,
-                json,
-                markdown,
-            )?;
+            let header = WebrtcReport::markdown_header();
+            write_outputs(&header, &report.markdown_row(), &report, &output)?;
         }
         Scenario::Chat(args) => {
             let report = runtime.block_on(chatload::run(ChatLoadOptions {
@@ -146,69 +132,47 @@ fn main() -> anyhow::Result<()> {
                 likes_per_sec: args.likes_per_sec,
                 duration: std::time::Duration::from_secs_f64(args.duration.max(1.0)),
                 server_pid: args.server_pid,
-                progress: !args.quiet,
+                progress: !args.output.quiet,
             }))?;
-            write_outputs(
-                chatload::ChatLoadReport::markdown_header(),
-                &report.markdown_row(&args.label),
-                &report,
-                args.json,
-                args.markdown,
-            )?;
+            let label = args.output.label.as_deref().unwrap_or("chat");
+            let header = chatload::ChatLoadReport::markdown_header();
+            write_outputs(header, &report.markdown_row(label), &report, &args.output)?;
         }
         Scenario::Flv(args) => {
-            let (json, markdown) = (
-                args.common.output.json.clone(),
-                args.common.output.markdown.clone(),
-            );
+            let output = args.common.output.clone();
             let report = runtime.block_on(http_players::run_flv(*args))?;
-            write_outputs(
-                &HttpReport::markdown_header(),
-                &report.markdown_row(),
-                &report,
-                json,
-                markdown,
-            )?;
+            let header = HttpReport::markdown_header();
+            write_outputs(&header, &report.markdown_row(), &report, &output)?;
         }
         Scenario::Hls(args) => {
-            let (json, markdown) = (
-                args.common.output.json.clone(),
-                args.common.output.markdown.clone(),
-            );
+            let output = args.common.output.clone();
             let report = runtime.block_on(http_players::run_hls(*args))?;
-            write_outputs(
-                &HttpReport::markdown_header(),
-                &report.markdown_row(),
-                &report,
-                json,
-                markdown,
-            )?;
+            let header = HttpReport::markdown_header();
+            write_outputs(&header, &report.markdown_row(), &report, &output)?;
         }
         Scenario::Summarize(_) => unreachable!("handled above"),
     }
     Ok(())
 }
 
-/// Prints an `flv`/`hls` report's Markdown row and writes the JSON and the row to files.
 /// Prints the table header and the report's row; writes the JSON and appends the row where
 /// asked.
 fn write_outputs(
     header: &str,
     row: &str,
     report: &impl serde::Serialize,
-    json: Option<std::path::PathBuf>,
-    markdown: Option<std::path::PathBuf>,
+    output: &ReportArgs,
 ) -> anyhow::Result<()> {
     println!("{header}\n{row}");
-    if let Some(path) = json {
-        std::fs::write(&path, serde_json::to_string_pretty(report)?)
+    if let Some(path) = &output.json {
+        std::fs::write(path, serde_json::to_string_pretty(report)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    if let Some(path) = markdown {
+    if let Some(path) = &output.markdown {
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&path)
+            .open(path)
             .with_context(|| format!("opening {}", path.display()))?;
         writeln!(file, "{row}")?;
     }

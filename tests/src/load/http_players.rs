@@ -981,9 +981,7 @@ async fn progress_loop(
     phase: Arc<Mutex<&'static str>>,
 ) {
     let started = Instant::now();
-    let ticks = probe::ticks_per_second();
-    let mut previous = probe.sample().await;
-    let mut previous_self = probe::process_sample("self").0.map(|s| s.total());
+    let mut clock = probe::ProgressClock::new(probe.sample().await);
     let mut interval = tokio::time::interval(Duration::from_secs(1));
     interval.tick().await;
     while !stop.load(Ordering::Acquire) {
@@ -1000,29 +998,13 @@ async fn progress_loop(
                 .count();
             (delay, counters, shared.players.len(), active, first)
         };
-        let sample = probe.sample().await;
-        let seconds = sample
-            .at
-            .duration_since(previous.at)
-            .as_secs_f64()
-            .max(1e-3);
-        let self_ticks = probe::process_sample("self").0.map(|s| s.total());
-        let server = match previous.cpu_delta(&sample) {
-            Some(t) => format!(
-                "srv {:.0}% {} MiB",
-                t as f64 / ticks as f64 / seconds * 100.0,
-                sample
-                    .rss_kib
-                    .map_or_else(|| "–".into(), |k| (k / 1024).to_string())
-            ),
+        let tick = clock.tick(probe.sample().await);
+        let seconds = tick.seconds;
+        let server = match tick.server_ticks() {
+            Some(t) => format!("srv {:.0}% {} MiB", tick.percent(t), tick.rss_mib()),
             None => "srv –".into(),
         };
-        let generator = match (previous_self, self_ticks) {
-            (Some(a), Some(b)) => {
-                format!("{:.0}%", (b - a) as f64 / ticks as f64 / seconds * 100.0)
-            }
-            _ => "–".into(),
-        };
+        let generator = tick.generator();
         let ms = |q: f64| {
             delay
                 .quantile(q)
@@ -1041,7 +1023,5 @@ async fn progress_loop(
             counters.stalls,
             counters.errors,
         );
-        previous = sample;
-        previous_self = self_ticks;
     }
 }

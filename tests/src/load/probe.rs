@@ -73,6 +73,85 @@ impl ServerSample {
     }
 }
 
+/// The once-a-second figures of a progress line: the server's and this generator's CPU
+/// since the previous tick.
+pub struct ProgressClock {
+    previous: ServerSample,
+    previous_self: Option<u64>,
+    ticks_per_second: u64,
+}
+
+/// One progress tick.
+pub struct ProgressTick {
+    /// The sample before this one.
+    pub previous: ServerSample,
+    /// This sample.
+    pub sample: ServerSample,
+    /// Seconds between them.
+    pub seconds: f64,
+    /// `/proc` clock ticks per second.
+    pub ticks_per_second: u64,
+    generator_ticks: Option<u64>,
+}
+
+impl ProgressClock {
+    /// Starts from `first`.
+    pub fn new(first: ServerSample) -> Self {
+        ProgressClock {
+            previous: first,
+            previous_self: process_sample("self").0.map(|s| s.total()),
+            ticks_per_second: ticks_per_second(),
+        }
+    }
+
+    /// Moves to `sample`.
+    pub fn tick(&mut self, sample: ServerSample) -> ProgressTick {
+        let self_ticks = process_sample("self").0.map(|s| s.total());
+        let generator_ticks = match (self.previous_self, self_ticks) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+            _ => None,
+        };
+        self.previous_self = self_ticks;
+        let previous = std::mem::replace(&mut self.previous, sample.clone());
+        ProgressTick {
+            seconds: sample
+                .at
+                .duration_since(previous.at)
+                .as_secs_f64()
+                .max(1e-3),
+            previous,
+            sample,
+            ticks_per_second: self.ticks_per_second,
+            generator_ticks,
+        }
+    }
+}
+
+impl ProgressTick {
+    /// The server's CPU ticks in this tick.
+    pub fn server_ticks(&self) -> Option<u64> {
+        self.previous.cpu_delta(&self.sample)
+    }
+
+    /// `ticks` as a percentage of one core over this tick.
+    pub fn percent(&self, ticks: u64) -> f64 {
+        ticks as f64 / self.ticks_per_second as f64 / self.seconds * 100.0
+    }
+
+    /// The server's RSS in MiB, or `–`.
+    pub fn rss_mib(&self) -> String {
+        self.sample
+            .rss_kib
+            .map_or_else(|| "–".into(), |k| (k / 1024).to_string())
+    }
+
+    /// This generator's CPU, `N%` or `–`.
+    pub fn generator(&self) -> String {
+        self.generator_ticks
+            .map_or_else(|| "–".into(), |t| format!("{:.0}%", self.percent(t)))
+    }
+}
+
 /// Reads the server's `/proc` entries and `/metrics`.
 #[derive(Clone)]
 pub struct ServerProbe {

@@ -609,9 +609,7 @@ async fn progress_loop(
     viewers: usize,
 ) {
     let started = Instant::now();
-    let ticks = probe::ticks_per_second();
-    let mut previous = probe.sample().await;
-    let mut previous_self = probe::process_sample("self").0.map(|s| s.total());
+    let mut clock = probe::ProgressClock::new(probe.sample().await);
     let mut interval = tokio::time::interval(Duration::from_secs(1));
     interval.tick().await;
     while !stop.load(Ordering::Acquire) {
@@ -630,35 +628,23 @@ async fn progress_loop(
             total.failed += report.failed;
             total.joined += report.joined;
         }
-        let sample = probe.sample().await;
-        let seconds = sample
-            .at
-            .duration_since(previous.at)
-            .as_secs_f64()
-            .max(1e-3);
-        let self_ticks = probe::process_sample("self").0.map(|s| s.total());
-        let server_cpu = previous.cpu_delta(&sample);
-        let forwarded = previous
-            .counter_delta(&sample, "rtp_forwarded")
+        let tick = clock.tick(probe.sample().await);
+        let seconds = tick.seconds;
+        let forwarded = tick
+            .previous
+            .counter_delta(&tick.sample, "rtp_forwarded")
             .unwrap_or(total.rtp_packets as f64);
-        let server = match server_cpu {
+        let server = match tick.server_ticks() {
             Some(t) => format!(
                 "srv {:.0}% {} µs/pkt {} MiB",
-                t as f64 / ticks as f64 / seconds * 100.0,
-                cpu_us_per_packet(t, ticks, forwarded as u64)
+                tick.percent(t),
+                cpu_us_per_packet(t, tick.ticks_per_second, forwarded as u64)
                     .map_or_else(|| "–".into(), |v| format!("{v:.1}")),
-                sample
-                    .rss_kib
-                    .map_or_else(|| "–".into(), |k| (k / 1024).to_string())
+                tick.rss_mib()
             ),
             None => "srv –".into(),
         };
-        let generator = match (previous_self, self_ticks) {
-            (Some(a), Some(b)) => {
-                format!("{:.0}%", (b - a) as f64 / ticks as f64 / seconds * 100.0)
-            }
-            _ => "–".into(),
-        };
+        let generator = tick.generator();
         let ms = |q: f64| {
             total
                 .delay
@@ -681,8 +667,6 @@ async fn progress_loop(
             generator,
             publisher.plis.load(Ordering::Relaxed),
         );
-        previous = sample;
-        previous_self = self_ticks;
     }
 }
 
