@@ -124,6 +124,98 @@ impl AuthService {
         if user.token_version != claims.ver {
             return Err(AppError::Unauthorized("token revoked; log in again".into()));
         }
+        // A banned account keeps no power, whatever its role: checked on every request.
+        if user.is_banned() {
+            return Err(AppError::Forbidden(crate::access::BANNED.into()));
+        }
+        Ok(user)
+    }
+}
+
+/// The audience of playback tokens (account tokens have none, so neither kind passes
+/// for the other).
+const PLAYBACK_AUDIENCE: &str = "queqiao-playback";
+
+/// The claims of a playback token: one user, one room, a few minutes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PlaybackClaims {
+    /// User id.
+    sub: String,
+    /// The user's token version when issued (a ban or password change revokes it).
+    ver: i64,
+    /// The one room it opens.
+    room: String,
+    /// Always [`PLAYBACK_AUDIENCE`].
+    aud: String,
+    /// Issued at (seconds).
+    iat: u64,
+    /// Expires at (seconds).
+    exp: u64,
+}
+
+impl AuthService {
+    /// A short-lived token that lets `user` play `room`'s FLV/HLS/LL-HLS media and
+    /// recordings (it goes in URLs, so it must not be the account token).
+    pub fn issue_playback(
+        &self,
+        user: &User,
+        room: &str,
+        ttl: Duration,
+    ) -> Result<String, AppError> {
+        let now = unix_now();
+        let claims = PlaybackClaims {
+            sub: user.id.to_string(),
+            ver: user.token_version,
+            room: room.to_owned(),
+            aud: PLAYBACK_AUDIENCE.to_owned(),
+            iat: now,
+            exp: now + ttl.as_secs().max(1),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| AppError::Internal(format!("token signing: {e}")))
+    }
+
+    /// The user a playback token for `room` belongs to (401 when it is invalid, expired,
+    /// revoked or for another room; 403 for a banned account).
+    pub async fn playback_user(
+        &self,
+        store: &Store,
+        token: &str,
+        room: &str,
+    ) -> Result<User, AppError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 5;
+        validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+        validation.set_audience(&[PLAYBACK_AUDIENCE]);
+        let claims = jsonwebtoken::decode::<PlaybackClaims>(token, &self.decoding, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AppError::Unauthorized(
+                    "playback link expired; fetch /api/rooms/{id}/stream again".into(),
+                ),
+                _ => AppError::Unauthorized(
+                    "invalid playback token: use the links of /api/rooms/{id}/stream".into(),
+                ),
+            })?;
+        if claims.room != room {
+            return Err(AppError::Unauthorized(
+                "this playback token is for another room".into(),
+            ));
+        }
+        let id: i64 = claims
+            .sub
+            .parse()
+            .map_err(|_| AppError::Unauthorized("invalid playback token".into()))?;
+        let user = store.user(id).await.map_err(|e| match e {
+            StoreError::NotFound => AppError::Unauthorized("invalid playback token".into()),
+            other => other.into(),
+        })?;
+        if user.token_version != claims.ver {
+            return Err(AppError::Unauthorized("token revoked; log in again".into()));
+        }
+        if user.is_banned() {
+            return Err(AppError::Forbidden(crate::access::BANNED.into()));
+        }
         Ok(user)
     }
 }

@@ -166,6 +166,7 @@ struct FileSettings {
     login_attempts_per_minute_per_account: Option<u32>,
     blocked_words: Option<Vec<String>>,
     chat_messages_per_second: Option<u32>,
+    access: Option<crate::access::AccessSettings>,
     chat_burst: Option<u32>,
     like_messages_per_second: Option<u32>,
     like_burst: Option<u32>,
@@ -228,6 +229,8 @@ pub struct Config {
     pub like_rate: (u32, u32),
     /// Gifts per user per second and burst.
     pub gift_rate: (u32, u32),
+    /// Access policy settings (`[access]`: TURN secret, playback token lifetime, …).
+    pub access: crate::access::AccessSettings,
 }
 
 impl Config {
@@ -292,6 +295,7 @@ impl Default for Config {
             chat_rate: (2, 5),
             like_rate: (20, 40),
             gift_rate: (10, 20),
+            access: crate::access::AccessSettings::default(),
         }
     }
 }
@@ -416,6 +420,7 @@ impl Config {
                 file.gifts_per_second.unwrap_or(defaults.gift_rate.0),
                 file.gift_burst.unwrap_or(defaults.gift_rate.1),
             ),
+            access: file.access.unwrap_or_default(),
         })
     }
 }

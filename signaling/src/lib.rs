@@ -12,6 +12,7 @@
 //!                                 sfu shard (UDP) ──► bridge taps
 //! ```
 
+pub mod access;
 pub mod api_json;
 pub mod auth;
 pub mod bridge_sync;
@@ -23,6 +24,7 @@ pub mod routes;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod urls;
 pub mod validate;
 
 pub use routes::app;

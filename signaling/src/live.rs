@@ -12,6 +12,7 @@
 //! room's playlists in the last [`HLS_PRESENCE`] ([`HlsAudience`]).
 
 use crate::store::Store;
+use rand::TryRngCore;
 use serde::Serialize;
 use sfu::{PeerId, PeerRole, SfuEvent, SfuHandle};
 use std::collections::HashMap;
@@ -81,6 +82,23 @@ pub struct SessionInfo {
     pub private: bool,
     /// Opened at (ms).
     pub opened_at: i64,
+    /// The media plane's peer.
+    #[serde(skip)]
+    pub peer: PeerId,
+    /// The unguessable resource id in the session's `Location` (128 random bits, hex):
+    /// only its holder may end or patch the session, so it is never listed.
+    #[serde(skip)]
+    pub resource: String,
+}
+
+/// A fresh session resource id: 128 bits from the operating system's CSPRNG, as 32
+/// lowercase hex digits.
+pub fn new_resource_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut bytes)
+        .expect("the operating system's random source works");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 enum Command {
@@ -95,6 +113,10 @@ enum Command {
     EndReason {
         room: String,
         reason: &'static str,
+    },
+    Resolve {
+        resource: String,
+        reply: oneshot::Sender<Option<SessionInfo>>,
     },
 }
 
@@ -123,6 +145,7 @@ impl LiveHandle {
                 store,
                 rooms: HashMap::new(),
                 sessions: HashMap::new(),
+                resources: HashMap::new(),
                 sfu: sfu.clone(),
                 bridge,
                 hls,
@@ -149,6 +172,19 @@ impl LiveHandle {
             return Vec::new();
         }
         response.await.unwrap_or_default()
+    }
+
+    /// The open session whose `Location` resource id is `resource`.
+    pub async fn resolve(&self, resource: &str) -> Option<SessionInfo> {
+        let (reply, response) = oneshot::channel();
+        self.commands
+            .send(Command::Resolve {
+                resource: resource.to_owned(),
+                reply,
+            })
+            .await
+            .ok()?;
+        response.await.ok().flatten()
     }
 
     /// Notes why the room's current show is about to end (e.g. stopped by an admin).
@@ -181,6 +217,8 @@ struct Directory {
     store: Store,
     rooms: HashMap<String, LiveRoom>,
     sessions: HashMap<PeerId, SessionInfo>,
+    /// Resource id → peer, for the sessions above.
+    resources: HashMap<String, PeerId>,
     sfu: SfuHandle,
     bridge: Option<bridge::BridgeHandle>,
     hls: HlsAudience,
@@ -233,7 +271,18 @@ impl Directory {
     fn command(&mut self, command: Command) {
         match command {
             Command::Opened { peer, info } => {
-                self.sessions.insert(peer, info);
+                self.resources.insert(info.resource.clone(), peer);
+                if let Some(old) = self.sessions.insert(peer, info) {
+                    self.resources.remove(&old.resource);
+                }
+            }
+            Command::Resolve { resource, reply } => {
+                let found = self
+                    .resources
+                    .get(&resource)
+                    .and_then(|peer| self.sessions.get(peer))
+                    .cloned();
+                let _ = reply.send(found);
             }
             Command::Sessions { user, reply } => {
                 let list = self
@@ -288,7 +337,9 @@ impl Directory {
                 }
             }
             SfuEvent::PeerClosed { peer, .. } => {
-                self.sessions.remove(&peer);
+                if let Some(closed) = self.sessions.remove(&peer) {
+                    self.resources.remove(&closed.resource);
+                }
             }
             _ => {}
         }

@@ -18,7 +18,30 @@ pub fn text(field: &str, value: &str, min: usize, max: usize) -> Result<String, 
             "must not contain control characters",
         ));
     }
+    if value.chars().any(is_bidi_or_invisible) {
+        return Err(AppError::invalid(field, INVISIBLE_REFUSED));
+    }
     Ok(value.to_owned())
+}
+
+/// What a text with a direction override or an invisible character is told.
+pub const INVISIBLE_REFUSED: &str = "must not contain bidirectional overrides (U+202A–202E, U+2066–2069) or zero-width characters (U+200B–200F, U+2060, U+FEFF)";
+
+/// Bidirectional embeddings/overrides/isolates and zero-width characters: they let a
+/// nickname or a chat line look like something else (or like someone else).
+pub fn is_bidi_or_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200B}'..='\u{200F}' | '\u{2060}' | '\u{FEFF}'
+    )
+}
+
+/// The form blocked words are matched in: Unicode NFKC (full-width and compatibility
+/// forms become their plain letters) then case folded (lowercase), so `ＳＰＡＭ`, `SpAm`
+/// and `spam` are the same word.
+pub fn matching_form(text: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    text.nfkc().flat_map(char::to_lowercase).collect()
 }
 
 /// An optional text field: empty becomes `None`.

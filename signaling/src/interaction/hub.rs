@@ -423,27 +423,44 @@ impl Hub {
         }
     }
 
+    /// Asks the access policy whether `user` may speak here, with the mutes and kicks this
+    /// hub holds (the caller reached the room, so it exists and they may know of it).
     fn may_chat(&mut self, user: i64) -> Result<(), ProtocolError> {
+        use crate::access::{Actor, Decision, Door, RoomFacts, Standing, decide};
         let now = Instant::now();
-        if let Some(until) = self.mutes.get(&user).copied() {
-            if until > now {
-                return Err(ProtocolError::new(
+        let muted_until = self.mutes.get(&user).copied().filter(|until| *until > now);
+        if muted_until.is_none() {
+            self.mutes.remove(&user);
+        }
+        let who = Standing {
+            muted: muted_until.is_some(),
+            kicked: self.kicked.get(&user).is_some_and(|until| *until > now),
+            ..Standing::plain(Actor::Viewer)
+        };
+        let room = RoomFacts {
+            exists: true,
+            private: false,
+            anonymous_viewers: true,
+        };
+        match decide(who, room, Door::Speak) {
+            Decision::Allow => Ok(()),
+            _ if who.kicked => Err(ProtocolError::new(
+                ErrorCode::Forbidden,
+                "you were removed from this room",
+            )),
+            Decision::LogIn(why) => Err(ProtocolError::new(ErrorCode::Unauthorized, why)),
+            Decision::Refuse(why) => match muted_until {
+                Some(until) => Err(ProtocolError::new(
                     ErrorCode::Muted,
                     format!(
                         "you are muted here for {} more seconds",
                         (until - now).as_secs() + 1
                     ),
-                ));
-            }
-            self.mutes.remove(&user);
+                )),
+                None => Err(ProtocolError::new(ErrorCode::Forbidden, why)),
+            },
+            Decision::Hidden => Err(ProtocolError::new(ErrorCode::Forbidden, "room not found")),
         }
-        if self.kicked.get(&user).is_some_and(|until| *until > now) {
-            return Err(ProtocolError::new(
-                ErrorCode::Forbidden,
-                "you were removed from this room",
-            ));
-        }
-        Ok(())
     }
 
     fn join(&mut self, member: MemberId, user: Option<UserSummary>, sink: Sink) {

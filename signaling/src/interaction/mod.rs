@@ -525,6 +525,20 @@ impl Interaction {
                     .user_for_token(&self.inner.auth_store, &token)
                     .await
                     .map_err(|e| ProtocolError::new(ErrorCode::Unauthorized, e.to_string()))?;
+                // A stored kick holds for its duration, across restarts, on every door.
+                let kicked = self
+                    .inner
+                    .auth_store
+                    .kicked_until(room.as_str(), found.id)
+                    .await
+                    .map_err(internal)?
+                    .is_some_and(|until| until > crate::store::now_ms());
+                if kicked {
+                    return Err(ProtocolError::new(
+                        ErrorCode::Forbidden,
+                        "you were removed from this room",
+                    ));
+                }
                 let summary = UserSummary::from(&found);
                 *user = Some(summary.clone());
                 self.send(

@@ -218,6 +218,12 @@ pub fn parse(text: &str) -> Result<ClientMessage, ProtocolError> {
                     "chat text must not contain control characters",
                 ));
             }
+            if text.chars().any(crate::validate::is_bidi_or_invisible) {
+                return Err(ProtocolError::new(
+                    ErrorCode::Invalid,
+                    format!("chat text {}", crate::validate::INVISIBLE_REFUSED),
+                ));
+            }
             let client_id = f.client_id.filter(|id| !id.is_empty() && id.len() <= 64);
             Ok(ClientMessage::Chat { text, client_id })
         }
@@ -291,15 +297,17 @@ pub fn client_reference(text: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Whether `text` contains any blocked word (case-insensitive).
+/// Whether `text` contains any blocked word, both compared after Unicode NFKC
+/// normalisation and case folding ([`crate::validate::matching_form`]).
 pub fn contains_blocked_word(text: &str, blocked: &[String]) -> bool {
     if blocked.is_empty() {
         return false;
     }
-    let lower = text.to_lowercase();
-    blocked
-        .iter()
-        .any(|word| !word.is_empty() && lower.contains(&word.to_lowercase()))
+    let text = crate::validate::matching_form(text);
+    blocked.iter().any(|word| {
+        let word = crate::validate::matching_form(word);
+        !word.is_empty() && text.contains(&word)
+    })
 }
 
 #[cfg(test)]
@@ -376,5 +384,36 @@ mod tests {
         assert!(contains_blocked_word("buy SPAM now", &blocked));
         assert!(contains_blocked_word("快来加微信吧", &blocked));
         assert!(!contains_blocked_word("hello", &blocked));
+    }
+
+    #[test]
+    fn blocked_words_match_after_normalisation() {
+        let blocked = vec!["spam".to_owned(), "ＶＸ".to_owned()];
+        assert!(
+            contains_blocked_word("buy ＳＰＡＭ now", &blocked),
+            "full-width"
+        );
+        assert!(contains_blocked_word("SpAm", &blocked), "mixed case");
+        assert!(
+            contains_blocked_word("add vx 123", &blocked),
+            "the list itself is normalised"
+        );
+        assert!(contains_blocked_word("ｓｐａｍ", &blocked));
+        assert!(!contains_blocked_word("spa m", &blocked));
+    }
+
+    #[test]
+    fn chat_refuses_direction_overrides_and_invisible_characters() {
+        for bad in [
+            '\u{202E}', '\u{2066}', '\u{200B}', '\u{200D}', '\u{FEFF}', '\u{2060}',
+        ] {
+            let text = format!(r#"{{"type":"chat","text":"hi{bad}there"}}"#);
+            assert_eq!(
+                parse(&text).unwrap_err().code,
+                ErrorCode::Invalid,
+                "{bad:?}"
+            );
+        }
+        assert!(parse(r#"{"type":"chat","text":"你好 👋"}"#).is_ok());
     }
 }

@@ -1,6 +1,7 @@
 //! Registration, login, one's own profile, and user administration.
 
 use super::views::{AccountView, PageQuery, Paged, ProfileView};
+use crate::access::{not_found, require_admin};
 use crate::api_json::{ApiJson, double_option};
 use crate::auth::{ClientIp, CurrentUser, decoy_hash, hash_password, verify_password};
 use crate::error::AppError;
@@ -193,6 +194,11 @@ pub(super) async fn login(
         .map_or_else(|| decoy_hash().to_owned(), |u| u.password_hash.clone());
     let matches = verify_password(body.password, hash).await?;
     match found {
+        Some(user) if matches && user.is_banned() => Err(AppError::Forbidden(format!(
+            "{}: {}",
+            crate::access::BANNED,
+            user.ban_reason.as_deref().unwrap_or("no reason given")
+        ))),
         Some(user) if matches => Ok(Json(auth_response(&state, &user)?)),
         _ => Err(wrong()),
     }
@@ -268,8 +274,10 @@ pub(super) async fn change_password(
     responses((status = 200, body = ProfileView), (status = 404, body = crate::error::ErrorBody)))]
 pub(super) async fn profile(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     Path(id): Path<i64>,
 ) -> Result<Json<ProfileView>, AppError> {
+    state.profile_reads.check(ip)?;
     let user = state
         .store
         .user(id)
@@ -340,6 +348,17 @@ pub(super) async fn ban(
         return Err(AppError::Conflict("an admin cannot ban themselves".into()));
     }
     let reason = validate::text("reason", &body.reason, 1, 200)?;
+    let target = state
+        .store
+        .user(id)
+        .await
+        .map_err(|e| not_found(e, "user"))?;
+    if target.role == Role::Admin && !target.is_banned() && state.store.active_admins().await? <= 1
+    {
+        return Err(AppError::Conflict(
+            "the last active admin cannot be banned; make another admin first".into(),
+        ));
+    }
     let user = state
         .store
         .set_ban(id, Some(&reason))
@@ -351,12 +370,9 @@ pub(super) async fn ban(
         let _ = state.sfu.close(peer).await;
     }
     // A banned user cannot publish or watch private rooms: end such sessions now.
+    // A banned user keeps no power at all: every media session of theirs ends.
     for session in state.live.sessions(Some(id)).await {
-        if (session.role == sfu::PeerRole::Publisher || session.private)
-            && let Some(peer) = sfu::PeerId::parse(&session.id)
-        {
-            let _ = state.sfu.close(peer).await;
-        }
+        let _ = state.sfu.close(session.peer).await;
     }
     tracing::info!(admin = admin.id, user = id, "user banned");
     Ok(Json(AccountView::from(&user)))
@@ -386,21 +402,4 @@ fn auth_response(state: &AppState, user: &User) -> Result<AuthResponse, AppError
         expires_at,
         user: AccountView::from(user),
     })
-}
-
-/// 403 unless the user is an admin.
-pub(crate) fn require_admin(user: &User) -> Result<(), AppError> {
-    if user.role == Role::Admin {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden("administrators only".into()))
-    }
-}
-
-/// Maps a missing row to a 404 naming what was looked for.
-pub(crate) fn not_found(err: StoreError, what: &str) -> AppError {
-    match err {
-        StoreError::NotFound => AppError::NotFound(format!("{what} not found")),
-        other => other.into(),
-    }
 }

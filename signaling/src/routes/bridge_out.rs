@@ -90,9 +90,17 @@ async fn guard(
     let query = request.uri().query().map(str::to_owned);
     let authorization = request.headers().clone();
     match check(&state, &cache, &path, query.as_deref(), &authorization).await {
-        Ok(()) => {
+        Ok(private) => {
             note_hls_player(&state, &path, &request);
-            let response = next.run(request).await;
+            let mut response = next.run(request).await;
+            if private {
+                // Private media, playlists and recordings stay out of shared caches (CDNs,
+                // proxies) and off the disk of the player's browser.
+                response.headers_mut().insert(
+                    axum::http::header::CACHE_CONTROL,
+                    axum::http::HeaderValue::from_static("private, no-store"),
+                );
+            }
             // A player that could only put the token in the playlist's URL needs it on
             // every segment and part the playlist names, too.
             match token_from_query(query.as_deref()) {
@@ -194,53 +202,46 @@ fn carry_token(playlist: &str, token: &str) -> String {
     out
 }
 
+/// Asks the access policy whether this request may reach the bridge's route; returns
+/// whether the room is private (its responses must not be cached by anyone else).
+/// Anonymous requests are decided from the cached room facts; a token (an account token
+/// as `Authorization: Bearer`, or a room's playback token as `?token=`) is checked
+/// against storage on every request, so bans, revoked grants and kicks hold at once.
 async fn check(
     state: &AppState,
     cache: &AccessCache,
     path: &str,
     query: Option<&str>,
     headers: &axum::http::HeaderMap,
-) -> Result<(), AppError> {
+) -> Result<bool, AppError> {
+    use crate::access::{Actor, Door, RoomFacts, Standing, decide};
     let Some(room) = room_of(path) else {
-        return Ok(());
+        return Ok(false);
     };
+    let door = if path.starts_with("/recordings/") {
+        Door::Recordings
+    } else {
+        Door::Media
+    };
+    let user = match crate::auth::bearer_token(headers)? {
+        Some(token) => Some(state.auth.user_for_token(&state.store, token).await?),
+        None => match token_from_query(query) {
+            Some(token) => Some(state.auth.playback_user(&state.store, &token, room).await?),
+            None => None,
+        },
+    };
+    if user.is_some() {
+        let stored = crate::access::authorize(state, user.as_ref(), room, door).await?;
+        return Ok(stored.visibility == Visibility::Private);
+    }
     let access = access(state, cache, room).await?;
-    if matches!(access, Access::Public) && state.config.anonymous_viewers {
-        return Ok(());
-    }
-    if matches!(access, Access::Missing) {
-        return Err(AppError::NotFound(format!("room {room} not found")));
-    }
-    let token = match crate::auth::bearer_token(headers)? {
-        Some(token) => Some(token.to_owned()),
-        None => token_from_query(query),
+    let facts = RoomFacts {
+        exists: !matches!(access, Access::Missing),
+        private: matches!(access, Access::Private),
+        anonymous_viewers: state.config.anonymous_viewers,
     };
-    let Some(token) = token else {
-        return Err(AppError::Unauthorized(
-            if matches!(access, Access::Private) {
-                "this room is private: log in first (Authorization: Bearer or ?token=)".into()
-            } else {
-                "log in to watch".into()
-            },
-        ));
-    };
-    let user = state.auth.user_for_token(&state.store, &token).await?;
-    if user.is_banned() {
-        return Err(AppError::Forbidden("this account is banned".into()));
-    }
-    if matches!(access, Access::Private) {
-        let stored = state
-            .store
-            .room(room)
-            .await
-            .map_err(|e| super::accounts::not_found(e, "room"))?;
-        if !super::rooms::may_watch_private(state, &stored, Some(&user)).await? {
-            return Err(AppError::Forbidden(
-                "this room is private; ask the host for access".into(),
-            ));
-        }
-    }
-    Ok(())
+    decide(Standing::plain(Actor::Anonymous), facts, door).into_result()?;
+    Ok(facts.private)
 }
 
 #[cfg(test)]
@@ -274,41 +275,6 @@ mod tests {
             carry_token("#X:URI=\"unterminated", "T"),
             "#X:URI=\"unterminated"
         );
-    }
-}
-
-/// The bridge's playback URLs of a room, for `GET /api/rooms/{id}/stream`.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct BridgeUrls {
-    /// HTTP-FLV (WeChat `live-player`, mpegts.js): present while the room is live and
-    /// its media can be bridged.
-    pub flv: Option<String>,
-    /// HLS over MPEG-TS (WeChat `video`, Safari, Chromium).
-    pub hls: Option<String>,
-    /// Low-latency HLS (hls.js, Safari).
-    pub llhls: Option<String>,
-    /// Why the URLs above are absent while the room is live (e.g. VP8 video).
-    pub bridge_unavailable: Option<String>,
-    /// The room's recordings (API).
-    pub recordings: String,
-}
-
-impl BridgeUrls {
-    pub(super) fn new(state: &AppState, base: &str, room: &str) -> Self {
-        let status = sfu::RoomId::parse(room).and_then(|id| state.bridge.room_status(&id));
-        let (available, unavailable) = match status {
-            Some(status) if status.live && status.unavailable.is_none() => (true, None),
-            Some(status) => (false, status.unavailable),
-            None => (false, None),
-        };
-        let url = |path: String| available.then(|| format!("{base}{path}"));
-        BridgeUrls {
-            flv: url(format!("/live/{room}.flv")),
-            hls: url(format!("/hls/{room}/index.m3u8")),
-            llhls: url(format!("/llhls/{room}/index.m3u8")),
-            bridge_unavailable: unavailable,
-            recordings: format!("{base}/api/rooms/{room}/recordings"),
-        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! gift without a socket, leaderboards, gap fetch by sequence number, chat history, and
 //! moderation (mute, kick, delete a message).
 
-use super::accounts::{not_found, require_admin};
+use crate::access::{Door, authorize, not_found, require_admin};
 use crate::api_json::ApiJson;
 use crate::auth::{CurrentUser, MaybeUser};
 use crate::error::AppError;
@@ -10,7 +10,7 @@ use crate::interaction::UserSummary;
 use crate::interaction::hub::HubCommand;
 use crate::interaction::protocol::ErrorCode;
 use crate::state::AppState;
-use crate::store::{Gift, Gifter, Role, Room, User, Wallet};
+use crate::store::{Gift, Gifter, Room, Wallet};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
@@ -171,7 +171,8 @@ pub(super) async fn send_gift(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<GiftRequestBody>,
 ) -> Result<Json<Value>, AppError> {
-    let room = room_id(&id)?;
+    let stored = authorize(&state, Some(&user), &id, Door::Speak).await?;
+    let room = room_id(&stored.id)?;
     let count = body.count.unwrap_or(1);
     if !(1..=99).contains(&count) {
         return Err(AppError::invalid("count", "must be 1–99"));
@@ -207,14 +208,11 @@ pub(super) async fn send_gift(
     responses((status = 200, body = Vec<Gifter>)))]
 pub(super) async fn leaderboard(
     State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
     Path(id): Path<String>,
     Query(query): Query<LeaderboardQuery>,
 ) -> Result<Json<Vec<Gifter>>, AppError> {
-    let room = state
-        .store
-        .room(&id)
-        .await
-        .map_err(|e| not_found(e, "room"))?;
+    let room = authorize(&state, user.as_ref(), &id, Door::Leaderboard).await?;
     let limit = query.limit.unwrap_or(20).clamp(1, 100);
     let show = match query.show.as_deref() {
         None | Some("") => None,
@@ -238,7 +236,7 @@ pub(super) async fn events(
     Path(id): Path<String>,
     Query(query): Query<EventsQuery>,
 ) -> Result<Json<EventsResponse>, AppError> {
-    let room = readable_room(&state, &id, user.as_ref()).await?;
+    let room = authorize(&state, user.as_ref(), &id, Door::Events).await?;
     let page = state
         .interaction
         .events(&room_id(&room.id)?, query.after)
@@ -263,7 +261,7 @@ pub(super) async fn chat(
     MaybeUser(user): MaybeUser,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<Value>>, AppError> {
-    let room = readable_room(&state, &id, user.as_ref()).await?;
+    let room = authorize(&state, user.as_ref(), &id, Door::ChatHistory).await?;
     let history = state.store.chat_history(&room.id, 50).await?;
     Ok(Json(
         history
@@ -286,7 +284,7 @@ pub(super) async fn mute(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<MuteRequest>,
 ) -> Result<StatusCode, AppError> {
-    let room = moderated_room(&state, &id, &user).await?;
+    let room = authorize(&state, Some(&user), &id, Door::Moderate).await?;
     if !(1..=7 * 86_400).contains(&body.seconds) {
         return Err(AppError::invalid("seconds", "must be 1 s – 7 days"));
     }
@@ -309,7 +307,7 @@ pub(super) async fn unmute(
     CurrentUser(user): CurrentUser,
     Path((id, target)): Path<(String, i64)>,
 ) -> Result<StatusCode, AppError> {
-    let room = moderated_room(&state, &id, &user).await?;
+    let room = authorize(&state, Some(&user), &id, Door::Moderate).await?;
     send(&state, &room, HubCommand::Unmute { user: target })?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -322,7 +320,7 @@ pub(super) async fn kick(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<KickRequest>,
 ) -> Result<StatusCode, AppError> {
-    let room = moderated_room(&state, &id, &user).await?;
+    let room = authorize(&state, Some(&user), &id, Door::Moderate).await?;
     if room.host_id == Some(body.user_id) {
         return Err(AppError::Conflict(
             "the host cannot be kicked from their own room".into(),
@@ -330,6 +328,20 @@ pub(super) async fn kick(
     }
     let seconds = body.seconds.unwrap_or(300).clamp(1, 7 * 86_400);
     let until = Instant::now() + Duration::from_secs(seconds);
+    // Stored, so the kick holds at every door and across restarts for its duration.
+    state
+        .store
+        .kick(
+            &room.id,
+            body.user_id,
+            crate::store::now_ms() + (seconds as i64) * 1000,
+            user.id,
+        )
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::Conflict(_) => AppError::NotFound("user not found".into()),
+            other => other.into(),
+        })?;
     let peers = state
         .interaction
         .ask(&room_id(&room.id)?, |reply| HubCommand::Kick {
@@ -341,10 +353,8 @@ pub(super) async fn kick(
         .unwrap_or_default();
     // Their WebRTC sessions in this room end too.
     for session in state.live.sessions(Some(body.user_id)).await {
-        if session.room == room.id
-            && let Some(peer) = sfu::PeerId::parse(&session.id)
-        {
-            let _ = state.sfu.close(peer).await;
+        if session.room == room.id {
+            let _ = state.sfu.close(session.peer).await;
         }
     }
     for peer in peers {
@@ -360,7 +370,7 @@ pub(super) async fn delete_message(
     CurrentUser(user): CurrentUser,
     Path((id, seq)): Path<(String, i64)>,
 ) -> Result<StatusCode, AppError> {
-    let room = moderated_room(&state, &id, &user).await?;
+    let room = authorize(&state, Some(&user), &id, Door::Moderate).await?;
     send(&state, &room, HubCommand::DeleteMessage { seq })?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -374,36 +384,4 @@ fn send(state: &AppState, room: &Room, command: HubCommand) -> Result<(), AppErr
         .interaction
         .send(&room_id(&room.id)?, command)
         .map_err(|e| AppError::Unavailable(e.message))
-}
-
-/// The room, if `user` is its host or an admin.
-async fn moderated_room(state: &AppState, id: &str, user: &User) -> Result<Room, AppError> {
-    let room = state
-        .store
-        .room(id)
-        .await
-        .map_err(|e| not_found(e, "room"))?;
-    if room.host_id == Some(user.id) || user.role == Role::Admin {
-        Ok(room)
-    } else {
-        Err(AppError::Forbidden(
-            "only the room's host or an admin moderates it".into(),
-        ))
-    }
-}
-
-/// The room, if `user` may read its conversation.
-async fn readable_room(state: &AppState, id: &str, user: Option<&User>) -> Result<Room, AppError> {
-    let room = state
-        .store
-        .room(id)
-        .await
-        .map_err(|e| not_found(e, "room"))?;
-    if room.closed
-        || (room.visibility == crate::store::Visibility::Private
-            && !super::rooms::may_watch_private(state, &room, user).await?)
-    {
-        return Err(AppError::NotFound("room not found".into()));
-    }
-    Ok(room)
 }

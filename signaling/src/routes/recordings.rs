@@ -1,11 +1,11 @@
 //! `GET /api/rooms/{id}/recordings`: every show's recording (HLS VOD kept by the bridge on
 //! local disk), with start, duration and a playable URL.
 
-use super::accounts::not_found;
+use crate::access::{Door, authorize};
 use crate::auth::MaybeUser;
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::store::{Recording, Visibility};
+use crate::store::Recording;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::get;
@@ -50,9 +50,9 @@ pub struct RecordingView {
 }
 
 impl RecordingView {
-    fn new(recording: Recording, base: &str) -> Self {
+    fn new(recording: Recording, base: &str, token: Option<&str>) -> Self {
         RecordingView {
-            url: format!("{base}{}", recording.playlist_path),
+            url: crate::urls::with_token(format!("{base}{}", recording.playlist_path), token),
             recording: recording.ended_at.is_none(),
             duration_secs: recording.duration_ms as f64 / 1000.0,
             id: recording.id,
@@ -78,23 +78,20 @@ pub(super) async fn list(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<RecordingView>>, AppError> {
-    let room = state
-        .store
-        .room(&id)
-        .await
-        .map_err(|e| not_found(e, "room"))?;
-    if room.closed
-        || (room.visibility == Visibility::Private
-            && !super::rooms::may_watch_private(&state, &room, user.as_ref()).await?)
-    {
-        return Err(AppError::NotFound("room not found".into()));
-    }
-    let base = super::rooms::public_base(&state, &headers);
+    let room = authorize(&state, user.as_ref(), &id, Door::Recordings).await?;
+    let base = crate::urls::public_base(&state, &headers);
+    // Recordings of a room only its insiders may know of open with a playback token.
+    let token = match room.visibility {
+        crate::store::Visibility::Private => {
+            crate::urls::playback_token(&state, user.as_ref(), &room.id)
+        }
+        crate::store::Visibility::Public => None,
+    };
     let recordings = state.store.recordings(&room.id, 200).await?;
     Ok(Json(
         recordings
             .into_iter()
-            .map(|r| RecordingView::new(r, &base))
+            .map(|r| RecordingView::new(r, &base, token.as_deref()))
             .collect(),
     ))
 }

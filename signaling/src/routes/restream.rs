@@ -9,7 +9,7 @@
 //! true`) and cannot be removed here. Pushes start with the room's next show, or at once
 //! if it is live.
 
-use super::accounts::{not_found, require_admin};
+use crate::access::{not_found, require_admin};
 use crate::api_json::ApiJson;
 use crate::auth::CurrentUser;
 use crate::error::AppError;

@@ -1,16 +1,17 @@
 //! Rooms: create, edit, close, list (live first), playback URLs, show history, private
 //! access grants, and stopping a live stream.
 
-use super::accounts::{not_found, require_admin};
 use super::views::{PageQuery, Paged, RoomView};
+use crate::access::{Door, authorize};
 use crate::api_json::{ApiJson, double_option};
 use crate::auth::{CurrentUser, MaybeUser};
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::store::{NewRoom, Role, Room, RoomFilter, RoomUpdate, Show, User, Visibility};
+use crate::store::{NewRoom, Role, RoomFilter, RoomUpdate, Show, Visibility};
+use crate::urls::{BridgeUrls, playback_token, public_base};
 use crate::validate;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -101,7 +102,9 @@ pub struct StreamUrls {
     pub websocket: String,
     /// HTTP-FLV, HLS and LL-HLS, when the bridge serves the room.
     #[serde(flatten)]
-    pub bridge: super::bridge_out::BridgeUrls,
+    pub bridge: BridgeUrls,
+    /// Ephemeral TURN credentials (TURN REST API), when the server has a TURN secret.
+    pub turn: Option<crate::access::TurnCredential>,
 }
 
 /// A grant of access to a private room.
@@ -195,7 +198,7 @@ pub(super) async fn detail(
     MaybeUser(user): MaybeUser,
     Path(id): Path<String>,
 ) -> Result<Json<RoomView>, AppError> {
-    let room = visible_room(&state, &id, user.as_ref()).await?;
+    let room = authorize(&state, user.as_ref(), &id, Door::RoomRead).await?;
     Ok(Json(RoomView::from(&room)))
 }
 
@@ -207,12 +210,7 @@ pub(super) async fn update(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateRoomRequest>,
 ) -> Result<Json<RoomView>, AppError> {
-    let room = state
-        .store
-        .room(&id)
-        .await
-        .map_err(|e| not_found(e, "room"))?;
-    require_owner_or_admin(&room, &user)?;
+    let room = authorize(&state, Some(&user), &id, Door::RoomManage).await?;
     if room.closed {
         return Err(AppError::Conflict("the room is closed".into()));
     }
@@ -252,12 +250,7 @@ pub(super) async fn close(
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
-    let room = state
-        .store
-        .room(&id)
-        .await
-        .map_err(|e| not_found(e, "room"))?;
-    require_owner_or_admin(&room, &user)?;
+    authorize(&state, Some(&user), &id, Door::RoomManage).await?;
     stop_publisher(&state, &id, "room_closed").await;
     state.store.close_room(&id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -271,8 +264,9 @@ pub(super) async fn stream(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<StreamUrls>, AppError> {
-    let room = visible_room(&state, &id, user.as_ref()).await?;
+    let room = authorize(&state, user.as_ref(), &id, Door::RoomRead).await?;
     let base = public_base(&state, &headers);
+    let token = playback_token(&state, user.as_ref(), &room.id);
     let ws_base = base.replacen("http", "ws", 1);
     Ok(Json(StreamUrls {
         room: room.id.clone(),
@@ -280,7 +274,8 @@ pub(super) async fn stream(
         whep: format!("{base}/whep/{}", room.id),
         whip: format!("{base}/whip/{}", room.id),
         websocket: format!("{ws_base}/ws/rooms/{}", room.id),
-        bridge: super::bridge_out::BridgeUrls::new(&state, &base, &room.id),
+        bridge: BridgeUrls::new(&state, &base, &room.id, token.as_deref()),
+        turn: crate::access::turn_for(&state, user.as_ref()),
     }))
 }
 
@@ -291,7 +286,7 @@ pub(super) async fn shows(
     MaybeUser(user): MaybeUser,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<Show>>, AppError> {
-    let room = visible_room(&state, &id, user.as_ref()).await?;
+    let room = authorize(&state, user.as_ref(), &id, Door::RoomRead).await?;
     Ok(Json(state.store.shows(&room.id, 100).await?))
 }
 
@@ -302,12 +297,7 @@ pub(super) async fn stop(
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
-    let room = state
-        .store
-        .room(&id)
-        .await
-        .map_err(|e| not_found(e, "room"))?;
-    require_owner_or_admin(&room, &user)?;
+    let room = authorize(&state, Some(&user), &id, Door::RoomManage).await?;
     let reason = if user.role == Role::Admin && room.host_id != Some(user.id) {
         "stopped_by_admin"
     } else {
@@ -327,12 +317,7 @@ pub(super) async fn grants(
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<i64>>, AppError> {
-    let room = state
-        .store
-        .room(&id)
-        .await
-        .map_err(|e| not_found(e, "room"))?;
-    require_owner_or_admin(&room, &user)?;
+    authorize(&state, Some(&user), &id, Door::RoomManage).await?;
     Ok(Json(state.store.grants(&id).await?))
 }
 
@@ -344,17 +329,12 @@ pub(super) async fn grant(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<GrantRequest>,
 ) -> Result<StatusCode, AppError> {
-    let room = state
-        .store
-        .room(&id)
-        .await
-        .map_err(|e| not_found(e, "room"))?;
-    require_owner_or_admin(&room, &user)?;
+    authorize(&state, Some(&user), &id, Door::RoomManage).await?;
     state
         .store
         .user(body.user_id)
         .await
-        .map_err(|e| not_found(e, "user"))?;
+        .map_err(|e| crate::access::not_found(e, "user"))?;
     state.store.grant_access(&id, body.user_id, user.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -366,57 +346,13 @@ pub(super) async fn revoke(
     CurrentUser(user): CurrentUser,
     Path((id, user_id)): Path<(String, i64)>,
 ) -> Result<StatusCode, AppError> {
-    let room = state
-        .store
-        .room(&id)
-        .await
-        .map_err(|e| not_found(e, "room"))?;
-    require_owner_or_admin(&room, &user)?;
-    state.store.revoke_access(&id, user_id).await?;
+    let room = authorize(&state, Some(&user), &id, Door::RoomManage).await?;
+    state.store.revoke_access(&room.id, user_id).await?;
+    // Without the grant they may not know of the room: their live sessions in it end.
+    if room.visibility == Visibility::Private {
+        crate::access::end_sessions_in_room(&state, &room.id, user_id).await;
+    }
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// A room the caller may see: closed rooms are gone, private rooms only for the host,
-/// admins and granted users.
-async fn visible_room(state: &AppState, id: &str, user: Option<&User>) -> Result<Room, AppError> {
-    let room = state
-        .store
-        .room(id)
-        .await
-        .map_err(|e| not_found(e, "room"))?;
-    if room.closed {
-        return Err(AppError::NotFound("room not found".into()));
-    }
-    if room.visibility == Visibility::Private && !may_watch_private(state, &room, user).await? {
-        return Err(AppError::NotFound("room not found".into()));
-    }
-    Ok(room)
-}
-
-/// Whether `user` may watch a private room.
-pub(crate) async fn may_watch_private(
-    state: &AppState,
-    room: &Room,
-    user: Option<&User>,
-) -> Result<bool, AppError> {
-    let Some(user) = user else { return Ok(false) };
-    if user.is_banned() {
-        return Ok(false);
-    }
-    if user.role == Role::Admin || room.host_id == Some(user.id) {
-        return Ok(true);
-    }
-    Ok(state.store.has_access(&room.id, user.id).await?)
-}
-
-fn require_owner_or_admin(room: &Room, user: &User) -> Result<(), AppError> {
-    if room.host_id == Some(user.id) || require_admin(user).is_ok() {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden(
-            "only the room's host or an admin may do this".into(),
-        ))
-    }
 }
 
 /// Ends the room's publisher session, if any. Returns whether one was live.
@@ -435,27 +371,6 @@ async fn stop_publisher(state: &AppState, room: &str, reason: &'static str) -> b
     };
     state.live.end_reason(room, reason).await;
     state.sfu.close(peer).await.is_ok()
-}
-
-/// The scheme://host the client used, or the configured public URL.
-pub(crate) fn public_base(state: &AppState, headers: &HeaderMap) -> String {
-    if let Some(url) = &state.config.public_url {
-        return url.clone();
-    }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| {
-            h.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '-' | '[' | ']'))
-        })
-        .map_or_else(|| state.config.http.to_string(), str::to_owned);
-    let scheme = headers
-        .get("x-forwarded-proto")
-        .and_then(|h| h.to_str().ok())
-        .filter(|p| *p == "https")
-        .unwrap_or("http");
-    format!("{scheme}://{host}")
 }
 
 /// A random 10-character room id (about 59 bits).

@@ -1,6 +1,6 @@
 //! `GET /api/sessions`: the media sessions open right now (admins only).
 
-use super::accounts::require_admin;
+use crate::access::require_admin;
 use crate::auth::CurrentUser;
 use crate::error::AppError;
 use crate::live::SessionInfo;

@@ -7,12 +7,12 @@
 //! side is ICE-lite and learns addresses from connectivity checks — ICE restarts are
 //! refused with 422, the client starts a new session instead).
 
-use super::accounts::not_found;
+use crate::access::Door;
 use crate::auth::bearer_token;
 use crate::error::AppError;
 use crate::live::SessionInfo;
 use crate::state::AppState;
-use crate::store::{NewRoom, Role, StoreError, User, Visibility};
+use crate::store::{NewRoom, StoreError, User, Visibility};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -20,7 +20,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use sfu::offer::MAX_OFFER_BYTES;
-use sfu::{PeerId, PeerRole, RoomId, Session};
+use sfu::{PeerRole, RoomId, Session};
 
 const SDP: &str = "application/sdp";
 const TRICKLE: &str = "application/trickle-ice-sdpfrag";
@@ -53,7 +53,7 @@ async fn whip(
     let publisher = authorize_publish(&state, &headers, &room, false).await?;
     let offer = read_sdp(&headers, body).await?;
     let session = state.sfu.publish(room.clone(), &offer).await?;
-    record_session(
+    let resource = record_session(
         &state,
         &session,
         &room,
@@ -62,7 +62,14 @@ async fn whip(
         false,
     )
     .await;
-    Ok(created(&state, "whip", &room, &session))
+    Ok(created(
+        &state,
+        "whip",
+        &room,
+        &session,
+        &resource,
+        publisher.as_ref(),
+    ))
 }
 
 async fn whep(
@@ -84,7 +91,7 @@ async fn whep(
             }
             other => other.into(),
         })?;
-    record_session(
+    let resource = record_session(
         &state,
         &session,
         &room,
@@ -93,7 +100,14 @@ async fn whep(
         private,
     )
     .await;
-    Ok(created(&state, "whep", &room, &session))
+    Ok(created(
+        &state,
+        "whep",
+        &room,
+        &session,
+        &resource,
+        viewer.as_ref(),
+    ))
 }
 
 async fn whip_delete(
@@ -109,8 +123,36 @@ async fn whip_delete(
 async fn whep_delete(
     State(state): State<AppState>,
     Path((room, session)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Result<StatusCode, AppError> {
-    end_session(&state, &room, &session, PeerRole::Viewer).await
+    let found = find_session(&state, &room, &session, PeerRole::Viewer).await?;
+    authorize_viewer_session(&state, &headers, &found).await?;
+    state.sfu.close(found.peer).await?;
+    Ok(StatusCode::OK)
+}
+
+/// A viewer's session resource is ended or patched only with its resource id and, when
+/// the viewer was logged in, that same viewer's token.
+async fn authorize_viewer_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    session: &SessionInfo,
+) -> Result<(), AppError> {
+    let Some(owner) = session.user_id else {
+        return Ok(());
+    };
+    let token = bearer_token(headers)?.ok_or_else(|| {
+        AppError::Unauthorized(
+            "this session belongs to a logged-in viewer: send their token".into(),
+        )
+    })?;
+    let user = state.auth.user_for_token(&state.store, token).await?;
+    if user.id != owner {
+        return Err(AppError::Forbidden(
+            "this session belongs to another viewer".into(),
+        ));
+    }
+    Ok(())
 }
 
 async fn end_session(
@@ -119,8 +161,8 @@ async fn end_session(
     session: &str,
     role: PeerRole,
 ) -> Result<StatusCode, AppError> {
-    let peer = find_session(state, room, session, role).await?;
-    state.sfu.close(peer).await?;
+    let found = find_session(state, room, session, role).await?;
+    state.sfu.close(found.peer).await?;
     Ok(StatusCode::OK)
 }
 
@@ -148,21 +190,12 @@ async fn authorize_publish(
         AppError::Unauthorized("publishing needs the host's Authorization: Bearer token".into())
     })?;
     let user = state.auth.user_for_token(&state.store, token).await?;
-    let stored = state
-        .store
-        .room(room.as_str())
-        .await
-        .map_err(|e| not_found(e, "room"))?;
-    if user.is_banned() {
-        return Err(AppError::Forbidden("this account is banned".into()));
-    }
-    let is_admin = user.role == Role::Admin;
-    let is_host = stored.host_id == Some(user.id) && matches!(user.role, Role::Host | Role::Admin);
-    if !(is_host || (managing && is_admin)) {
-        return Err(AppError::Forbidden(
-            "only the room's host may publish to it".into(),
-        ));
-    }
+    let door = if managing {
+        Door::RoomManage
+    } else {
+        Door::Whip
+    };
+    let stored = crate::access::authorize(state, Some(&user), room.as_str(), door).await?;
     if stored.closed && !managing {
         return Err(AppError::Conflict("the room is closed".into()));
     }
@@ -206,29 +239,8 @@ async fn authorize_view(
         Some(token) => Some(state.auth.user_for_token(&state.store, token).await?),
         None => None,
     };
-    let stored = match state.store.room(room.as_str()).await {
-        Ok(stored) if !stored.closed => stored,
-        Ok(_) | Err(StoreError::NotFound) => {
-            return Err(AppError::NotFound(format!("room {room} not found")));
-        }
-        Err(other) => return Err(other.into()),
-    };
-    let private = stored.visibility == Visibility::Private;
-    if private {
-        if user.is_none() {
-            return Err(AppError::Unauthorized(
-                "this room is private: log in first".into(),
-            ));
-        }
-        if !super::rooms::may_watch_private(state, &stored, user.as_ref()).await? {
-            return Err(AppError::Forbidden(
-                "this room is private; ask the host for access".into(),
-            ));
-        }
-    } else if user.is_none() && !state.config.anonymous_viewers {
-        return Err(AppError::Unauthorized("log in to watch".into()));
-    }
-    Ok((user, private))
+    let stored = crate::access::authorize(state, user.as_ref(), room.as_str(), Door::Whep).await?;
+    Ok((user, stored.visibility == Visibility::Private))
 }
 
 async fn record_session(
@@ -238,11 +250,12 @@ async fn record_session(
     user: Option<&User>,
     role: PeerRole,
     private: bool,
-) {
+) -> String {
     state
         .interaction
         .attach_peer(session.peer, room.clone(), user)
         .await;
+    let resource = crate::live::new_resource_id();
     let info = SessionInfo {
         id: session.peer.to_string(),
         room: room.to_string(),
@@ -250,8 +263,11 @@ async fn record_session(
         role,
         private,
         opened_at: crate::store::now_ms(),
+        peer: session.peer,
+        resource: resource.clone(),
     };
     state.live.session_opened(session.peer, info).await;
+    resource
 }
 
 async fn session_patch(
@@ -269,7 +285,10 @@ async fn session_patch(
     if role == PeerRole::Publisher {
         authorize_publish(&state, &headers, &parse_room(&room)?, true).await?;
     }
-    let peer = find_session(&state, &room, &session, role).await?;
+    let found = find_session(&state, &room, &session, role).await?;
+    if role == PeerRole::Viewer {
+        authorize_viewer_session(&state, &headers, &found).await?;
+    }
     if content_type(&headers) != Some(TRICKLE) {
         return Err(AppError::UnsupportedMediaType { expected: TRICKLE });
     }
@@ -284,7 +303,7 @@ async fn session_patch(
                 "ICE restarts are not supported; DELETE this session and start a new one".into(),
             ));
         }
-        Some(tag) if tag != etag(peer) => {
+        Some(tag) if tag != etag(&found.resource) => {
             return Err(AppError::PreconditionFailed(
                 "If-Match does not match this session's ETag".into(),
             ));
@@ -330,19 +349,20 @@ fn parse_room(raw: &str) -> Result<RoomId, AppError> {
     })
 }
 
+/// The open session behind a `Location` resource id (exactly that id: the media plane's
+/// own peer ids are never accepted).
 async fn find_session(
     state: &AppState,
     room: &str,
     session: &str,
     role: PeerRole,
-) -> Result<PeerId, AppError> {
+) -> Result<SessionInfo, AppError> {
     let not_found = || AppError::NotFound("session not found".into());
-    let peer = PeerId::parse(session).ok_or_else(not_found)?;
-    let (actual_room, actual_role) = state.sfu.session(peer).await?;
-    if actual_room.as_str() != room || actual_role != role {
+    let found = state.live.resolve(session).await.ok_or_else(not_found)?;
+    if found.room != room || found.role != role {
         return Err(not_found());
     }
-    Ok(peer)
+    Ok(found)
 }
 
 fn content_type(headers: &HeaderMap) -> Option<&str> {
@@ -364,23 +384,31 @@ async fn read_sdp(headers: &HeaderMap, body: Body) -> Result<String, AppError> {
         .map_err(|_| AppError::BadRequest("the SDP offer is not UTF-8".into()))
 }
 
-fn etag(peer: PeerId) -> String {
-    format!("\"{peer}\"")
+fn etag(resource: &str) -> String {
+    format!("\"{}\"", &resource[..resource.len().min(16)])
 }
 
-fn created(state: &AppState, kind: &str, room: &RoomId, session: &Session) -> Response {
-    let location = format!("/{kind}/{room}/{}", session.peer);
+fn created(
+    state: &AppState,
+    kind: &str,
+    room: &RoomId,
+    session: &Session,
+    resource: &str,
+    user: Option<&User>,
+) -> Response {
+    let location = format!("/{kind}/{room}/{resource}");
     let mut response = (StatusCode::CREATED, session.answer.clone()).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(SDP));
     if let Ok(value) = HeaderValue::from_str(&location) {
         headers.insert(header::LOCATION, value);
     }
-    if let Ok(value) = HeaderValue::from_str(&etag(session.peer)) {
+    if let Ok(value) = HeaderValue::from_str(&etag(resource)) {
         headers.insert(header::ETAG, value);
     }
     headers.insert("accept-patch", HeaderValue::from_static(TRICKLE));
     add_ice_server_links(state, headers);
+    add_turn_link(state, headers, user);
     response
 }
 
@@ -389,6 +417,24 @@ fn created(state: &AppState, kind: &str, room: &RoomId, session: &Session) -> Re
 fn add_ice_server_links(state: &AppState, headers: &mut HeaderMap) {
     for entry in &state.config.ice_servers {
         if let Some(link) = ice_server_link(entry)
+            && let Ok(value) = HeaderValue::from_str(&link)
+        {
+            headers.append(header::LINK, value);
+        }
+    }
+}
+
+/// The ephemeral TURN credential (TURN REST API) as one more `Link`, when configured.
+fn add_turn_link(state: &AppState, headers: &mut HeaderMap, user: Option<&User>) {
+    let Some(turn) = crate::access::turn_for(state, user) else {
+        return;
+    };
+    for url in &turn.urls {
+        let entry = format!(
+            "{url} username={} credential={}",
+            turn.username, turn.credential
+        );
+        if let Some(link) = ice_server_link(&entry)
             && let Ok(value) = HeaderValue::from_str(&link)
         {
             headers.append(header::LINK, value);

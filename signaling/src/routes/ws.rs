@@ -7,7 +7,6 @@ use crate::error::AppError;
 use crate::interaction::UserSummary;
 use crate::interaction::hub::{HubCommand, Outbound, Sink};
 use crate::state::AppState;
-use crate::store::{StoreError, Visibility};
 use axum::Router;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
@@ -55,25 +54,13 @@ async fn connect(
         Some(token) => Some(state.auth.user_for_token(&state.store, token).await?),
         None => None,
     };
-    let stored = match state.store.room(room.as_str()).await {
-        Ok(stored) if !stored.closed => stored,
-        Ok(_) | Err(StoreError::NotFound) => {
-            return Err(AppError::NotFound(format!("room {room} not found")));
-        }
-        Err(other) => return Err(other.into()),
-    };
-    if stored.visibility == Visibility::Private {
-        if user.is_none() {
-            return Err(AppError::Unauthorized(
-                "this room is private: log in first".into(),
-            ));
-        }
-        if !super::rooms::may_watch_private(&state, &stored, user.as_ref()).await? {
-            return Err(AppError::Forbidden(
-                "this room is private; ask the host for access".into(),
-            ));
-        }
-    }
+    crate::access::authorize(
+        &state,
+        user.as_ref(),
+        room.as_str(),
+        crate::access::Door::WebSocket,
+    )
+    .await?;
     let summary = user.as_ref().map(UserSummary::from);
     Ok(upgrade
         .max_message_size(MAX_WS_MESSAGE)

@@ -389,6 +389,42 @@ impl Store {
         Ok(row.try_get::<i64, _>("n")? > 0)
     }
 
+    /// Keeps `user` out of `room` until `until_ms` (a later kick replaces an earlier one).
+    pub async fn kick(
+        &self,
+        room: &str,
+        user: i64,
+        until_ms: i64,
+        kicked_by: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(&self.sql(
+            "INSERT INTO room_kicks (room_id, user_id, until_ms, kicked_by, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (room_id, user_id) DO UPDATE SET until_ms = $3, kicked_by = $4, created_at = $5",
+        ))
+        .bind(room.to_owned())
+        .bind(user)
+        .bind(until_ms)
+        .bind(kicked_by)
+        .bind(now_ms())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Until when (Unix ms) `user` is kept out of `room`, if a kick was ever stored
+    /// (the caller compares with the clock).
+    pub async fn kicked_until(&self, room: &str, user: i64) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query(
+            &self.sql("SELECT until_ms FROM room_kicks WHERE room_id = $1 AND user_id = $2"),
+        )
+        .bind(room.to_owned())
+        .bind(user)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| r.try_get::<i64, _>("until_ms").map_err(StoreError::from))
+            .transpose()
+    }
+
     /// The ids of users granted access to a room.
     pub async fn grants(&self, room: &str) -> Result<Vec<i64>, StoreError> {
         let rows = sqlx::query(

@@ -78,6 +78,30 @@ pub struct User {
 }
 
 impl User {
+    /// A plain viewer account with every other field empty (unit tests).
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> User {
+        User {
+            id: 0,
+            username: None,
+            phone: None,
+            password_hash: String::new(),
+            role: Role::Viewer,
+            nickname: String::new(),
+            avatar_url: None,
+            gender: None,
+            birth_year: None,
+            city: None,
+            bio: None,
+            tags: Vec::new(),
+            banned_at: None,
+            ban_reason: None,
+            token_version: 0,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
     /// Whether the user is banned.
     pub fn is_banned(&self) -> bool {
         self.banned_at.is_some()
@@ -320,6 +344,17 @@ impl Store {
             return Err(StoreError::NotFound);
         }
         self.user(id).await
+    }
+
+    /// How many admin accounts are not banned.
+    pub async fn active_admins(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            &self.sql("SELECT COUNT(*) AS n FROM users WHERE role = $1 AND banned_at IS NULL"),
+        )
+        .bind(Role::Admin.as_str())
+        .fetch_one(self.pool())
+        .await?;
+        Ok(row.try_get::<i64, _>("n")?)
     }
 
     /// Replaces the password hash and revokes older tokens.

@@ -1,0 +1,9 @@
+-- Access: kicks out of a room, held until they expire (PostgreSQL dialect).
+CREATE TABLE room_kicks (
+    room_id    TEXT   NOT NULL REFERENCES rooms(id),
+    user_id    BIGINT NOT NULL REFERENCES users(id),
+    until_ms   BIGINT NOT NULL,
+    kicked_by  BIGINT REFERENCES users(id),
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (room_id, user_id)
+);
