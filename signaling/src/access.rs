@@ -7,12 +7,14 @@
 //! into an [`AppError`]; every route asks it instead of checking roles itself.
 //!
 //! The rules, in order:
-//! 1. a room that does not exist (or is closed) is `404` at every room door;
+//! 1. a door that needs an account (manage, moderate, publish, speak, administer) is `401`
+//!    without one, whatever the room (the answer says nothing about the room);
 //! 2. a banned account is `403` everywhere: it lost every power, host and admin included;
-//! 3. a private room is `404` to everyone who may not know of it (not its host, not an
+//! 3. a room that does not exist (or is closed) is `404` at every room door;
+//! 4. a private room is `404` to everyone who may not know of it (not its host, not an
 //!    admin, not granted) — the same answer as for a room that does not exist;
-//! 4. the door's own rule: logging in (`401`) where the door needs an account, the right
-//!    role (`403`), and kicks and mutes (`403`) for their duration.
+//! 5. the door's own rule: logging in (`401`) to watch where anonymous viewing is off, the
+//!    right role (`403`), and kicks and mutes (`403`) for their duration.
 
 use crate::error::AppError;
 use crate::state::AppState;
@@ -147,6 +149,14 @@ impl Door {
         Door::Administer,
     ];
 
+    /// Doors that need an account whatever the room.
+    fn needs_account(self) -> bool {
+        matches!(
+            self,
+            Door::RoomManage | Door::Moderate | Door::Whip | Door::Speak | Door::Administer
+        )
+    }
+
     /// Doors that watch or follow the live room: a kick shuts them.
     fn is_live(self) -> bool {
         matches!(
@@ -202,59 +212,51 @@ pub const BANNED: &str = "this account is banned";
 /// Decides one request. Pure: the same facts always give the same answer.
 pub fn decide(who: Standing, room: RoomFacts, door: Door) -> Decision {
     use Actor::*;
+    if who.actor == Anonymous && door.needs_account() {
+        return Decision::LogIn(match door {
+            Door::Whip => "publishing needs the host's Authorization: Bearer token",
+            Door::Speak => "log in to chat, like or send gifts",
+            _ => "log in first: Authorization: Bearer <token>",
+        });
+    }
+    if who.banned {
+        return Decision::Refuse(BANNED);
+    }
     if door == Door::Administer {
         return match who.actor {
-            Anonymous => Decision::LogIn("log in first: Authorization: Bearer <token>"),
-            _ if who.banned => Decision::Refuse(BANNED),
             Admin => Decision::Allow,
-            // A room host who is an admin is still an admin.
             _ => Decision::Refuse("administrators only"),
         };
     }
     if !room.exists {
         return Decision::Hidden;
     }
-    if who.banned {
-        return Decision::Refuse(BANNED);
-    }
     let insider = matches!(who.actor, RoomHost | Admin) || who.granted;
     if room.private && !insider {
         return Decision::Hidden;
     }
-    let logged_in = who.actor != Anonymous;
     match door {
         Door::RoomRead | Door::Recordings | Door::Leaderboard => Decision::Allow,
         Door::RoomManage | Door::Moderate => match who.actor {
             RoomHost | Admin => Decision::Allow,
-            Anonymous => Decision::LogIn("log in first: Authorization: Bearer <token>"),
             _ => Decision::Refuse("only the room's host or an admin may do this"),
         },
         Door::Whip => match who.actor {
             RoomHost => Decision::Allow,
-            Anonymous => Decision::LogIn("publishing needs the host's Authorization: Bearer token"),
             _ => Decision::Refuse("only the room's host may publish to it"),
         },
         _ if who.kicked && who.actor != RoomHost && door.is_live() => {
             Decision::Refuse("you were removed from this room; try again later")
         }
-        Door::Speak => {
-            if !logged_in {
-                Decision::LogIn("log in to chat, like or send gifts")
-            } else if who.muted && who.actor != RoomHost {
-                Decision::Refuse("you are muted in this room")
-            } else {
-                Decision::Allow
-            }
+        Door::Speak if who.muted && who.actor != RoomHost => {
+            Decision::Refuse("you are muted in this room")
         }
-        Door::Whep | Door::WebSocket | Door::Media => {
-            if logged_in || room.anonymous_viewers {
-                Decision::Allow
-            } else {
-                Decision::LogIn("log in to watch")
-            }
+        Door::Whep | Door::WebSocket | Door::Media
+            if who.actor == Anonymous && !room.anonymous_viewers =>
+        {
+            Decision::LogIn("log in to watch")
         }
-        Door::Events | Door::ChatHistory => Decision::Allow,
-        Door::Administer => unreachable!("answered above"),
+        _ => Decision::Allow,
     }
 }
 
@@ -524,12 +526,12 @@ mod tests {
 
     /// The expected status of the plain (no moderation) caller at a door.
     fn expected_plain(actor: Actor, room: RoomFacts, granted: bool, door: Door) -> u16 {
+        let account_door = matches!(door, RoomManage | Moderate | Whip | Speak | Administer);
+        if actor == Anonymous && account_door {
+            return 401;
+        }
         if door == Administer {
-            return match actor {
-                Anonymous => 401,
-                Admin => 200,
-                _ => 403,
-            };
+            return if actor == Admin { 200 } else { 403 };
         }
         if !room.exists {
             return 404;
@@ -539,24 +541,15 @@ mod tests {
             return 404;
         }
         match door {
-            RoomRead | Recordings | Leaderboard | Events | ChatHistory => 200,
+            RoomRead | Recordings | Leaderboard | Events | ChatHistory | Speak => 200,
             RoomManage | Moderate => match actor {
                 RoomHost | Admin => 200,
-                Anonymous => 401,
                 _ => 403,
             },
             Whip => match actor {
                 RoomHost => 200,
-                Anonymous => 401,
                 _ => 403,
             },
-            Speak => {
-                if actor == Anonymous {
-                    401
-                } else {
-                    200
-                }
-            }
             Whep | WebSocket | Media => {
                 if actor == Anonymous && !room.anonymous_viewers {
                     401
@@ -615,12 +608,12 @@ mod tests {
                 }
             }
         }
-        // A room that does not exist stays unknown, even to a banned account.
+        // Whatever the room: a banned account learns nothing and may do nothing.
         let who = Standing {
             banned: true,
             ..Standing::plain(Viewer)
         };
-        assert_eq!(decide(who, MISSING, Whep), Decision::Hidden);
+        assert_eq!(decide(who, MISSING, Whep), Decision::Refuse(BANNED));
     }
 
     #[test]

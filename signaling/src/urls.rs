@@ -66,8 +66,11 @@ pub struct BridgeUrls {
     pub bridge_unavailable: Option<String>,
     /// The room's recordings (API).
     pub recordings: String,
-    /// When the playback token in the URLs above expires (Unix seconds); `null` without
-    /// one.
+    /// The playback token the URLs above carry (for players that build URLs themselves):
+    /// opens this room's media for a few minutes, nothing else. `null` for anonymous
+    /// callers.
+    pub playback_token: Option<String>,
+    /// When the playback token expires (Unix seconds).
     pub playback_token_expires_at: Option<u64>,
 }
 
@@ -90,6 +93,7 @@ impl BridgeUrls {
             llhls: url(format!("/llhls/{room}/index.m3u8")),
             bridge_unavailable: unavailable,
             recordings: format!("{base}/api/rooms/{room}/recordings"),
+            playback_token: token.map(str::to_owned),
             playback_token_expires_at: token
                 .map(|_| now + state.config.access.playback_token_ttl_secs.max(1)),
         }

@@ -854,15 +854,44 @@ async fn private_rooms_need_a_token_on_the_bridge_urls_too() {
         format!("/llhls/{id}/index.m3u8"),
     ] {
         let (status, body) = get_json(&server.url(&path)).await;
-        assert_eq!(status, 401, "{path}: {body}");
+        assert_eq!(
+            status, 404,
+            "a private room is unknown to anonymous players: {path}: {body}"
+        );
     }
+    // Account tokens never go in URLs: a query token must be a room's playback token.
     let (status, _) = get_json(&format!("{flv}?token={stranger}")).await;
-    assert_eq!(status, 403);
-    // The host's token, as a header or in the query, lets the player in.
-    let (tags, _) = read_flv(&format!("{flv}?token={host}"), Duration::from_secs(2))
+    assert_eq!(status, 401);
+    let (status, _) = api
+        .json(
+            Method::GET,
+            &server.url(&format!("/api/rooms/{id}/stream")),
+            Some(&stranger),
+            None,
+        )
         .await
         .unwrap();
+    assert_eq!(status, 404, "no links for a stranger");
+    // The host's links carry a short-lived playback token for this room.
+    let (status, stream) = api
+        .json(
+            Method::GET,
+            &server.url(&format!("/api/rooms/{id}/stream")),
+            Some(&host),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{stream}");
+    let flv_link = stream["flv"].as_str().unwrap().to_owned();
+    let playback = flv_link.split_once("?token=").unwrap().1.to_owned();
+    assert!(
+        !flv_link.contains(&host),
+        "the account token is not in the link"
+    );
+    let (tags, _) = read_flv(&flv_link, Duration::from_secs(2)).await.unwrap();
     assert!(tags.iter().any(|t| t.tag_type == 9));
+    // The host's account token works as a header.
     let response = client()
         .get(server.url(&format!("/hls/{id}/index.m3u8")))
         .bearer_auth(&host)
@@ -870,10 +899,15 @@ async fn private_rooms_need_a_token_on_the_bridge_urls_too() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["cache-control"],
+        "private, no-store",
+        "private media stays out of shared caches"
+    );
     // A player that cannot set headers (mini-programs) puts the token in the playlist URL
     // only: every segment and part URI of the playlist carries it on, and works.
     for (kind, suffix) in [("hls", ".ts"), ("llhls", ".mp4")] {
-        let playlist_url = server.url(&format!("/{kind}/{id}/index.m3u8?token={host}"));
+        let playlist_url = stream[kind].as_str().unwrap().to_owned();
         let playlist = wait_hls_segments(&playlist_url, 1).await;
         let uris: Vec<&str> = playlist
             .lines()
@@ -881,7 +915,7 @@ async fn private_rooms_need_a_token_on_the_bridge_urls_too() {
             .collect();
         assert!(!uris.is_empty(), "{playlist}");
         for uri in &uris {
-            assert!(uri.ends_with(&format!("token={host}")), "{kind}: {uri}");
+            assert!(uri.ends_with(&format!("token={playback}")), "{kind}: {uri}");
         }
         let segment = uris.last().unwrap();
         let base = playlist_url.rsplit_once('/').unwrap().0;
@@ -903,7 +937,7 @@ async fn private_rooms_need_a_token_on_the_bridge_urls_too() {
             .unwrap();
         assert_eq!(
             response.status(),
-            401,
+            404,
             "{kind}: the segment itself is guarded"
         );
     }

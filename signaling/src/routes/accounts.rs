@@ -344,10 +344,12 @@ pub(super) async fn ban(
     ApiJson(body): ApiJson<BanRequest>,
 ) -> Result<Json<AccountView>, AppError> {
     require_admin(&admin)?;
-    if id == admin.id {
-        return Err(AppError::Conflict("an admin cannot ban themselves".into()));
-    }
     let reason = validate::text("reason", &body.reason, 1, 200)?;
+    let last_admin = || {
+        AppError::Conflict(
+            "the last active admin cannot be banned; make another admin first".into(),
+        )
+    };
     let target = state
         .store
         .user(id)
@@ -355,21 +357,22 @@ pub(super) async fn ban(
         .map_err(|e| not_found(e, "user"))?;
     if target.role == Role::Admin && !target.is_banned() && state.store.active_admins().await? <= 1
     {
-        return Err(AppError::Conflict(
-            "the last active admin cannot be banned; make another admin first".into(),
-        ));
+        return Err(last_admin());
+    }
+    if id == admin.id {
+        return Err(AppError::Conflict("an admin cannot ban themselves".into()));
     }
     let user = state
         .store
-        .set_ban(id, Some(&reason))
+        .ban_keeping_an_admin(id, &reason)
         .await
-        .map_err(|e| not_found(e, "user"))?;
+        .map_err(|e| not_found(e, "user"))?
+        .ok_or_else(last_admin)?;
     // A banned user cannot chat: close their room connections (their token is revoked, so
     // they come back anonymous at most).
     for peer in state.interaction.disconnect_user(id).await {
         let _ = state.sfu.close(peer).await;
     }
-    // A banned user cannot publish or watch private rooms: end such sessions now.
     // A banned user keeps no power at all: every media session of theirs ends.
     for session in state.live.sessions(Some(id)).await {
         let _ = state.sfu.close(session.peer).await;

@@ -346,6 +346,34 @@ impl Store {
         self.user(id).await
     }
 
+    /// Bans `id` unless that would leave no active (unbanned) admin, in one statement (two
+    /// admins banning each other at once cannot both succeed on SQLite). `Ok(None)` when
+    /// refused for that reason.
+    pub async fn ban_keeping_an_admin(
+        &self,
+        id: i64,
+        reason: &str,
+    ) -> Result<Option<User>, StoreError> {
+        let now = now_ms();
+        let done = sqlx::query(&self.sql(
+            "UPDATE users SET banned_at = $1, ban_reason = $2, token_version = token_version + 1, updated_at = $1 \
+             WHERE id = $3 AND (role <> $4 OR banned_at IS NOT NULL OR \
+               (SELECT COUNT(*) FROM users WHERE role = $4 AND banned_at IS NULL AND id <> $3) > 0)",
+        ))
+        .bind(now)
+        .bind(reason.to_owned())
+        .bind(id)
+        .bind(Role::Admin.as_str())
+        .execute(self.pool())
+        .await?;
+        if done.rows_affected() == 0 {
+            // Either no such user (the caller checked) or the last active admin.
+            self.user(id).await?;
+            return Ok(None);
+        }
+        self.user(id).await.map(Some)
+    }
+
     /// How many admin accounts are not banned.
     pub async fn active_admins(&self) -> Result<i64, StoreError> {
         let row = sqlx::query(
