@@ -69,6 +69,19 @@ async fn ws_status(base: &str, room: &str, token: Option<&str>) -> u16 {
     }
 }
 
+/// How many media sessions `user` holds (admin's view).
+async fn sessions_of(api: &Api, admin: &str, user: i64) -> usize {
+    let (_, sessions) = api
+        .call(Method::GET, "/api/sessions", Some(admin), None)
+        .await;
+    sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["user_id"] == user)
+        .count()
+}
+
 /// Waits until the bridge serves `room` (its FLV/HLS exist).
 async fn wait_bridged(server: &TestServer, room: &str) {
     let id = sfu::RoomId::parse(room).unwrap();
@@ -615,20 +628,7 @@ async fn revoking_a_grant_ends_the_viewers_sessions_in_the_private_room() {
     let socket = RoomSocket::connect(&server.base, &room, Some(&viewer))
         .await
         .unwrap();
-    let viewer_sessions = |api: &Api| {
-        let admin = admin.clone();
-        let call = api.call(Method::GET, "/api/sessions", Some(&admin), None);
-        async move {
-            let (_, sessions) = call.await;
-            sessions
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|s| s["user_id"] == viewer_id)
-                .count()
-        }
-    };
-    assert_eq!(viewer_sessions(&api).await, 1);
+    assert_eq!(sessions_of(&api, &admin, viewer_id).await, 1);
     let (status, _) = api
         .call(
             Method::DELETE,
@@ -639,7 +639,7 @@ async fn revoking_a_grant_ends_the_viewers_sessions_in_the_private_room() {
         .await;
     assert_eq!(status, 204);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while socket.closed().is_none() || viewer_sessions(&api).await > 0 {
+    while socket.closed().is_none() || sessions_of(&api, &admin, viewer_id).await > 0 {
         assert!(
             Instant::now() < deadline,
             "the revoked viewer's sessions outlived the grant"
