@@ -260,40 +260,6 @@ pub fn decide(who: Standing, room: RoomFacts, door: Door) -> Decision {
     }
 }
 
-/// Whether `user` is kicked from `room` right now (reads storage).
-pub async fn kicked(state: &AppState, room: &str, user: Option<&User>) -> Result<bool, AppError> {
-    match user {
-        Some(user) => Ok(state
-            .store
-            .kicked_until(room, user.id)
-            .await?
-            .is_some_and(|until| until > crate::store::now_ms())),
-        None => Ok(false),
-    }
-}
-
-/// Gathers the caller's standing in `room` from storage: role, ban, grant and kick.
-pub async fn standing(
-    state: &AppState,
-    room: &Room,
-    user: Option<&User>,
-) -> Result<Standing, AppError> {
-    let actor = Actor::of(user, room.host_id);
-    let granted = match user {
-        Some(u) if room.visibility == Visibility::Private && actor != Actor::RoomHost => {
-            state.store.has_access(&room.id, u.id).await?
-        }
-        _ => false,
-    };
-    Ok(Standing {
-        actor,
-        banned: user.is_some_and(User::is_banned),
-        granted,
-        kicked: kicked(state, &room.id, user).await?,
-        muted: false,
-    })
-}
-
 /// The facts of a stored room (a closed room does not exist for the policy).
 pub fn facts(state: &AppState, room: Option<&Room>) -> RoomFacts {
     RoomFacts {
@@ -312,19 +278,44 @@ pub async fn authorize(
     room_id: &str,
     door: Door,
 ) -> Result<Room, AppError> {
-    let room = match state.store.room(room_id).await {
-        Ok(room) => Some(room),
+    // One query: the room, and the caller's kick and grant in it.
+    let found = match user {
+        Some(u) => state.store.room_with_standing(room_id, u.id).await,
+        None => state
+            .store
+            .room(room_id)
+            .await
+            .map(|room| (room, None, false)),
+    };
+    let found = match found {
+        Ok(found) => Some(found),
         Err(crate::store::StoreError::NotFound) => None,
         Err(other) => return Err(other.into()),
     };
-    let mut facts = facts(state, room.as_ref());
+    let mut facts = facts(state, found.as_ref().map(|(room, _, _)| room));
     if matches!(door, Door::RoomManage | Door::Moderate | Door::Whip) {
-        facts.exists = room.is_some();
+        facts.exists = found.is_some();
     }
-    let Some(room) = room else {
-        return Err(AppError::NotFound("room not found".into()));
+    let (room, kicked_until, granted) = match found {
+        Some(found) => found,
+        None => {
+            // Still the policy's answer (401 for an anonymous caller at an account door,
+            // 403 for a banned account), then 404.
+            let who = Standing {
+                banned: user.is_some_and(User::is_banned),
+                ..Standing::plain(Actor::of(user, None))
+            };
+            decide(who, facts, door).into_result()?;
+            return Err(AppError::NotFound("room not found".into()));
+        }
     };
-    let who = standing(state, &room, user).await?;
+    let who = Standing {
+        actor: Actor::of(user, room.host_id),
+        banned: user.is_some_and(User::is_banned),
+        granted,
+        kicked: kicked_until.is_some_and(|until| until > crate::store::now_ms()),
+        muted: false,
+    };
     decide(who, facts, door).into_result()?;
     Ok(room)
 }

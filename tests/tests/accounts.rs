@@ -321,7 +321,10 @@ async fn permission_table() {
             Some(json!({"user_id": viewer})),
         )
         .await;
-    assert_eq!(status, 403, "only the room's host grants");
+    assert_eq!(
+        status, 404,
+        "only the room's host grants (another host does not even know of the private room)"
+    );
     let (status, _) = api
         .call(
             Method::POST,

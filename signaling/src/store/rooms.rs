@@ -200,6 +200,33 @@ impl Store {
         room_from_row(&row)
     }
 
+    /// A room (closed ones included) with what the access policy needs about `user` in
+    /// it, in one query: until when they are kicked (if a kick was ever stored) and
+    /// whether they were granted access.
+    pub async fn room_with_standing(
+        &self,
+        id: &str,
+        user: i64,
+    ) -> Result<(Room, Option<i64>, bool), StoreError> {
+        let select = ROOM_SELECT.replacen(
+            " FROM rooms r",
+            ", (SELECT k.until_ms FROM room_kicks k WHERE k.room_id = r.id AND k.user_id = $2) AS kicked_until, \
+             (SELECT COUNT(*) FROM room_grants g WHERE g.room_id = r.id AND g.user_id = $2) AS granted \
+             FROM rooms r",
+            1,
+        );
+        let sql = format!("{select} WHERE r.id = $1");
+        let row = sqlx::query(&self.sql(&sql))
+            .bind(id.to_owned())
+            .bind(user)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let kicked_until: Option<i64> = row.try_get("kicked_until")?;
+        let granted: i64 = row.try_get("granted")?;
+        Ok((room_from_row(&row)?, kicked_until, granted > 0))
+    }
+
     /// Applies a change to a room (and its tag index) in one transaction.
     pub async fn update_room(&self, id: &str, change: &RoomUpdate) -> Result<Room, StoreError> {
         let mut room = self.room(id).await?;
