@@ -853,7 +853,9 @@ async fn turn_credentials_are_ephemeral_playback_tokens_are_scoped_and_profiles_
     let (_, host) = account(&api, &admin, "turnhost", "host").await;
     let (viewer_id, viewer) = account(&api, &admin, "turnviewer", "viewer").await;
     let room = api.create_room(&host, json!({"title": "turn"})).await;
-    let other = api.create_room(&host, json!({"title": "other"})).await;
+    let other = api
+        .create_room(&host, json!({"title": "other", "visibility": "private"}))
+        .await;
 
     let check = |username: &str, credential: &str, user: &str| {
         let (expiry, who) = username.split_once(':').unwrap();
@@ -950,7 +952,7 @@ async fn turn_credentials_are_ephemeral_playback_tokens_are_scoped_and_profiles_
         .await
         .unwrap()
         .status();
-    assert_eq!(status, 401, "a playback token for another room");
+    assert_eq!(status, 401, "a playback token for another (private) room");
     let (status, _) = api
         .call(
             Method::GET,

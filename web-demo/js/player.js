@@ -125,6 +125,8 @@ async function startWebRtc(ctx) {
 function withToken(url, token) {
   if (!token) return url;
   const u = new URL(url, location.href);
+  // The server's playback links carry their own short-lived, room-scoped token.
+  if (u.searchParams.has('token')) return url;
   u.searchParams.set('token', token);
   return u.toString();
 }

@@ -223,10 +223,18 @@ async fn check(
     } else {
         Door::Media
     };
+    let access = access(state, cache, room).await?;
+    let open_to_anyone = matches!(access, Access::Public) && state.config.anonymous_viewers;
     let user = match crate::auth::bearer_token(headers)? {
         Some(token) => Some(state.auth.user_for_token(&state.store, token).await?),
         None => match token_from_query(query) {
-            Some(token) => Some(state.auth.playback_user(&state.store, &token, room).await?),
+            Some(token) => match state.auth.playback_user(&state.store, &token, room).await {
+                Ok(user) => Some(user),
+                // A query token that is no playback token of this room (an old client's
+                // account token, say) on a room anyone may watch: watch as anyone.
+                Err(AppError::Unauthorized(_)) if open_to_anyone => None,
+                Err(err) => return Err(err),
+            },
             None => None,
         },
     };
@@ -234,7 +242,6 @@ async fn check(
         let stored = crate::access::authorize(state, user.as_ref(), room, door).await?;
         return Ok(stored.visibility == Visibility::Private);
     }
-    let access = access(state, cache, room).await?;
     let facts = RoomFacts {
         exists: !matches!(access, Access::Missing),
         private: matches!(access, Access::Private),
@@ -242,40 +249,6 @@ async fn check(
     };
     decide(Standing::plain(Actor::Anonymous), facts, door).into_result()?;
     Ok(facts.private)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_the_room_of_bridge_paths() {
-        assert_eq!(room_of("/live/abc.flv"), Some("abc"));
-        assert_eq!(room_of("/hls/abc/index.m3u8"), Some("abc"));
-        assert_eq!(room_of("/llhls/r-1/part1.2.mp4"), Some("r-1"));
-        assert_eq!(room_of("/recordings/r/1-1/index.m3u8"), Some("r"));
-        assert_eq!(room_of("/api/rooms"), None);
-        assert_eq!(token_from_query(Some("a=1&token=xyz")), Some("xyz".into()));
-        assert_eq!(token_from_query(Some("token=")), None);
-    }
-
-    #[test]
-    fn a_query_token_is_carried_to_every_uri_of_a_playlist() {
-        let playlist = "#EXTM3U\n#EXT-X-MAP:URI=\"init.mp4\"\n#EXTINF:2.0,\nseg1.ts\n\
-            #EXT-X-PART:DURATION=0.2,URI=\"part1.0.mp4\",INDEPENDENT=YES\n\
-            #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part1.1.mp4?x=1\"\r\nlast.ts";
-        assert_eq!(
-            carry_token(playlist, "T"),
-            "#EXTM3U\n#EXT-X-MAP:URI=\"init.mp4?token=T\"\n#EXTINF:2.0,\nseg1.ts?token=T\n\
-             #EXT-X-PART:DURATION=0.2,URI=\"part1.0.mp4?token=T\",INDEPENDENT=YES\n\
-             #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part1.1.mp4?x=1&token=T\"\r\nlast.ts?token=T"
-        );
-        assert_eq!(carry_token("#EXTM3U\n\n", "T"), "#EXTM3U\n\n");
-        assert_eq!(
-            carry_token("#X:URI=\"unterminated", "T"),
-            "#X:URI=\"unterminated"
-        );
-    }
 }
 
 /// Appends the bridge's counters, gauges and latency histograms (Prometheus text).
@@ -309,5 +282,39 @@ pub(super) fn write_metrics(state: &AppState, out: &mut String) {
         }
         let _ = writeln!(out, "queqiao_bridge_{name}_sum {}", histogram.sum_secs());
         let _ = writeln!(out, "queqiao_bridge_{name}_count {}", histogram.count());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_room_of_bridge_paths() {
+        assert_eq!(room_of("/live/abc.flv"), Some("abc"));
+        assert_eq!(room_of("/hls/abc/index.m3u8"), Some("abc"));
+        assert_eq!(room_of("/llhls/r-1/part1.2.mp4"), Some("r-1"));
+        assert_eq!(room_of("/recordings/r/1-1/index.m3u8"), Some("r"));
+        assert_eq!(room_of("/api/rooms"), None);
+        assert_eq!(token_from_query(Some("a=1&token=xyz")), Some("xyz".into()));
+        assert_eq!(token_from_query(Some("token=")), None);
+    }
+
+    #[test]
+    fn a_query_token_is_carried_to_every_uri_of_a_playlist() {
+        let playlist = "#EXTM3U\n#EXT-X-MAP:URI=\"init.mp4\"\n#EXTINF:2.0,\nseg1.ts\n\
+            #EXT-X-PART:DURATION=0.2,URI=\"part1.0.mp4\",INDEPENDENT=YES\n\
+            #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part1.1.mp4?x=1\"\r\nlast.ts";
+        assert_eq!(
+            carry_token(playlist, "T"),
+            "#EXTM3U\n#EXT-X-MAP:URI=\"init.mp4?token=T\"\n#EXTINF:2.0,\nseg1.ts?token=T\n\
+             #EXT-X-PART:DURATION=0.2,URI=\"part1.0.mp4?token=T\",INDEPENDENT=YES\n\
+             #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part1.1.mp4?x=1&token=T\"\r\nlast.ts?token=T"
+        );
+        assert_eq!(carry_token("#EXTM3U\n\n", "T"), "#EXTM3U\n\n");
+        assert_eq!(
+            carry_token("#X:URI=\"unterminated", "T"),
+            "#X:URI=\"unterminated"
+        );
     }
 }

@@ -2,10 +2,11 @@
 //
 // WeChat <live-player> plays HTTP-FLV (and RTMP) with the lowest delay, but only accounts in
 // permitted service categories may use it; everyone else (and Alipay) plays HLS in <video>.
-// Players cannot send headers, so private rooms get ?token= on the URL.
+// Players cannot send headers: the server's playback links already carry a short-lived
+// ?token= scoped to the room (never the account token); other URLs get the login token.
 
 function withToken(url, token) {
-  if (!token) return url;
+  if (!token || /[?&]token=/.test(url)) return url;
   return url + (url.indexOf('?') >= 0 ? '&' : '?') + 'token=' + encodeURIComponent(token);
 }
 
