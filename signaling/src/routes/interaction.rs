@@ -328,6 +328,11 @@ pub(super) async fn kick(
     }
     let seconds = body.seconds.unwrap_or(300).clamp(1, 7 * 86_400);
     let until = Instant::now() + Duration::from_secs(seconds);
+    state
+        .store
+        .user(body.user_id)
+        .await
+        .map_err(|e| not_found(e, "user"))?;
     // Stored, so the kick holds at every door and across restarts for its duration.
     state
         .store
@@ -337,11 +342,7 @@ pub(super) async fn kick(
             crate::store::now_ms() + (seconds as i64) * 1000,
             user.id,
         )
-        .await
-        .map_err(|e| match e {
-            crate::store::StoreError::Conflict(_) => AppError::NotFound("user not found".into()),
-            other => other.into(),
-        })?;
+        .await?;
     let peers = state
         .interaction
         .ask(&room_id(&room.id)?, |reply| HubCommand::Kick {
