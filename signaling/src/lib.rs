@@ -15,6 +15,7 @@
 pub mod access;
 pub mod api_json;
 pub mod auth;
+pub mod bridge_metrics;
 pub mod bridge_sync;
 pub mod config;
 pub mod error;

@@ -55,7 +55,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "# TYPE queqiao_room_members gauge\nqueqiao_room_members {}",
         interaction.members.load(Ordering::Relaxed)
     );
-    super::bridge_out::write_metrics(&state, &mut out);
+    crate::bridge_metrics::write_metrics(&state, &mut out);
     if let Ok(snapshot) = state.sfu.snapshot().await {
         let live = snapshot.rooms.iter().filter(|r| r.live).count();
         let viewers: usize = snapshot.rooms.iter().map(|r| r.viewers).sum();
