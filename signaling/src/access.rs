@@ -292,6 +292,41 @@ pub async fn authorize(
         Err(crate::store::StoreError::NotFound) => None,
         Err(other) => return Err(other.into()),
     };
+    judge(state, user, found, door)
+}
+
+/// [`authorize`] for a request that must carry an account token (`Authorization:
+/// Bearer`), reading the user and the room over one pooled connection. Returns both.
+pub async fn authorize_bearer(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    room_id: &str,
+    door: Door,
+) -> Result<(User, Room), AppError> {
+    let token = crate::auth::bearer_token(headers)?.ok_or_else(|| {
+        AppError::Unauthorized("log in first: Authorization: Bearer <token>".into())
+    })?;
+    let (id, version) = state.auth.token_subject(token)?;
+    let (user, found) = state
+        .store
+        .user_and_room_standing(id, room_id)
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::NotFound => AppError::Unauthorized("invalid token".into()),
+            other => other.into(),
+        })?;
+    crate::auth::admit(&user, version)?;
+    let room = judge(state, Some(&user), found, door)?;
+    Ok((user, room))
+}
+
+/// The policy's answer for a looked-up room (with the caller's kick expiry and grant).
+fn judge(
+    state: &AppState,
+    user: Option<&User>,
+    found: Option<(Room, Option<i64>, bool)>,
+    door: Door,
+) -> Result<Room, AppError> {
     let mut facts = facts(state, found.as_ref().map(|(room, _, _)| room));
     if matches!(door, Door::RoomManage | Door::Moderate | Door::Whip) {
         facts.exists = found.is_some();

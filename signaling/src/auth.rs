@@ -112,24 +112,38 @@ impl AuthService {
 
     /// The user a token belongs to, if the token is valid and not revoked.
     pub async fn user_for_token(&self, store: &Store, token: &str) -> Result<User, AppError> {
+        let (id, version) = self.token_subject(token)?;
+        let user = store.user(id).await.map_err(|e| match e {
+            StoreError::NotFound => AppError::Unauthorized("invalid token".into()),
+            other => other.into(),
+        })?;
+        admit(&user, version)?;
+        Ok(user)
+    }
+
+    /// The user id and token version a valid (signed, unexpired) account token names;
+    /// the caller reads the user and checks them with [`admit`].
+    pub fn token_subject(&self, token: &str) -> Result<(i64, i64), AppError> {
         let claims = self.verify(token)?;
         let id: i64 = claims
             .sub
             .parse()
             .map_err(|_| AppError::Unauthorized("invalid token".into()))?;
-        let user = store.user(id).await.map_err(|e| match e {
-            StoreError::NotFound => AppError::Unauthorized("invalid token".into()),
-            other => other.into(),
-        })?;
-        if user.token_version != claims.ver {
-            return Err(AppError::Unauthorized("token revoked; log in again".into()));
-        }
-        // A banned account keeps no power, whatever its role: checked on every request.
-        if user.is_banned() {
-            return Err(AppError::Forbidden(crate::access::BANNED.into()));
-        }
-        Ok(user)
+        Ok((id, claims.ver))
     }
+}
+
+/// Whether a token of `version` still speaks for `user`: not revoked (401) and the
+/// account not banned (403) — checked on every request.
+pub fn admit(user: &User, version: i64) -> Result<(), AppError> {
+    if user.token_version != version {
+        return Err(AppError::Unauthorized("token revoked; log in again".into()));
+    }
+    // A banned account keeps no power, whatever its role.
+    if user.is_banned() {
+        return Err(AppError::Forbidden(crate::access::BANNED.into()));
+    }
+    Ok(())
 }
 
 /// The audience of playback tokens (account tokens have none, so neither kind passes
