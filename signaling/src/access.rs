@@ -295,8 +295,10 @@ pub async fn authorize(
     judge(state, user, found, door)
 }
 
-/// [`authorize`] for a request that must carry an account token (`Authorization:
-/// Bearer`), reading the user and the room over one pooled connection. Returns both.
+/// [`authorize`] for the busiest REST path (gifts): the account token is required, and
+/// the room with the caller's kick and grant comes from [`StandingCache`] when it was
+/// read in the last [`STANDING_TTL`] (kicks and grant changes drop their entry at once).
+/// Returns the user and the room.
 pub async fn authorize_bearer(
     state: &AppState,
     headers: &axum::http::HeaderMap,
@@ -306,18 +308,82 @@ pub async fn authorize_bearer(
     let token = crate::auth::bearer_token(headers)?.ok_or_else(|| {
         AppError::Unauthorized("log in first: Authorization: Bearer <token>".into())
     })?;
-    let (id, version) = state.auth.token_subject(token)?;
-    let (user, found) = state
-        .store
-        .user_and_room_standing(id, room_id)
-        .await
-        .map_err(|e| match e {
-            crate::store::StoreError::NotFound => AppError::Unauthorized("invalid token".into()),
-            other => other.into(),
-        })?;
-    crate::auth::admit(&user, version)?;
+    let user = state.auth.user_for_token(&state.store, token).await?;
+    let found = match state.access.standings.get(room_id, user.id) {
+        Some(found) => Some(found),
+        None => match state.store.room_with_standing(room_id, user.id).await {
+            Ok(found) => {
+                state.access.standings.put(room_id, user.id, &found);
+                Some(found)
+            }
+            Err(crate::store::StoreError::NotFound) => None,
+            Err(other) => return Err(other.into()),
+        },
+    };
     let room = judge(state, Some(&user), found, door)?;
     Ok((user, room))
+}
+
+/// How long a cached standing is used.
+pub const STANDING_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+/// Most cached standings (beyond that, expired entries are dropped first).
+const STANDING_MAX: usize = 10_000;
+
+type CachedStanding = (std::time::Instant, (Room, Option<i64>, bool));
+
+/// Recently read standings (room, kick expiry, grant) per (room, user).
+#[derive(Debug, Default)]
+pub struct StandingCache(
+    std::sync::Mutex<std::collections::HashMap<(String, i64), CachedStanding>>,
+);
+
+impl StandingCache {
+    fn get(&self, room: &str, user: i64) -> Option<(Room, Option<i64>, bool)> {
+        let map = self.0.lock().ok()?;
+        let (at, found) = map.get(&(room.to_owned(), user))?;
+        (at.elapsed() < STANDING_TTL).then(|| found.clone())
+    }
+
+    fn put(&self, room: &str, user: i64, found: &(Room, Option<i64>, bool)) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() >= STANDING_MAX {
+                map.retain(|_, (at, _)| at.elapsed() < STANDING_TTL);
+                if map.len() >= STANDING_MAX {
+                    map.clear();
+                }
+            }
+            map.insert(
+                (room.to_owned(), user),
+                (std::time::Instant::now(), found.clone()),
+            );
+        }
+    }
+
+    /// Forgets `user`'s standing in `room` (after a kick, a grant or a revocation).
+    pub fn forget(&self, room: &str, user: i64) {
+        if let Ok(mut map) = self.0.lock() {
+            map.remove(&(room.to_owned(), user));
+        }
+    }
+}
+
+/// The access policy's mutable state, shared by the routes.
+#[derive(Debug)]
+pub struct AccessState {
+    /// Public profile reads, limited per client address.
+    pub profile_reads: ProfileReads,
+    /// Recently read standings for the gift path.
+    pub standings: StandingCache,
+}
+
+impl AccessState {
+    /// Fresh state for `settings`.
+    pub fn new(settings: &AccessSettings) -> Self {
+        Self {
+            profile_reads: ProfileReads::new(settings.profile_reads_per_minute_per_ip),
+            standings: StandingCache::default(),
+        }
+    }
 }
 
 /// The policy's answer for a looked-up room (with the caller's kick expiry and grant).

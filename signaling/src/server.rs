@@ -76,9 +76,7 @@ impl Server {
         let http_addr = listener.local_addr()?;
         let state = AppState {
             sfu: sfu.clone(),
-            profile_reads: Arc::new(crate::access::ProfileReads::new(
-                config.access.profile_reads_per_minute_per_ip,
-            )),
+            access: Arc::new(crate::access::AccessState::new(&config.access)),
             login_limiter: Arc::new(LoginLimiter::new(
                 config.login_attempts_per_minute_per_ip,
                 config.login_attempts_per_minute_per_account,

@@ -29,6 +29,6 @@ pub struct AppState {
     pub bridge: bridge::BridgeHandle,
     /// HLS players seen per room (for viewer counts).
     pub hls_audience: crate::live::HlsAudience,
-    /// Public profile reads, limited per client address.
-    pub profile_reads: Arc<crate::access::ProfileReads>,
+    /// The access policy's own state (profile read limits, recent standings).
+    pub access: Arc<crate::access::AccessState>,
 }

@@ -277,7 +277,7 @@ pub(super) async fn profile(
     ClientIp(ip): ClientIp,
     Path(id): Path<i64>,
 ) -> Result<Json<ProfileView>, AppError> {
-    state.profile_reads.check(ip)?;
+    state.access.profile_reads.check(ip)?;
     let user = state
         .store
         .user(id)

@@ -171,7 +171,6 @@ pub(super) async fn send_gift(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<GiftRequestBody>,
 ) -> Result<Json<Value>, AppError> {
-    // The gift path is the busiest REST path: the user and the room in one pool wait.
     let (user, stored) =
         crate::access::authorize_bearer(&state, &headers, &id, Door::Speak).await?;
     let room = room_id(&stored.id)?;
@@ -335,6 +334,7 @@ pub(super) async fn kick(
         .user(body.user_id)
         .await
         .map_err(|e| not_found(e, "user"))?;
+    state.access.standings.forget(&room.id, body.user_id);
     // Stored, so the kick holds at every door and across restarts for its duration.
     state
         .store

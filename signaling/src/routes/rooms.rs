@@ -336,6 +336,7 @@ pub(super) async fn grant(
         .await
         .map_err(|e| crate::access::not_found(e, "user"))?;
     state.store.grant_access(&id, body.user_id, user.id).await?;
+    state.access.standings.forget(&id, body.user_id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -348,6 +349,7 @@ pub(super) async fn revoke(
 ) -> Result<StatusCode, AppError> {
     let room = authorize(&state, Some(&user), &id, Door::RoomManage).await?;
     state.store.revoke_access(&room.id, user_id).await?;
+    state.access.standings.forget(&room.id, user_id);
     // Without the grant they may not know of the room: their live sessions in it end.
     if room.visibility == Visibility::Private {
         crate::access::end_sessions_in_room(&state, &room.id, user_id).await;

@@ -1,6 +1,6 @@
 //! Rooms: what hosts create, what the room list shows, and who may watch private ones.
 
-use super::{Store, StoreError, User, conflict_or, decode_tags, encode_tags, now_ms};
+use super::{Store, StoreError, conflict_or, decode_tags, encode_tags, now_ms};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -229,42 +229,6 @@ impl Store {
         let kicked_until: Option<i64> = row.try_get("kicked_until")?;
         let granted: i64 = row.try_get("granted")?;
         Ok((room_from_row(&row)?, kicked_until, granted > 0))
-    }
-
-    /// A user, and a room with that user's standing in it (see
-    /// [`Store::room_with_standing`]; `None` when the room does not exist), read over one
-    /// pooled connection: a busy request path (REST gifts) pays one pool wait, not two.
-    pub async fn user_and_room_standing(
-        &self,
-        user: i64,
-        room: &str,
-    ) -> Result<(User, Option<(Room, Option<i64>, bool)>), StoreError> {
-        let mut connection = self.pool().acquire().await?;
-        let sql = format!(
-            "SELECT {} FROM users WHERE id = $1",
-            super::users::USER_COLUMNS
-        );
-        let row = sqlx::query(&self.sql(&sql))
-            .bind(user)
-            .fetch_optional(&mut *connection)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        let found_user = super::users::user_from_row(&row)?;
-        let sql = format!("{} WHERE r.id = $1", standing_select());
-        let row = sqlx::query(&self.sql(&sql))
-            .bind(room.to_owned())
-            .bind(user)
-            .fetch_optional(&mut *connection)
-            .await?;
-        let standing = match row {
-            Some(row) => {
-                let kicked_until: Option<i64> = row.try_get("kicked_until")?;
-                let granted: i64 = row.try_get("granted")?;
-                Some((room_from_row(&row)?, kicked_until, granted > 0))
-            }
-            None => None,
-        };
-        Ok((found_user, standing))
     }
 
     /// Applies a change to a room (and its tag index) in one transaction.

@@ -154,9 +154,9 @@ pub struct ProfileUpdate {
     pub tags: Option<Vec<String>>,
 }
 
-pub(super) const USER_COLUMNS: &str = "id, username, phone, password_hash, role, nickname, avatar_url, gender, birth_year, city, bio, tags, banned_at, ban_reason, token_version, created_at, updated_at";
+const USER_COLUMNS: &str = "id, username, phone, password_hash, role, nickname, avatar_url, gender, birth_year, city, bio, tags, banned_at, ban_reason, token_version, created_at, updated_at";
 
-pub(super) fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
+fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
     let role: String = row.try_get("role")?;
     let tags: String = row.try_get("tags")?;
     Ok(User {
