@@ -133,9 +133,8 @@ impl Engine {
             }
         }
         while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
-            match message {
-                RTCMessage::RtpPacket(_, packet) => self.rtp.push(packet),
-                _ => {}
+            if let RTCMessage::RtpPacket(_, packet) = message {
+                self.rtp.push(packet);
             }
         }
     }
