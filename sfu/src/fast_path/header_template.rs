@@ -1,7 +1,7 @@
 //! A viewer's RTP header, built once per viewer track and patched per packet.
 
 use super::FastPathError;
-use crate::forwarder::OutputHeader;
+use crate::forwarder::{ForwarderConfig, OutputHeader};
 
 /// Fixed RTP header (12) + one-byte extension block header (4) + room for the extensions the
 /// fast path writes (video orientation 2, transport-wide sequence number 3, padded to 8).
@@ -35,7 +35,7 @@ impl From<&OutputHeader> for PacketFields {
 }
 
 /// A prebuilt RTP header for one viewer SSRC: version, payload type, SSRC and the header
-/// extension block are fixed; [`write`](Self::write) patches marker, sequence number,
+/// extension block are fixed; per packet, `FastPathSender::protect_rtp` patches marker, sequence number,
 /// timestamp and the extension values into a send buffer.
 ///
 /// Extensions use the one-byte form (RFC 8285). A packet without a video-orientation value gets
@@ -62,6 +62,17 @@ impl RtpHeaderTemplate {
             ssrc,
             video_orientation: None,
             transport_cc: None,
+        }
+    }
+
+    /// The template for a viewer track as its [`ForwarderConfig`] describes it (SSRC, payload
+    /// type, video-orientation id); add [`with_transport_cc`](Self::with_transport_cc) if the
+    /// viewer negotiated transport-wide congestion control.
+    pub fn for_forwarder(config: &ForwarderConfig) -> Result<Self, FastPathError> {
+        let template = Self::new(config.ssrc, config.payload_type);
+        match config.video_orientation_id {
+            Some(id) => template.with_video_orientation(id),
+            None => Ok(template),
         }
     }
 
@@ -242,6 +253,37 @@ mod tests {
             packet.header.get_extension(3).as_deref(),
             Some(&[0x00, 0x01][..])
         );
+    }
+
+    #[test]
+    fn a_forwarder_config_and_its_output_header_make_the_packet_header() {
+        let config = ForwarderConfig {
+            kind: crate::media::MediaKind::Video,
+            clock_rate: 90_000,
+            ssrc: 0x0a0b_0c0d,
+            payload_type: 102,
+            video_orientation_id: Some(7),
+            initial_sequence_number: 0,
+            initial_timestamp: 0,
+        };
+        let template = RtpHeaderTemplate::for_forwarder(&config).expect("valid id");
+        let header = OutputHeader {
+            ssrc: config.ssrc,
+            payload_type: config.payload_type,
+            sequence_number: 4242,
+            timestamp: 90_000,
+            marker: true,
+            video_orientation: Some((7, 3)),
+        };
+        let mut out = [0u8; 64];
+        template.write(&PacketFields::from(&header), 0, &mut out);
+        let packet = parse(&out[..template.len() + 1]);
+        assert_eq!(packet.header.ssrc, 0x0a0b_0c0d);
+        assert_eq!(packet.header.payload_type, 102);
+        assert_eq!(packet.header.sequence_number, 4242);
+        assert_eq!(packet.header.timestamp, 90_000);
+        assert!(packet.header.marker);
+        assert_eq!(packet.header.get_extension(7).as_deref(), Some(&[3u8][..]));
     }
 
     #[test]

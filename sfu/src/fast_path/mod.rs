@@ -24,6 +24,24 @@
 //!
 //! Everything is sans-IO and owned by one task: the caller passes `now`, the buffer and the
 //! payload; nothing here locks or allocates per packet (the key tap locks once, at handshake).
+//!
+//! # Wiring it into the core
+//!
+//! 1. Building a viewer's engine: `let tap = SrtpKeyTap::new()?;` and
+//!    `SettingEngineBuilder::with_crypto_provider(tap.provider())`; keep `tap` with the peer.
+//! 2. On `OnConnectionStateChangeEvent(Connected)`: `NegotiatedSrtp::of_connection(&mut pc,
+//!    now)?`, `tap.session_keys(negotiated)?`, `FastPathSender::new(&keys, tap.crypto())?`, and
+//!    one [`OutboundStream`] per viewer track: `OutboundStream::new(
+//!    RtpHeaderTemplate::for_forwarder(forwarder.config())?, clock_rate)`.
+//! 3. Per forwarded packet: `let header = forwarder.forward(..)?;` then
+//!    `sender.protect_rtp(&mut stream, &PacketFields::from(&header), &source.payload, now,
+//!    slot)` where `slot` is the viewer's `sendmmsg` buffer; send `slot[..len]` to the peer's
+//!    selected address. A NACK answer: `forwarder.retransmission(&packet)` → the same call.
+//!    From then on, never hand this SSRC to the engine's `write_rtp`: two SRTP contexts with
+//!    the same key on one SSRC would reuse keystream.
+//! 4. About once a second per stream: `stream.build_sender_report(now, ntp_time(
+//!    SystemTime::now()))` → `pc.rtp_sender(id).write_rtcp(now, vec![Box::new(report)])` (the
+//!    engine protects it with its own SRTCP context and index).
 
 mod cipher;
 mod error;

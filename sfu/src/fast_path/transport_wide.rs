@@ -49,3 +49,31 @@ impl TransportWideSequencer {
         self.next
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn numbers_wrap_and_only_recent_send_times_are_kept() {
+        let start = Instant::now();
+        let mut sequencer = TransportWideSequencer::new(65_534);
+        let at = |i: u64| start + Duration::from_millis(i);
+        assert_eq!(sequencer.next(at(0)), 65_534);
+        assert_eq!(sequencer.next(at(1)), 65_535);
+        assert_eq!(sequencer.next(at(2)), 0);
+        assert_eq!(sequencer.send_time(65_535), Some(at(1)));
+        assert_eq!(sequencer.send_time(0), Some(at(2)));
+        assert_eq!(sequencer.send_time(1), None, "not sent yet");
+        for i in 0..HISTORY as u64 {
+            sequencer.next(at(3 + i));
+        }
+        assert_eq!(
+            sequencer.send_time(65_534),
+            None,
+            "overwritten by a newer number"
+        );
+        assert_eq!(sequencer.peek(), (HISTORY + 1) as u16);
+    }
+}
