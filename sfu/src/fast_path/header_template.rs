@@ -35,8 +35,8 @@ impl From<&OutputHeader> for PacketFields {
 }
 
 /// A prebuilt RTP header for one viewer SSRC: version, payload type, SSRC and the header
-/// extension block are fixed; per packet, `FastPathSender::protect_rtp` patches marker, sequence number,
-/// timestamp and the extension values into a send buffer.
+/// extension block are fixed; per packet, `FastPathSender::protect_rtp` patches marker,
+/// sequence number, timestamp and the extension values into the send buffer.
 ///
 /// Extensions use the one-byte form (RFC 8285). A packet without a video-orientation value gets
 /// padding bytes (id 0) in that slot, which receivers skip, so the header length stays fixed.
