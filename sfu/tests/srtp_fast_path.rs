@@ -5,7 +5,8 @@
 //!   protected by [`FastPathSender`] and decrypted by the receiving *engine* (`handle_read` →
 //!   `poll_read`), for both DTLS roles and the two default profiles, across a sequence-number
 //!   wrap with a NACK-style retransmission of a packet from before the wrap; the sender report
-//!   built by the fast path goes out through the engine's RTCP path and is checked on arrival.
+//!   built by the fast path goes out through the engine's RTCP path and is checked as it
+//!   arrives (decrypted with the SRTCP keys the receiver's own handshake produced).
 //! - Per profile: rtc's own `srtp::context::Context` (the engine's receive-side code),
 //!   configured from the same master keys, decrypts what the fast path protected.
 
@@ -191,8 +192,10 @@ fn end_to_end(profile: SrtpProtectionProfile, answering_role: RTCDtlsRole, twcc:
     for _ in 0..4 {
         pair.step();
     }
-    // The report as it crossed the wire (protected by the engine's SRTCP), decrypted with rtc's SRTCP context keyed from the
-    // receiver's own view of the handshake (its remote keys are our local ones).
+    // The receiving engine's interceptor chain consumes inbound SRs (nothing reaches
+    // `poll_read`), so check the report as it crossed the wire, protected by the engine's
+    // SRTCP: decrypted with rtc's SRTCP context keyed from the receiver's own view of the
+    // handshake (its remote keys are our local ones).
     let receiver_keys = {
         let negotiated =
             NegotiatedSrtp::of_connection(&mut pair.receiver.pc, pair.now).expect("negotiated");
