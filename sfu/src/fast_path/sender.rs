@@ -97,11 +97,11 @@ impl FastPathSender {
                 available: out.len(),
             });
         }
-        let roc = stream.on_send(fields, payload.len(), now)?;
+        let index = stream.srtp_index(fields.sequence_number)?;
         let transport_sequence_number = stream
             .template()
             .has_transport_cc()
-            .then(|| self.transport_wide.next(now));
+            .then(|| self.transport_wide.peek());
         stream
             .template()
             .write(fields, transport_sequence_number.unwrap_or(0), out);
@@ -111,8 +111,13 @@ impl FastPathSender {
             header_len,
             stream.ssrc(),
             fields.sequence_number,
-            roc,
+            index.rollover_counter(),
         )?;
+        // Only a packet that was protected counts (sender report, TWCC history).
+        if transport_sequence_number.is_some() {
+            self.transport_wide.next(now);
+        }
+        stream.record_sent(index, fields, payload.len(), now);
         Ok(ProtectedPacket {
             len: needed,
             transport_sequence_number,

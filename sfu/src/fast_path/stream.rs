@@ -90,27 +90,38 @@ impl OutboundStream {
         })
     }
 
-    /// Accounts one packet about to be protected and returns its rollover counter.
-    pub(crate) fn on_send(
+    /// The SRTP index of a packet with this sequence number: the index nearest to the highest
+    /// sent (RFC 3711 §3.3.1), and whether it is a new highest. Changes nothing.
+    pub(crate) fn srtp_index(&self, sequence_number: u16) -> Result<SrtpIndex, FastPathError> {
+        match self.highest_index {
+            None => Ok(SrtpIndex {
+                index: u64::from(sequence_number),
+                newest: true,
+            }),
+            Some(highest) => {
+                let delta = i64::from(sequence_number.wrapping_sub(highest as u16) as i16);
+                let index = highest as i64 + delta;
+                if index < 0 {
+                    return Err(FastPathError::BeforeStreamStart(sequence_number));
+                }
+                Ok(SrtpIndex {
+                    index: index as u64,
+                    newest: delta > 0,
+                })
+            }
+        }
+    }
+
+    /// Accounts a packet that was protected with `index`.
+    pub(crate) fn record_sent(
         &mut self,
+        index: SrtpIndex,
         fields: &PacketFields,
         payload_len: usize,
         now: Instant,
-    ) -> Result<u32, FastPathError> {
-        let seq = fields.sequence_number;
-        let (index, newest) = match self.highest_index {
-            None => (u64::from(seq), true),
-            Some(highest) => {
-                let delta = i64::from(seq.wrapping_sub(highest as u16) as i16);
-                let index = highest as i64 + delta;
-                if index < 0 {
-                    return Err(FastPathError::BeforeStreamStart(seq));
-                }
-                (index as u64, delta > 0)
-            }
-        };
-        if newest {
-            self.highest_index = Some(index);
+    ) {
+        if index.newest {
+            self.highest_index = Some(index.index);
             let new_frame = self
                 .last_frame
                 .is_none_or(|(timestamp, _)| timestamp != fields.timestamp);
@@ -120,7 +131,34 @@ impl OutboundStream {
         }
         self.packets = self.packets.wrapping_add(1);
         self.octets = self.octets.wrapping_add(payload_len as u32);
-        Ok((index >> 16) as u32)
+    }
+
+    /// [`srtp_index`](Self::srtp_index) then [`record_sent`](Self::record_sent); returns the
+    /// rollover counter.
+    #[cfg(test)]
+    fn on_send(
+        &mut self,
+        fields: &PacketFields,
+        payload_len: usize,
+        now: Instant,
+    ) -> Result<u32, FastPathError> {
+        let index = self.srtp_index(fields.sequence_number)?;
+        self.record_sent(index, fields, payload_len, now);
+        Ok(index.rollover_counter())
+    }
+}
+
+/// A packet's 48-bit SRTP index (`ROC · 2^16 + SEQ`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SrtpIndex {
+    index: u64,
+    newest: bool,
+}
+
+impl SrtpIndex {
+    /// The rollover counter part.
+    pub(crate) fn rollover_counter(self) -> u32 {
+        (self.index >> 16) as u32
     }
 }
 
