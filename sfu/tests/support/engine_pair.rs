@@ -28,13 +28,18 @@ use sfu::fast_path::SrtpKeyTap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+/// The SSRC of the sender's video track (announced in its answer).
 pub const MEDIA_SSRC: u32 = 0x5eed_f00d;
+/// VP8's payload type on both sides.
 pub const PAYLOAD_TYPE: u8 = 96;
+/// The extension id the fast path uses for transport-wide sequence numbers in tests.
 pub const TWCC_ID: u8 = 5;
+/// One tick of the virtual clock.
 pub const STEP: Duration = Duration::from_millis(5);
 /// Virtual time allowed for ICE + DTLS (they take well under a second here).
 pub const HANDSHAKE_LIMIT: Duration = Duration::from_secs(30);
 
+/// The one codec both engines register.
 pub fn vp8() -> RTCRtpCodecParameters {
     RTCRtpCodecParameters {
         rtp_codec: RTCRtpCodec {
@@ -46,11 +51,15 @@ pub fn vp8() -> RTCRtpCodecParameters {
     }
 }
 
+/// One engine and what the test saw come out of it.
 pub struct Engine {
     pub pc: RTCPeerConnection,
     pub addr: SocketAddr,
+    /// Whether it reported `Connected`.
     pub connected: bool,
+    /// Errors `handle_read` returned (decryption failures are logged and dropped inside).
     pub read_errors: Vec<String>,
+    /// RTP packets the application got from `poll_read`.
     pub rtp: Vec<rtp::Packet>,
     /// SRTCP datagrams carrying a sender report, as they arrived.
     pub wire_sender_reports: Vec<Vec<u8>>,
@@ -156,12 +165,19 @@ pub fn deliver(now: Instant, from: &mut Engine, to: &mut Engine) {
     }
 }
 
+/// A connected sender/receiver pair on a virtual clock.
 pub struct Pair {
+    /// The virtual clock.
     pub now: Instant,
+    /// The SFU side (answerer, sends the video track).
     pub sender: Engine,
+    /// The viewer side (offerer, recvonly).
     pub receiver: Engine,
+    /// The sender's video track.
     pub sender_id: RTCRtpSenderId,
+    /// The sender's key tap.
     pub tap: SrtpKeyTap,
+    /// The receiver's key tap (an independent view of the same handshake).
     pub receiver_tap: SrtpKeyTap,
 }
 
