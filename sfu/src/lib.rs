@@ -26,6 +26,7 @@ pub mod config;
 pub mod demux;
 pub mod error;
 pub mod events;
+pub mod fast_path;
 pub mod forwarder;
 mod handle;
 pub mod ids;
