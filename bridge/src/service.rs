@@ -67,6 +67,9 @@ pub struct BridgeConfig {
     /// RTMP targets for every room: URL templates where `{room}` is replaced by the
     /// room id (ids `default-N`), besides each room's own targets.
     pub rtmp_templates: Vec<String>,
+    /// Which addresses RTMP pushes may connect to (public ones, plus the operator's
+    /// allow-list).
+    pub rtmp_policy: crate::target_policy::TargetPolicy,
 }
 
 impl Default for BridgeConfig {
@@ -85,6 +88,7 @@ impl Default for BridgeConfig {
             command_queue: 4_096,
             rtmp: RtmpPushConfig::default(),
             rtmp_templates: Vec::new(),
+            rtmp_policy: crate::target_policy::TargetPolicy::default(),
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod bridge_sync;
 pub mod config;
 pub mod error;
 pub mod interaction;
+pub mod limits;
 pub mod live;
 pub mod routes;
 pub mod server;

@@ -29,4 +29,6 @@ pub struct AppState {
     pub bridge: bridge::BridgeHandle,
     /// HLS players seen per room (for viewer counts).
     pub hls_audience: crate::live::HlsAudience,
+    /// Abuse limits (connections, sessions, sockets, registrations, password work).
+    pub limits: Arc<crate::limits::Limits>,
 }
