@@ -73,8 +73,9 @@ impl Server {
         }
         TargetPolicy::new(&config.restream_allow)
             .map_err(|err| StartError::Config(err.to_string()))?;
-        std::fs::create_dir_all(&config.data_dir)?;
+        prepare_data_dir(&config.data_dir)?;
         let store = Store::connect(&config.database_url()).await?;
+        secure_database_files(&config.data_dir);
         let auth = Arc::new(
             AuthService::load(&store, Duration::from_secs(config.token_ttl_secs.max(60))).await?,
         );
@@ -359,6 +360,33 @@ async fn release_closed_sessions(sfu: SfuHandle, limits: Arc<Limits>) {
                 }
             }
             Err(RecvError::Closed) => break,
+        }
+    }
+}
+
+/// Creates the data directory (database, signing key, recordings) readable by the
+/// server's user only (0700 on Unix), tightening an existing one.
+pub fn prepare_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// The SQLite files hold the token-signing key and password hashes: 0600 on Unix.
+pub fn secure_database_files(dir: &std::path::Path) {
+    #[cfg(unix)]
+    for name in ["queqiao.db", "queqiao.db-wal", "queqiao.db-shm"] {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        if path.exists()
+            && let Err(err) =
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        {
+            tracing::warn!(path = %path.display(), %err, "cannot restrict the database file");
         }
     }
 }
