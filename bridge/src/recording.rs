@@ -97,10 +97,16 @@ pub(crate) fn spawn_recorder(
     BridgeStats::add(&shared.stats.recordings_active, 1);
     shared.emit(BridgeEvent::RecordingStarted(info.clone()));
     let (tx, mut rx) = mpsc::channel(RECORDER_QUEUE);
+    let min_free = shared.config.recordings_min_free_bytes;
+    let root = shared.config.recordings_dir();
     tokio::spawn(async move {
         let opened = {
             let dir = dir.clone();
-            tokio::task::spawn_blocking(move || DirectorySink::new(dir)).await
+            tokio::task::spawn_blocking(move || {
+                refuse_when_disk_full(&root, min_free)?;
+                DirectorySink::new(dir)
+            })
+            .await
         };
         let mut recorder = match opened {
             Ok(Ok(sink)) => Some(HlsRecorder::new(sink)),
@@ -169,6 +175,40 @@ pub(crate) fn spawn_recorder(
         shared.recorder_exited();
     });
     RecorderHandle { tx }
+}
+
+/// Refuses a new recording while the disk holding `root` has less than `min_free` bytes
+/// free (a full disk must not also starve the database).
+fn refuse_when_disk_full(root: &Path, min_free: u64) -> std::io::Result<()> {
+    if min_free == 0 {
+        return Ok(());
+    }
+    std::fs::create_dir_all(root)?;
+    let free = free_bytes(root)?;
+    if free < min_free {
+        tracing::warn!(free, min_free, dir = %root.display(), "disk almost full: new recording refused");
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            format!("disk almost full ({free} bytes free, {min_free} required)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Bytes available to this process on the file system holding `path`.
+pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"))?;
+    // SAFETY: statvfs(3) with a NUL-terminated path and a zeroed out-struct it fills.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // The field types differ between platforms (u32 on some 32-bit targets).
+    #[allow(clippy::unnecessary_cast)]
+    let free = stat.f_bavail as u64 * stat.f_frsize as u64;
+    Ok(free)
 }
 
 /// What [`finalize_unfinished`] found in a recording's playlist.

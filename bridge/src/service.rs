@@ -70,6 +70,9 @@ pub struct BridgeConfig {
     /// Which addresses RTMP pushes may connect to (public ones, plus the operator's
     /// allow-list).
     pub rtmp_policy: crate::target_policy::TargetPolicy,
+    /// A new recording is refused (with a logged reason) while the recordings' disk has
+    /// less free space than this (0: no check).
+    pub recordings_min_free_bytes: u64,
 }
 
 impl Default for BridgeConfig {
@@ -89,6 +92,7 @@ impl Default for BridgeConfig {
             rtmp: RtmpPushConfig::default(),
             rtmp_templates: Vec::new(),
             rtmp_policy: crate::target_policy::TargetPolicy::default(),
+            recordings_min_free_bytes: 0,
         }
     }
 }

@@ -26,6 +26,7 @@ pub fn bridge_config(config: &Config) -> BridgeConfig {
         // Checked by `Server::start`; an invalid list leaves only public targets open.
         rtmp_policy: bridge::target_policy::TargetPolicy::new(&config.restream_allow)
             .unwrap_or_default(),
+        recordings_min_free_bytes: config.recordings_min_free_bytes,
         ..BridgeConfig::default()
     }
 }

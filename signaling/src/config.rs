@@ -367,7 +367,7 @@ impl Default for Config {
             max_concurrent_password_hashes: 4,
             recordings_max_age_days: 0,
             recordings_max_total_bytes: 0,
-            recordings_min_free_bytes: 512 * 1024 * 1024,
+            recordings_min_free_bytes: 256 * 1024 * 1024,
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod error;
 pub mod interaction;
 pub mod limits;
 pub mod live;
+pub mod retention;
 pub mod routes;
 pub mod server;
 pub mod state;

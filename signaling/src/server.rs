@@ -39,6 +39,7 @@ pub struct Server {
     bridge_sync: Option<crate::bridge_sync::BridgeSync>,
     interaction: Interaction,
     limits: Arc<Limits>,
+    retention: JoinHandle<()>,
     stop: Option<oneshot::Sender<()>>,
     http: JoinHandle<()>,
     media: Option<std::thread::JoinHandle<()>>,
@@ -106,6 +107,14 @@ impl Server {
         let header_timeout =
             Duration::from_secs_f64(config.http_header_timeout_secs.clamp(0.5, 3600.0));
         tokio::spawn(release_closed_sessions(sfu.clone(), Arc::clone(&limits)));
+        let retention = tokio::spawn(crate::retention::run(
+            store.clone(),
+            config.data_dir.join("recordings"),
+            crate::retention::RetentionPolicy {
+                max_age_days: config.recordings_max_age_days,
+                max_total_bytes: config.recordings_max_total_bytes,
+            },
+        ));
         let state = AppState {
             sfu: sfu.clone(),
             login_limiter: Arc::new(LoginLimiter::new(
@@ -139,6 +148,7 @@ impl Server {
             bridge_sync: Some(bridge_sync),
             interaction: interaction_handle,
             limits,
+            retention,
             stop: Some(stop),
             http,
             media: Some(media),
@@ -156,6 +166,7 @@ impl Server {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        self.retention.abort();
         let _ = self.sfu.shutdown().await;
         // Ends every bridged show: recordings get EXT-X-ENDLIST, FLV responses end.
         self.bridge.shutdown(Duration::from_secs(5)).await;

@@ -756,6 +756,91 @@ async fn a_crash_mid_show_leaves_a_playable_finished_recording() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_recordings_and_retention_deletes_the_oldest() {
+    let room = "diskfull";
+    // "Full": less free space than required.
+    let server = TestServer::start_with(|config| {
+        config.recordings_min_free_bytes = u64::MAX / 2;
+    })
+    .await
+    .unwrap();
+    let publisher = Publisher::start(&server.whip(room), Some(TEST_TOKEN), clip())
+        .await
+        .unwrap();
+    let live = wait_for(Duration::from_secs(20), async || {
+        let status = server
+            .server
+            .bridge
+            .room_status(&sfu::RoomId::parse(room).unwrap())?;
+        (status.live && status.video).then_some(())
+    })
+    .await;
+    assert!(live.is_some(), "the show is bridged despite the full disk");
+    // Long enough for a segment or two to have been recorded, were it allowed.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        !server.data_dir().join("recordings").join(room).exists(),
+        "nothing was written for the refused recording"
+    );
+    drop(publisher);
+    let standalone = |config: &mut signaling::config::Config| {
+        config.standalone = true;
+        config.publish_token = Some(TEST_TOKEN.to_owned());
+    };
+    let server = server.restart(standalone).await.unwrap();
+    let rows = server.server.store.recordings(room, 10).await.unwrap();
+    let row = rows.first().expect("the refused recording has a row");
+    assert!(
+        row.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("disk almost full"),
+        "{row:?}"
+    );
+
+    // With room on disk a show is recorded; a 1-byte budget deletes it at the next start.
+    let publisher = Publisher::start(&server.whip(room), Some(TEST_TOKEN), clip())
+        .await
+        .unwrap();
+    let recorded = wait_for(Duration::from_secs(40), async || {
+        let rows = server.server.store.recordings(room, 10).await.ok()?;
+        rows.iter()
+            .find(|r| r.error.is_none())
+            .map(|r| (r.room_id.clone(), r.id.clone()))
+    })
+    .await
+    .expect("a recording starts");
+    let dir = server
+        .data_dir()
+        .join("recordings")
+        .join(&recorded.0)
+        .join(&recorded.1);
+    let written = wait_for(Duration::from_secs(40), async || {
+        std::fs::read_to_string(dir.join("index.m3u8"))
+            .ok()
+            .filter(|t| t.contains("#EXTINF"))
+    })
+    .await;
+    assert!(written.is_some(), "the recording has a segment");
+    drop(publisher);
+    let server = server
+        .restart(|config| {
+            standalone(config);
+            config.recordings_max_total_bytes = 1;
+        })
+        .await
+        .unwrap();
+    let deleted = wait_for(Duration::from_secs(20), async || {
+        let rows = server.server.store.recordings(room, 10).await.ok()?;
+        rows.iter().all(|r| r.id != recorded.1).then_some(())
+    })
+    .await;
+    assert!(deleted.is_some(), "the retention policy deleted the row");
+    assert!(!dir.exists(), "and its files");
+    server.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------
 // Measurement (not part of CI): gift latency on the ledger.
 
@@ -813,4 +898,49 @@ async fn gift_latency() {
         at(0.99)
     );
     server.stop().await;
+}
+
+/// `cargo test -p queqiao-tests --test hardening -- --ignored idle_connections --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, see BENCHMARKS.md"]
+async fn idle_connections() {
+    let dir = temp_dir("idle");
+    let server = Process::start(
+        &dir,
+        "max_connections = 1000\nmax_connections_per_ip = 64\nhttp_header_timeout_secs = 60\n",
+        &[],
+    )
+    .await;
+    let addr: SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
+    let before = server.rss_kib();
+    let mut held = Vec::new();
+    let mut refused = 0;
+    // 20 addresses × 64 = 1280 attempts against a cap of 1000.
+    for host in 20..40 {
+        for _ in 0..64 {
+            let mut stream = connect_from(&format!("127.0.0.{host}"), addr)
+                .await
+                .unwrap();
+            // The server closes refused connections at once; held ones stay silent.
+            if closed_within(&mut stream, Duration::from_millis(20))
+                .await
+                .is_some()
+            {
+                refused += 1;
+            } else {
+                held.push(stream);
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = server.rss_kib();
+    eprintln!(
+        "idle connections: {} held, {refused} refused; RSS {before} KiB → {after} KiB ({:.1} KiB per connection)",
+        held.len(),
+        (after.saturating_sub(before)) as f64 / held.len().max(1) as f64
+    );
+    assert_eq!(held.len(), 1000);
+    drop(held);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
 }

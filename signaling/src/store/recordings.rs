@@ -163,6 +163,26 @@ impl Store {
         rows.iter().map(recording_from_row).collect()
     }
 
+    /// Every finished recording, oldest first (for the retention policy).
+    pub async fn finished_recordings(&self) -> Result<Vec<Recording>, StoreError> {
+        let rows = sqlx::query(&self.sql(&format!(
+            "SELECT {RECORDING_COLUMNS} FROM recordings WHERE ended_at IS NOT NULL ORDER BY started_at ASC, id ASC"
+        )))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(recording_from_row).collect()
+    }
+
+    /// Deletes a recording's row (its files are the caller's).
+    pub async fn delete_recording(&self, room: &str, id: &str) -> Result<(), StoreError> {
+        sqlx::query(&self.sql("DELETE FROM recordings WHERE room_id = $1 AND id = $2"))
+            .bind(room.to_owned())
+            .bind(id.to_owned())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     /// Finishes the recordings a crash left open (run at start, before any new show):
     /// each one's playlist gets `EXT-X-ENDLIST` (see
     /// [`bridge::recording::finalize_unfinished`]) and its row the real duration and
