@@ -401,8 +401,18 @@ impl Limits {
     }
 
     /// A slot for one password hash (argon2 takes ~19 MiB and a core for a moment):
-    /// waits briefly, then answers 503 with `Retry-After` so memory stays bounded.
-    pub async fn password_work(&self) -> Result<OwnedSemaphorePermit, AppError> {
+    /// waits briefly, then answers 503 with `Retry-After` so memory stays bounded. A
+    /// client exempt from the per-address limits (`limits_exempt`) queues for as long as
+    /// it takes instead — still never more than the configured hashes at once.
+    pub async fn password_work(&self, ip: IpAddr) -> Result<OwnedSemaphorePermit, AppError> {
+        if self.is_exempt(ip) {
+            return Arc::clone(&self.password_work)
+                .acquire_owned()
+                .await
+                .map_err(|_| AppError::Busy {
+                    retry_after_secs: 2,
+                });
+        }
         match tokio::time::timeout(
             PASSWORD_WORK_WAIT,
             Arc::clone(&self.password_work).acquire_owned(),

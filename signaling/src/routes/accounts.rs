@@ -152,7 +152,7 @@ pub(super) async fn register(
         ));
     }
     validate::password(&body.password)?;
-    let password_work = state.limits.password_work().await?;
+    let password_work = state.limits.password_work(ip).await?;
     let password_hash = hash_password(body.password).await?;
     drop(password_work);
     let new = NewUser {
@@ -196,7 +196,7 @@ pub(super) async fn login(
     let hash = found
         .as_ref()
         .map_or_else(|| decoy_hash().to_owned(), |u| u.password_hash.clone());
-    let password_work = state.limits.password_work().await?;
+    let password_work = state.limits.password_work(ip).await?;
     let matches = verify_password(body.password, hash).await?;
     drop(password_work);
     match found {
