@@ -20,8 +20,11 @@ for pkg in "${PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
+  # Root needs no sudo (a fresh Debian image has none); a normal user needs it.
   SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  if [ "$(id -u)" -ne 0 ]; then
+    SUDO=$(command -v sudo) || { echo "installing ${missing[*]} needs root or sudo" >&2; exit 1; }
+  fi
   echo "installing: ${missing[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
@@ -47,13 +50,22 @@ export QUEQIAO_REQUIRE_POSTGRES=1
 echo "PostgreSQL at $QUEQIAO_TEST_POSTGRES_URL"
 
 # ---------------------------------------------------------------------------------------
+step "Build (every test and binary once)"
+# One feature resolution for everything: `cargo test --workspace` unifies the features of
+# every package and dev-dependency, so a later `cargo build -p queqiao` (fewer packages,
+# fewer features) would rebuild axum, reqwest and their dependents for minutes. The
+# browser and mini-program tests below use the `queqiao` binary this build makes for the
+# CLI tests (target/debug/queqiao) instead of building their own.
+cargo test --workspace --locked --no-run
+
+# ---------------------------------------------------------------------------------------
 step "Unit and integration tests"
 # End-to-end tests run real WebRTC peers; one test at a time keeps a 2-core machine honest.
 cargo test --workspace --locked --no-fail-fast -- --test-threads=1
 
 # ---------------------------------------------------------------------------------------
 step "Browser tests (headless Chromium against the queqiao binary)"
-cargo build --locked -p queqiao
+test -x target/debug/queqiao || { echo "target/debug/queqiao was not built by cargo test" >&2; exit 1; }
 (cd tests/browser && QUEQIAO_BIN="$ROOT/target/debug/queqiao" npm test)
 
 # ---------------------------------------------------------------------------------------

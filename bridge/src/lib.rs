@@ -48,6 +48,7 @@ mod room;
 pub mod rtmp_push;
 pub mod service;
 pub mod sync;
+pub mod target_policy;
 pub mod ts;
 
 pub use error::BridgeError;

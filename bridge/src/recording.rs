@@ -97,10 +97,16 @@ pub(crate) fn spawn_recorder(
     BridgeStats::add(&shared.stats.recordings_active, 1);
     shared.emit(BridgeEvent::RecordingStarted(info.clone()));
     let (tx, mut rx) = mpsc::channel(RECORDER_QUEUE);
+    let min_free = shared.config.recordings_min_free_bytes;
+    let root = shared.config.recordings_dir();
     tokio::spawn(async move {
         let opened = {
             let dir = dir.clone();
-            tokio::task::spawn_blocking(move || DirectorySink::new(dir)).await
+            tokio::task::spawn_blocking(move || {
+                refuse_when_disk_full(&root, min_free)?;
+                DirectorySink::new(dir)
+            })
+            .await
         };
         let mut recorder = match opened {
             Ok(Ok(sink)) => Some(HlsRecorder::new(sink)),
@@ -171,9 +177,123 @@ pub(crate) fn spawn_recorder(
     RecorderHandle { tx }
 }
 
+/// Refuses a new recording while the disk holding `root` has less than `min_free` bytes
+/// free (a full disk must not also starve the database).
+fn refuse_when_disk_full(root: &Path, min_free: u64) -> std::io::Result<()> {
+    if min_free == 0 {
+        return Ok(());
+    }
+    std::fs::create_dir_all(root)?;
+    let free = free_bytes(root)?;
+    if free < min_free {
+        tracing::warn!(free, min_free, dir = %root.display(), "disk almost full: new recording refused");
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            format!("disk almost full ({free} bytes free, {min_free} required)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Bytes available to this process on the file system holding `path`.
+pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"))?;
+    // SAFETY: statvfs(3) with a NUL-terminated path and a zeroed out-struct it fills.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // The field types differ between platforms (u32 on some 32-bit targets).
+    #[allow(clippy::unnecessary_cast)]
+    let free = stat.f_bavail as u64 * stat.f_frsize as u64;
+    Ok(free)
+}
+
+/// What [`finalize_unfinished`] found in a recording's playlist.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RecoveredRecording {
+    /// Sum of the segments' durations.
+    pub duration_secs: f64,
+    /// Segments listed.
+    pub segments: u64,
+    /// Whether the playlist had to be ended now (it lacked `EXT-X-ENDLIST`).
+    pub ended_now: bool,
+}
+
+/// Ends the playlist of a recording that a crash left open: `EXT-X-PLAYLIST-TYPE:VOD`
+/// and `EXT-X-ENDLIST`, written to a temporary file and renamed (a second crash leaves
+/// either the old or the new playlist). Segments are written before the playlist names
+/// them, so every listed segment is complete. `Ok(None)` when there is no playlist.
+pub fn finalize_unfinished(dir: &Path) -> std::io::Result<Option<RecoveredRecording>> {
+    let path = dir.join(RECORDING_PLAYLIST);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    let (fixed, recovered) = end_playlist(&text);
+    if recovered.ended_now {
+        let tmp = dir.join(format!(".{RECORDING_PLAYLIST}.tmp"));
+        std::fs::write(&tmp, fixed)?;
+        std::fs::rename(&tmp, &path)?;
+    }
+    Ok(Some(recovered))
+}
+
+/// The ended playlist text and what it holds (pure; see [`finalize_unfinished`]).
+fn end_playlist(text: &str) -> (String, RecoveredRecording) {
+    let mut duration_secs = 0.0;
+    let mut segments = 0;
+    let mut ended = false;
+    let mut out = String::with_capacity(text.len() + 32);
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("#EXTINF:") {
+            let seconds = rest.split(',').next().unwrap_or("0").trim();
+            duration_secs += seconds.parse::<f64>().unwrap_or(0.0);
+        } else if !line.is_empty() && !line.starts_with('#') {
+            segments += 1;
+        } else if line == "#EXT-X-ENDLIST" {
+            ended = true;
+        }
+        if line == "#EXT-X-PLAYLIST-TYPE:EVENT" {
+            out.push_str("#EXT-X-PLAYLIST-TYPE:VOD");
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    if !ended {
+        out.push_str("#EXT-X-ENDLIST\n");
+    }
+    (
+        out,
+        RecoveredRecording {
+            duration_secs,
+            segments,
+            ended_now: !ended,
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_crashed_playlist_is_ended_with_its_real_duration() {
+        let live = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:EVENT\n#EXTINF:2.000,\n000000.ts\n#EXTINF:1.500,\n000001.ts\n";
+        let (fixed, recovered) = end_playlist(live);
+        assert_eq!(recovered.segments, 2);
+        assert!((recovered.duration_secs - 3.5).abs() < 1e-9);
+        assert!(recovered.ended_now);
+        assert!(fixed.ends_with("000001.ts\n#EXT-X-ENDLIST\n"));
+        assert!(fixed.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"));
+        let (again, second) = end_playlist(&fixed);
+        assert!(!second.ended_now, "an ended playlist is left alone");
+        assert_eq!(again, fixed);
+    }
 
     #[test]
     fn recording_ids_are_path_safe() {

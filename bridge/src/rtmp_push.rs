@@ -14,6 +14,7 @@
 
 use crate::room::RoomCommand;
 use crate::service::{BridgeHandle, BridgeStats, OutputError, unix_ms};
+use crate::target_policy::{TargetPolicy, TargetRefused};
 use bytes::Bytes;
 use rml_rtmp::chunk_io::ChunkDeserializer;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
@@ -145,6 +146,51 @@ pub enum RtmpError {
     /// A tag could not be sent (not publishing, or malformed).
     #[error("cannot send: {0}")]
     Send(String),
+    /// The target address is refused by the operator's [`TargetPolicy`].
+    #[error("target refused: {0}")]
+    Refused(#[from] TargetRefused),
+}
+
+impl RtmpError {
+    /// What a room's host may see of this failure: a generic status, never a socket
+    /// error (which would let a host probe the server's network through push URLs).
+    pub fn public_message(&self) -> &'static str {
+        match self {
+            RtmpError::InvalidUrl(_) => "failed: invalid URL",
+            RtmpError::Refused(_) => "failed: target not allowed",
+            RtmpError::Rejected(_) => "failed: rejected by the target",
+            RtmpError::Io(_)
+            | RtmpError::Closed
+            | RtmpError::Timeout(_)
+            | RtmpError::Handshake(_)
+            | RtmpError::Protocol(_)
+            | RtmpError::Send(_) => "failed: target unreachable",
+        }
+    }
+}
+
+/// Resolves `host` and checks every address against `policy` (all must pass, so a name
+/// with one private address among public ones is refused); returns the addresses to
+/// connect to — the checked ones, never a second resolution.
+pub async fn resolve_checked(
+    policy: &TargetPolicy,
+    host: &str,
+    port: u16,
+) -> Result<Vec<std::net::SocketAddr>, TargetRefused> {
+    if let Some(ip) = policy.check_host(host)? {
+        return Ok(vec![std::net::SocketAddr::new(ip, port)]);
+    }
+    let addresses: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|_| TargetRefused::Unresolvable(host.to_owned()))?
+        .collect();
+    if addresses.is_empty() {
+        return Err(TargetRefused::Unresolvable(host.to_owned()));
+    }
+    for address in &addresses {
+        policy.check_address(host, address.ip())?;
+    }
+    Ok(addresses)
 }
 
 /// A parsed `rtmp://` URL.
@@ -556,8 +602,9 @@ async fn run_session(
     let url = match RtmpUrl::parse(&target.url) {
         Ok(url) => url,
         Err(err) => {
+            tracing::warn!(room = %room, %err, "RTMP push target is invalid");
             status.state = RtmpState::Stopped;
-            status.last_error = Some(err.to_string());
+            status.last_error = Some(err.public_message().to_owned());
             status.updated_at = unix_ms(SystemTime::now());
             shared.set_rtmp_status(&room, status);
             return;
@@ -587,7 +634,7 @@ async fn run_session(
                     backoff = config.backoff_initial;
                 }
                 status.state = RtmpState::Retrying;
-                status.last_error = Some(err.to_string());
+                status.last_error = Some(err.public_message().to_owned());
                 status.updated_at = unix_ms(SystemTime::now());
                 shared.set_rtmp_status(&room, status.clone());
                 tokio::select! {
@@ -614,13 +661,21 @@ async fn publish_once(
     let shared = handle.shared().clone();
     let config = shared.config.rtmp;
     let io = |e: std::io::Error| RtmpError::Io(e.to_string());
-    let stream = tokio::time::timeout(
-        config.connect_timeout,
-        tokio::net::TcpStream::connect((url.host.as_str(), url.port)),
-    )
-    .await
-    .map_err(|_| RtmpError::Timeout("connect"))?
-    .map_err(io)?;
+    let policy = &shared.config.rtmp_policy;
+    let connect = async {
+        let addresses = resolve_checked(policy, &url.host, url.port).await?;
+        let mut last = RtmpError::Closed;
+        for address in addresses {
+            match tokio::net::TcpStream::connect(address).await {
+                Ok(stream) => return Ok(stream),
+                Err(err) => last = io(err),
+            }
+        }
+        Err(last)
+    };
+    let stream = tokio::time::timeout(config.connect_timeout, connect)
+        .await
+        .map_err(|_| RtmpError::Timeout("connect"))??;
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
     let mut publisher = RtmpPublisher::new(url.clone())?;

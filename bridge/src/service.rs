@@ -67,6 +67,12 @@ pub struct BridgeConfig {
     /// RTMP targets for every room: URL templates where `{room}` is replaced by the
     /// room id (ids `default-N`), besides each room's own targets.
     pub rtmp_templates: Vec<String>,
+    /// Which addresses RTMP pushes may connect to (public ones, plus the operator's
+    /// allow-list).
+    pub rtmp_policy: crate::target_policy::TargetPolicy,
+    /// A new recording is refused (with a logged reason) while the recordings' disk has
+    /// less free space than this (0: no check).
+    pub recordings_min_free_bytes: u64,
 }
 
 impl Default for BridgeConfig {
@@ -85,6 +91,8 @@ impl Default for BridgeConfig {
             command_queue: 4_096,
             rtmp: RtmpPushConfig::default(),
             rtmp_templates: Vec::new(),
+            rtmp_policy: crate::target_policy::TargetPolicy::default(),
+            recordings_min_free_bytes: 0,
         }
     }
 }

@@ -342,9 +342,15 @@ type KeyedLimiter<K> = RateLimiter<
 >;
 
 /// Login attempts, limited per client address and per account name.
+///
+/// The account limit counts per address *and* account name, never per name alone: a
+/// global per-account lock would let anyone lock a victim out by failing on purpose,
+/// while this way the victim's own address keeps its full quota. Guessing one account
+/// from many addresses is bounded by the per-address limit of each and by the
+/// server-wide password-hashing semaphore ([`crate::limits::Limits::password_work`]).
 pub struct LoginLimiter {
     by_ip: KeyedLimiter<IpAddr>,
-    by_login: KeyedLimiter<String>,
+    by_login: KeyedLimiter<(IpAddr, String)>,
 }
 
 impl std::fmt::Debug for LoginLimiter {
@@ -354,7 +360,8 @@ impl std::fmt::Debug for LoginLimiter {
 }
 
 impl LoginLimiter {
-    /// `per_ip` attempts per minute from one address, `per_login` per minute for one name.
+    /// `per_ip` attempts per minute from one address, `per_login` per minute for one name
+    /// from one address.
     pub fn new(per_ip: u32, per_login: u32) -> Self {
         let quota =
             |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).expect("max(1) is non-zero"));
@@ -376,7 +383,7 @@ impl LoginLimiter {
         };
         self.by_ip.check_key(&ip).map_err(wait)?;
         self.by_login
-            .check_key(&login.to_lowercase())
+            .check_key(&(ip, login.to_lowercase()))
             .map_err(wait)?;
         self.by_ip.retain_recent();
         self.by_login.retain_recent();

@@ -23,6 +23,10 @@ pub fn bridge_config(config: &Config) -> BridgeConfig {
             .filter(|(room, _)| room.trim() == "*")
             .map(|(_, url)| url.trim().to_owned())
             .collect(),
+        // Checked by `Server::start`; an invalid list leaves only public targets open.
+        rtmp_policy: bridge::target_policy::TargetPolicy::new(&config.restream_allow)
+            .unwrap_or_default(),
+        recordings_min_free_bytes: config.recordings_min_free_bytes,
         ..BridgeConfig::default()
     }
 }
@@ -82,7 +86,9 @@ impl BridgeSync {
         config: &Config,
         mut events: mpsc::Receiver<BridgeEvent>,
     ) -> Result<BridgeSync, crate::store::StoreError> {
-        let dangling = store.end_dangling_recordings().await?;
+        let dangling = store
+            .recover_recordings(&config.data_dir.join("recordings"))
+            .await?;
         if dangling > 0 {
             tracing::info!(dangling, "closed recordings left open by the previous run");
         }

@@ -137,6 +137,15 @@ pub struct SettingsArgs {
     /// their passwords once (for trying the product out; never for production).
     #[arg(long, env = "QUEQIAO_SEED_DEMO", global = true)]
     pub seed_demo: bool,
+    /// Client addresses (CIDRs) exempt from the per-address limits, e.g. a load
+    /// generator or a monitoring host (comma-separated in the environment).
+    #[arg(
+        long = "limits-exempt",
+        env = "QUEQIAO_LIMITS_EXEMPT",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub limits_exempt: Option<Vec<String>>,
 }
 
 /// The TOML file's shape: every field optional.
@@ -172,6 +181,22 @@ struct FileSettings {
     like_burst: Option<u32>,
     gifts_per_second: Option<u32>,
     gift_burst: Option<u32>,
+    restream_allow: Option<Vec<String>>,
+    trusted_proxies: Option<Vec<String>>,
+    limits_exempt: Option<Vec<String>>,
+    http_header_timeout_secs: Option<f64>,
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    whep_sessions_per_minute_per_ip: Option<u32>,
+    whep_session_burst_per_ip: Option<u32>,
+    max_webrtc_sessions_per_ip: Option<usize>,
+    max_websockets_per_ip: Option<usize>,
+    max_websockets_per_user: Option<usize>,
+    registrations_per_hour_per_ip: Option<u32>,
+    max_concurrent_password_hashes: Option<usize>,
+    recordings_max_age_days: Option<u64>,
+    recordings_max_total_bytes: Option<u64>,
+    recordings_min_free_bytes: Option<u64>,
 }
 
 /// The effective configuration.
@@ -231,6 +256,41 @@ pub struct Config {
     pub gift_rate: (u32, u32),
     /// Access policy settings (`[access]`: TURN secret, playback token lifetime, …).
     pub access: crate::access::AccessSettings,
+    /// Private addresses RTMP pushes may reach anyway (CIDRs or host names); public
+    /// addresses are always allowed.
+    pub restream_allow: Vec<String>,
+    /// Reverse proxies (CIDRs) whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
+    /// Client addresses (CIDRs) exempt from the per-address limits.
+    pub limits_exempt: Vec<String>,
+    /// Seconds a client has to send a request's headers; also how long an idle
+    /// keep-alive connection is kept waiting for its next request.
+    pub http_header_timeout_secs: f64,
+    /// Most open HTTP connections (WebSockets and media streams included).
+    pub max_connections: usize,
+    /// Most open HTTP connections from one address.
+    pub max_connections_per_ip: usize,
+    /// WHEP sessions one address may start per minute (sustained).
+    pub whep_sessions_per_minute_per_ip: u32,
+    /// WHEP sessions one address may start at once before the rate applies.
+    pub whep_session_burst_per_ip: u32,
+    /// Most concurrent WHEP sessions of one address.
+    pub max_webrtc_sessions_per_ip: usize,
+    /// Most concurrent room WebSockets of one address.
+    pub max_websockets_per_ip: usize,
+    /// Most concurrent room WebSockets of one account.
+    pub max_websockets_per_user: usize,
+    /// Accounts one address may register per hour.
+    pub registrations_per_hour_per_ip: u32,
+    /// Password hashes (argon2, ~19 MiB each) computed at once; more wait briefly, then
+    /// get 503 with `Retry-After`.
+    pub max_concurrent_password_hashes: usize,
+    /// Recordings older than this many days are deleted (0: kept forever).
+    pub recordings_max_age_days: u64,
+    /// The oldest recordings are deleted while all of them take more bytes (0: no cap).
+    pub recordings_max_total_bytes: u64,
+    /// A new recording is refused while the data directory's disk has less free space.
+    pub recordings_min_free_bytes: u64,
 }
 
 impl Config {
@@ -278,7 +338,7 @@ impl Default for Config {
             ice_servers: Vec::new(),
             web_dir: None,
             max_peers: 5000,
-            connect_timeout_secs: 20.0,
+            connect_timeout_secs: 10.0,
             silence_timeout_secs: 15.0,
             publisher_stale_secs: 3.0,
             room_idle_timeout_secs: 30.0,
@@ -296,6 +356,22 @@ impl Default for Config {
             like_rate: (20, 40),
             gift_rate: (10, 20),
             access: crate::access::AccessSettings::default(),
+            restream_allow: Vec::new(),
+            trusted_proxies: Vec::new(),
+            limits_exempt: Vec::new(),
+            http_header_timeout_secs: 10.0,
+            max_connections: 10_000,
+            max_connections_per_ip: 64,
+            whep_sessions_per_minute_per_ip: 30,
+            whep_session_burst_per_ip: 10,
+            max_webrtc_sessions_per_ip: 10,
+            max_websockets_per_ip: 20,
+            max_websockets_per_user: 5,
+            registrations_per_hour_per_ip: 10,
+            max_concurrent_password_hashes: 4,
+            recordings_max_age_days: 0,
+            recordings_max_total_bytes: 0,
+            recordings_min_free_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -421,6 +497,50 @@ impl Config {
                 file.gift_burst.unwrap_or(defaults.gift_rate.1),
             ),
             access: file.access.unwrap_or_default(),
+            restream_allow: file.restream_allow.unwrap_or_default(),
+            trusted_proxies: file.trusted_proxies.unwrap_or_default(),
+            limits_exempt: args
+                .limits_exempt
+                .clone()
+                .or(file.limits_exempt)
+                .unwrap_or_default(),
+            http_header_timeout_secs: file
+                .http_header_timeout_secs
+                .unwrap_or(defaults.http_header_timeout_secs),
+            max_connections: file.max_connections.unwrap_or(defaults.max_connections),
+            max_connections_per_ip: file
+                .max_connections_per_ip
+                .unwrap_or(defaults.max_connections_per_ip),
+            whep_sessions_per_minute_per_ip: file
+                .whep_sessions_per_minute_per_ip
+                .unwrap_or(defaults.whep_sessions_per_minute_per_ip),
+            whep_session_burst_per_ip: file
+                .whep_session_burst_per_ip
+                .unwrap_or(defaults.whep_session_burst_per_ip),
+            max_webrtc_sessions_per_ip: file
+                .max_webrtc_sessions_per_ip
+                .unwrap_or(defaults.max_webrtc_sessions_per_ip),
+            max_websockets_per_ip: file
+                .max_websockets_per_ip
+                .unwrap_or(defaults.max_websockets_per_ip),
+            max_websockets_per_user: file
+                .max_websockets_per_user
+                .unwrap_or(defaults.max_websockets_per_user),
+            registrations_per_hour_per_ip: file
+                .registrations_per_hour_per_ip
+                .unwrap_or(defaults.registrations_per_hour_per_ip),
+            max_concurrent_password_hashes: file
+                .max_concurrent_password_hashes
+                .unwrap_or(defaults.max_concurrent_password_hashes),
+            recordings_max_age_days: file
+                .recordings_max_age_days
+                .unwrap_or(defaults.recordings_max_age_days),
+            recordings_max_total_bytes: file
+                .recordings_max_total_bytes
+                .unwrap_or(defaults.recordings_max_total_bytes),
+            recordings_min_free_bytes: file
+                .recordings_min_free_bytes
+                .unwrap_or(defaults.recordings_min_free_bytes),
         })
     }
 }

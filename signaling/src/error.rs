@@ -65,6 +65,12 @@ pub enum AppError {
     /// A bug or an unexpected failure; details are logged, not returned.
     #[error("internal error")]
     Internal(String),
+    /// Expensive work (password hashing) is saturated; retry shortly.
+    #[error("the server is busy; retry in {retry_after_secs} s")]
+    Busy {
+        /// Seconds until a retry may succeed.
+        retry_after_secs: u64,
+    },
 }
 
 impl AppError {
@@ -93,6 +99,7 @@ impl AppError {
             AppError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            AppError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
         }
     }
 }
@@ -115,7 +122,8 @@ impl IntoResponse for AppError {
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            AppError::TooManyRequests { retry_after_secs } => {
+            AppError::TooManyRequests { retry_after_secs }
+            | AppError::Busy { retry_after_secs } => {
                 if let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string()) {
                     response.headers_mut().insert(header::RETRY_AFTER, value);
                 }

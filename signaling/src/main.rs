@@ -75,7 +75,7 @@ async fn main() -> ExitCode {
 /// `queqiao admin …`: account administration straight on the database.
 async fn admin(config: &Config, action: AdminAction) -> ExitCode {
     use signaling::store::{NewUser, Role, Store};
-    if let Err(err) = std::fs::create_dir_all(&config.data_dir) {
+    if let Err(err) = signaling::server::prepare_data_dir(&config.data_dir) {
         eprintln!(
             "queqiao: cannot create {}: {err}",
             config.data_dir.display()
@@ -126,6 +126,7 @@ async fn admin(config: &Config, action: AdminAction) -> ExitCode {
                 role: Some(Role::Admin),
                 ..Default::default()
             };
+            signaling::server::secure_database_files(&config.data_dir);
             store
                 .create_user(&new)
                 .await
@@ -152,7 +153,7 @@ async fn admin(config: &Config, action: AdminAction) -> ExitCode {
 /// `--seed-demo`: on an empty database, an admin, a host with a room, and their passwords.
 async fn seed_demo(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
     use signaling::store::{NewRoom, NewUser, Role, Store, Visibility};
-    std::fs::create_dir_all(&config.data_dir)?;
+    signaling::server::prepare_data_dir(&config.data_dir)?;
     let store = Store::connect(&config.database_url()).await?;
     if store.list_users(1, 0).await?.1 > 0 {
         store.close().await;

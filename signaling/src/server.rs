@@ -4,14 +4,26 @@
 use crate::auth::{AuthService, LoginLimiter};
 use crate::config::Config;
 use crate::interaction::Interaction;
+use crate::limits::{Limits, Slot};
 use crate::live::LiveHandle;
 use crate::state::AppState;
 use crate::store::{Store, StoreError};
+use axum::Router;
+use axum::extract::ConnectInfo;
+use bridge::target_policy::{IpNetwork, TargetPolicy};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use sfu::{Sfu, SfuHandle};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// A running server.
@@ -25,6 +37,9 @@ pub struct Server {
     /// The bridge (HTTP-FLV, HLS, LL-HLS, RTMP push, recordings).
     pub bridge: bridge::BridgeHandle,
     bridge_sync: Option<crate::bridge_sync::BridgeSync>,
+    interaction: Interaction,
+    limits: Arc<Limits>,
+    retention: JoinHandle<()>,
     stop: Option<oneshot::Sender<()>>,
     http: JoinHandle<()>,
     media: Option<std::thread::JoinHandle<()>>,
@@ -42,13 +57,26 @@ pub enum StartError {
     /// The database could not be opened or migrated.
     #[error("storage: {0}")]
     Storage(#[from] StoreError),
+    /// A configuration value is invalid.
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 impl Server {
     /// Opens storage, binds both listeners and starts serving.
     pub async fn start(config: Config) -> Result<Server, StartError> {
-        std::fs::create_dir_all(&config.data_dir)?;
+        for entry in config.trusted_proxies.iter().chain(&config.limits_exempt) {
+            if IpNetwork::parse(entry).is_none() {
+                return Err(StartError::Config(format!(
+                    "{entry:?} is not a CIDR (trusted_proxies, limits_exempt)"
+                )));
+            }
+        }
+        TargetPolicy::new(&config.restream_allow)
+            .map_err(|err| StartError::Config(err.to_string()))?;
+        prepare_data_dir(&config.data_dir)?;
         let store = Store::connect(&config.database_url()).await?;
+        secure_database_files(&config.data_dir);
         let auth = Arc::new(
             AuthService::load(&store, Duration::from_secs(config.token_ttl_secs.max(60))).await?,
         );
@@ -72,8 +100,21 @@ impl Server {
         let bridge_sync =
             crate::bridge_sync::BridgeSync::start(store.clone(), &bridge, &config, bridge_events)
                 .await?;
+        let interaction_handle = interaction.clone();
         let listener = tokio::net::TcpListener::bind(config.http).await?;
         let http_addr = listener.local_addr()?;
+        let limits = Arc::new(Limits::new(&config));
+        let header_timeout =
+            Duration::from_secs_f64(config.http_header_timeout_secs.clamp(0.5, 3600.0));
+        tokio::spawn(release_closed_sessions(sfu.clone(), Arc::clone(&limits)));
+        let retention = tokio::spawn(crate::retention::run(
+            store.clone(),
+            config.data_dir.join("recordings"),
+            crate::retention::RetentionPolicy {
+                max_age_days: config.recordings_max_age_days,
+                max_total_bytes: config.recordings_max_total_bytes,
+            },
+        ));
         let state = AppState {
             sfu: sfu.clone(),
             access: Arc::new(crate::access::AccessState::new(&config.access)),
@@ -88,26 +129,17 @@ impl Server {
             interaction,
             bridge: bridge.clone(),
             hls_audience,
+            limits: Arc::clone(&limits),
         };
-        let app = crate::routes::app(state).into_make_service_with_connect_info::<SocketAddr>();
+        let router = crate::routes::app(state);
         let (stop, stopped) = oneshot::channel::<()>();
-        let http = tokio::spawn(async move {
-            // Chat events, FLV tags and LL-HLS parts are small writes that must leave at
-            // once: without TCP_NODELAY, Nagle holds a write until the previous one is
-            // acknowledged, and a delayed ACK makes that up to 40 ms.
-            use axum::serve::ListenerExt;
-            let listener = listener.tap_io(|tcp| {
-                if let Err(err) = tcp.set_nodelay(true) {
-                    tracing::debug!(%err, "could not set TCP_NODELAY");
-                }
-            });
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = stopped.await;
-            });
-            if let Err(err) = serve.await {
-                tracing::error!(%err, "HTTP server failed");
-            }
-        });
+        let http = tokio::spawn(serve(
+            listener,
+            router,
+            Arc::clone(&limits),
+            header_timeout,
+            stopped,
+        ));
         tracing::info!(%http_addr, "HTTP listening");
         Ok(Server {
             http_addr,
@@ -115,10 +147,18 @@ impl Server {
             store,
             bridge,
             bridge_sync: Some(bridge_sync),
+            interaction: interaction_handle,
+            limits,
+            retention,
             stop: Some(stop),
             http,
             media: Some(media),
         })
+    }
+
+    /// Open HTTP connections (WebSockets and media streams included).
+    pub fn open_connections(&self) -> usize {
+        self.limits.open_connections()
     }
 
     /// Stops accepting requests, closes every WebRTC session, waits for both to end and
@@ -127,10 +167,13 @@ impl Server {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        self.retention.abort();
         let _ = self.sfu.shutdown().await;
         // Ends every bridged show: recordings get EXT-X-ENDLIST, FLV responses end.
         self.bridge.shutdown(Duration::from_secs(5)).await;
         let _ = (&mut self.http).await;
+        // Chat and likes queued for storage are stored before the store closes.
+        self.interaction.shutdown(DRAIN_INTERACTION).await;
         if let Some(media) = self.media.take() {
             let _ = tokio::task::spawn_blocking(move || media.join()).await;
         }
@@ -141,5 +184,215 @@ impl Server {
         }
         self.store.close().await;
         tracing::info!("server stopped");
+    }
+}
+
+/// Longest wait for queued chat and likes to reach storage at shutdown.
+const DRAIN_INTERACTION: Duration = Duration::from_secs(10);
+
+/// How long a stopping server lets open connections finish their current request.
+const DRAIN_CONNECTIONS: Duration = Duration::from_secs(5);
+
+/// The HTTP accept loop: every connection is admitted by the connection caps (refused
+/// ones are closed at once), served with a header-read timeout (which also bounds an
+/// idle keep-alive connection's wait for its next request), and told to finish when the
+/// server stops.
+async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Arc<Limits>,
+    header_timeout: Duration,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let (closing, closing_seen) = watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            _ = &mut stopped => break,
+        };
+        let slot = match limits.admit_connection(peer.ip()) {
+            Ok(slot) => slot,
+            Err(cap) => {
+                tracing::debug!(%peer, %cap, "connection refused");
+                drop(tcp);
+                continue;
+            }
+        };
+        // Chat events, FLV tags and LL-HLS parts are small writes that must leave at
+        // once: without TCP_NODELAY, Nagle holds a write until the previous one is
+        // acknowledged, and a delayed ACK makes that up to 40 ms.
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(%err, "could not set TCP_NODELAY");
+        }
+        let stream = CountedStream { tcp, _slot: slot };
+        connections.spawn(serve_connection(
+            stream,
+            peer,
+            router.clone(),
+            Arc::clone(&limits),
+            header_timeout,
+            closing_seen.clone(),
+        ));
+    }
+    drop(listener);
+    let _ = closing.send(true);
+    let drained = tokio::time::timeout(DRAIN_CONNECTIONS, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::info!(
+            open = connections.len(),
+            "closing connections that did not finish"
+        );
+    }
+}
+
+async fn serve_connection(
+    stream: CountedStream,
+    peer: SocketAddr,
+    router: Router,
+    limits: Arc<Limits>,
+    header_timeout: Duration,
+    mut closing: watch::Receiver<bool>,
+) {
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        let client = limits.client_ip(peer.ip(), request.headers());
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::new(client, peer.port())));
+        let router = router.clone();
+        async move { tower::ServiceExt::oneshot(router, request.map(axum::body::Body::new)).await }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let mut shutting_down = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(err) = result {
+                    tracing::trace!(%peer, %err, "connection ended with an error");
+                }
+                break;
+            }
+            changed = closing.changed(), if !shutting_down => {
+                shutting_down = true;
+                if changed.is_ok() {
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// A client connection that holds its place under the connection caps for as long as
+/// it is open — through an upgrade to a WebSocket too, since the upgraded stream owns it.
+struct CountedStream {
+    tcp: TcpStream,
+    _slot: Slot,
+}
+
+impl AsyncRead for CountedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for CountedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+    }
+}
+
+/// Gives WHEP slots back when the SFU reports their sessions closed (ICE/DTLS never
+/// finished, silence, `DELETE`, shutdown). After missed events (a lagging receiver) it
+/// asks the SFU which bound sessions still exist.
+async fn release_closed_sessions(sfu: SfuHandle, limits: Arc<Limits>) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut events = sfu.subscribe_events();
+    loop {
+        match events.recv().await {
+            Ok(sfu::SfuEvent::PeerClosed { peer, .. }) => limits.session_closed(peer),
+            Ok(_) => {}
+            Err(RecvError::Lagged(missed)) => {
+                tracing::debug!(missed, "session events missed; reconciling WHEP slots");
+                for peer in limits.bound_sessions() {
+                    if let Err(sfu::SfuError::SessionNotFound) = sfu.session(peer).await {
+                        limits.session_closed(peer);
+                    }
+                }
+            }
+            Err(RecvError::Closed) => break,
+        }
+    }
+}
+
+/// Creates the data directory (database, signing key, recordings) readable by the
+/// server's user only (0700 on Unix), tightening an existing one.
+pub fn prepare_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// The SQLite files hold the token-signing key and password hashes: 0600 on Unix.
+pub fn secure_database_files(dir: &std::path::Path) {
+    #[cfg(unix)]
+    for name in ["queqiao.db", "queqiao.db-wal", "queqiao.db-shm"] {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        if path.exists()
+            && let Err(err) =
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        {
+            tracing::warn!(path = %path.display(), %err, "cannot restrict the database file");
+        }
     }
 }

@@ -31,4 +31,6 @@ pub struct AppState {
     pub hls_audience: crate::live::HlsAudience,
     /// The access policy's own state (profile read limits, recent standings).
     pub access: Arc<crate::access::AccessState>,
+    /// Abuse limits (connections, sessions, sockets, registrations, password work).
+    pub limits: Arc<crate::limits::Limits>,
 }

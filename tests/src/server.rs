@@ -36,6 +36,9 @@ impl TestServer {
             data_dir: data_dir.clone(),
             publish_token: Some(TEST_TOKEN.to_owned()),
             standalone: true,
+            // Tests are many clients on one address; tests/tests/hardening.rs clears this
+            // to test the per-address limits themselves.
+            limits_exempt: vec!["127.0.0.0/8".to_owned()],
             ..Config::default()
         };
         adjust(&mut config);
@@ -76,6 +79,7 @@ impl TestServer {
             http: "127.0.0.1:0".parse()?,
             udp: "127.0.0.1:0".parse()?,
             data_dir: data_dir.clone(),
+            limits_exempt: vec!["127.0.0.0/8".to_owned()],
             ..Config::default()
         };
         adjust(&mut config);

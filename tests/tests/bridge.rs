@@ -558,6 +558,8 @@ async fn rtmp_push_reaches_nginx_and_reconnects_after_a_restart() {
     let target = nginx.url("stream1");
     let server = TestServer::start_with(|config| {
         config.rtmp_push = vec![format!("{room}={target}")];
+        // nginx listens on loopback, which pushes may reach only when allow-listed.
+        config.restream_allow = vec!["127.0.0.1".to_owned()];
     })
     .await
     .unwrap();
@@ -698,6 +700,8 @@ async fn the_host_sets_rtmp_targets_through_the_api_and_sees_their_status() {
     let server = TestServer::start_with(|config| {
         config.standalone = false;
         config.publish_token = None;
+        // nginx listens on loopback, which pushes may reach only when allow-listed.
+        config.restream_allow = vec!["127.0.0.1".to_owned()];
     })
     .await
     .unwrap();

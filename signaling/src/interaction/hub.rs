@@ -101,6 +101,8 @@ pub enum HubCommand {
     },
     /// A message to one member.
     Unicast { member: MemberId, frame: String },
+    /// The server is stopping: serve what is queued, save, stop, then answer.
+    Shutdown { done: oneshot::Sender<()> },
     /// Mute a user until the given time.
     Mute { user: i64, until: Instant },
     /// Lift a mute.
@@ -253,6 +255,7 @@ impl Hub {
         for tick in [&mut likes_tick, &mut presence_tick, &mut save_tick] {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
+        let mut shutdown = None;
         loop {
             let flush_at = self.flush_at;
             let batch_due = async move {
@@ -263,6 +266,10 @@ impl Hub {
             };
             tokio::select! {
                 command = commands.recv() => match command {
+                    Some(HubCommand::Shutdown { done }) => {
+                        shutdown = Some(done);
+                        break;
+                    }
                     Some(command) => self.handle(command),
                     None => break,
                 },
@@ -286,6 +293,9 @@ impl Hub {
         self.flush_pending();
         self.save().await;
         tracing::debug!(room = %self.room, "room hub stopped");
+        if let Some(done) = shutdown {
+            let _ = done.send(());
+        }
     }
 
     fn handle(&mut self, command: HubCommand) {
@@ -351,6 +361,10 @@ impl Hub {
                 self.broadcast(frame);
             }
             HubCommand::Unicast { member, frame } => self.unicast(member, frame),
+            // A second shutdown request while draining: this hub is stopping already.
+            HubCommand::Shutdown { done } => {
+                let _ = done.send(());
+            }
             HubCommand::Mute { user, until } => {
                 self.mutes.insert(user, until);
                 self.system(json!({ "event": "user_muted", "user_id": user, "until_ms": ms_from_now(until) }));

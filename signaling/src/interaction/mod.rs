@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use sfu::{PeerId, RoomId, SfuEvent, SfuHandle};
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -117,7 +117,8 @@ pub struct InteractionStats {
 /// How the server reaches a room's hub. The in-process implementation runs one task per
 /// room; a multi-node deployment can route the same commands to the node owning the room.
 pub trait RoomBus: Send + Sync + 'static {
-    /// The channel to the room's hub, starting it if needed.
+    /// The channel to the room's hub, starting it if needed (a closed channel once the
+    /// server is shutting down).
     fn hub(&self, room: &RoomId) -> mpsc::Sender<HubCommand>;
     /// The hubs running now.
     fn running(&self) -> Vec<mpsc::Sender<HubCommand>>;
@@ -175,10 +176,15 @@ struct LocalBus {
     sfu: SfuHandle,
     stats: Arc<InteractionStats>,
     chat_writer: mpsc::Sender<ChatRecord>,
+    closing: Arc<AtomicBool>,
 }
 
 impl RoomBus for LocalBus {
     fn hub(&self, room: &RoomId) -> mpsc::Sender<HubCommand> {
+        if self.closing.load(Ordering::Acquire) {
+            // Shutting down: no new hub (its chat could not be stored any more).
+            return mpsc::channel(1).0;
+        }
         let mut hubs = self
             .hubs
             .lock()
@@ -247,6 +253,8 @@ struct Inner {
     peers: mpsc::Sender<PeerCommand>,
     next_socket: AtomicU64,
     sfu: SfuHandle,
+    closing: Arc<AtomicBool>,
+    chat_flush: mpsc::Sender<oneshot::Sender<()>>,
 }
 
 fn quota((per_second, burst): (u32, u32)) -> Quota {
@@ -265,13 +273,16 @@ impl Interaction {
     ) -> Interaction {
         let stats = Arc::new(InteractionStats::default());
         let (chat_writer, chat_queue) = mpsc::channel(50_000);
-        tokio::spawn(write_chat(store.clone(), chat_queue));
+        let (chat_flush, flush_requests) = mpsc::channel(4);
+        tokio::spawn(write_chat(store.clone(), chat_queue, flush_requests));
+        let closing = Arc::new(AtomicBool::new(false));
         let bus = Arc::new(LocalBus {
             hubs: Mutex::new(HashMap::new()),
             store: store.clone(),
             sfu: sfu.clone(),
             stats: Arc::clone(&stats),
             chat_writer,
+            closing: Arc::clone(&closing),
         });
         let (peers, peer_commands) = mpsc::channel(4096);
         let interaction = Interaction {
@@ -289,6 +300,8 @@ impl Interaction {
                 peers,
                 next_socket: AtomicU64::new(1),
                 sfu: sfu.clone(),
+                closing,
+                chat_flush,
             }),
         };
         tokio::spawn(data_channel_adapter(
@@ -297,6 +310,35 @@ impl Interaction {
             peer_commands,
         ));
         interaction
+    }
+
+    /// Drains everything queued for storage before the store closes (SIGTERM): no new
+    /// hub starts, every running hub stops after serving its queue (likes summed, room
+    /// counters saved, chat handed to the writer), then the chat writer stores what is
+    /// queued. Waits at most `timeout`; returns whether everything was drained.
+    pub async fn shutdown(&self, timeout: Duration) -> bool {
+        self.inner.closing.store(true, Ordering::Release);
+        let drain = async {
+            let mut stopped = Vec::new();
+            for hub in self.inner.bus.running() {
+                let (done, finished) = oneshot::channel();
+                if hub.send(HubCommand::Shutdown { done }).await.is_ok() {
+                    stopped.push(finished);
+                }
+            }
+            for finished in stopped {
+                let _ = finished.await;
+            }
+            let (done, flushed) = oneshot::channel();
+            if self.inner.chat_flush.send(done).await.is_ok() {
+                let _ = flushed.await;
+            }
+        };
+        let drained = tokio::time::timeout(timeout, drain).await.is_ok();
+        if !drained {
+            tracing::warn!("chat and likes were not all stored before the shutdown deadline");
+        }
+        drained
     }
 
     /// Counters.
@@ -618,10 +660,33 @@ fn internal(err: StoreError) -> ProtocolError {
     )
 }
 
-/// Stores chat behind the broadcast, in batches.
-async fn write_chat(store: Store, mut queue: mpsc::Receiver<ChatRecord>) {
+/// Stores chat behind the broadcast, in batches; a flush request is answered once every
+/// record queued before it is stored.
+async fn write_chat(
+    store: Store,
+    mut queue: mpsc::Receiver<ChatRecord>,
+    mut flush_requests: mpsc::Receiver<oneshot::Sender<()>>,
+) {
     let mut batch = Vec::with_capacity(256);
-    while let Some(first) = queue.recv().await {
+    loop {
+        let first = tokio::select! {
+            biased;
+            record = queue.recv() => match record {
+                Some(record) => record,
+                None => break,
+            },
+            Some(done) = flush_requests.recv() => {
+                while let Ok(record) = queue.try_recv() {
+                    batch.push(record);
+                    if batch.len() == 256 {
+                        store_chat(&store, &mut batch).await;
+                    }
+                }
+                store_chat(&store, &mut batch).await;
+                let _ = done.send(());
+                continue;
+            }
+        };
         batch.push(first);
         let deadline = tokio::time::Instant::now() + Duration::from_millis(50);
         while batch.len() < 256 {
@@ -630,11 +695,18 @@ async fn write_chat(store: Store, mut queue: mpsc::Receiver<ChatRecord>) {
                 Ok(None) | Err(_) => break,
             }
         }
-        if let Err(err) = store.record_chat(&batch).await {
-            tracing::warn!(%err, count = batch.len(), "could not store chat messages");
-        }
-        batch.clear();
+        store_chat(&store, &mut batch).await;
     }
+}
+
+async fn store_chat(store: &Store, batch: &mut Vec<ChatRecord>) {
+    if batch.is_empty() {
+        return;
+    }
+    if let Err(err) = store.record_chat(batch).await {
+        tracing::warn!(%err, count = batch.len(), "could not store chat messages");
+    }
+    batch.clear();
 }
 
 /// Bridges WebRTC data channels to the room hubs: joins on open, messages in, leaves on

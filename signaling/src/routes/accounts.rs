@@ -136,8 +136,10 @@ pub struct BanRequest {
     responses((status = 201, body = AuthResponse), (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
 pub(super) async fn register(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<RegisterRequest>,
 ) -> Result<(StatusCode, Json<AuthResponse>), AppError> {
+    state.limits.check_registration(ip)?;
     let username = body
         .username
         .as_deref()
@@ -151,10 +153,13 @@ pub(super) async fn register(
         ));
     }
     validate::password(&body.password)?;
+    let password_work = state.limits.password_work(ip).await?;
+    let password_hash = hash_password(body.password).await?;
+    drop(password_work);
     let new = NewUser {
         username,
         phone,
-        password_hash: hash_password(body.password).await?,
+        password_hash,
         role: None,
         nickname: validate::text("nickname", &body.nickname, 1, 32)?,
         avatar_url: validate::url("avatar_url", body.avatar_url.as_deref())?,
@@ -192,7 +197,9 @@ pub(super) async fn login(
     let hash = found
         .as_ref()
         .map_or_else(|| decoy_hash().to_owned(), |u| u.password_hash.clone());
+    let password_work = state.limits.password_work(ip).await?;
     let matches = verify_password(body.password, hash).await?;
+    drop(password_work);
     match found {
         Some(user) if matches && user.is_banned() => Err(AppError::Forbidden(format!(
             "{}: {}",

@@ -25,6 +25,28 @@ use sfu::RoomId;
 
 /// Most stored targets per room.
 const MAX_TARGETS: usize = 5;
+/// Longest wait for the target's name to resolve when it is added.
+const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Refuses (422) a target on a loopback, private, link-local, CGNAT, multicast or
+/// unspecified address — as written or as its name resolves now — unless the operator's
+/// `restream_allow` permits it. The push checks again at every connect.
+async fn check_target(state: &AppState, url: &RtmpUrl) -> Result<(), AppError> {
+    let policy = &state.bridge.config().rtmp_policy;
+    let resolved = tokio::time::timeout(
+        RESOLVE_TIMEOUT,
+        bridge::rtmp_push::resolve_checked(policy, &url.host, url.port),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(bridge::target_policy::TargetRefused::Unresolvable(
+            url.host.clone(),
+        ))
+    });
+    resolved
+        .map(|_| ())
+        .map_err(|refused| AppError::invalid("url", refused.to_string()))
+}
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -45,13 +67,14 @@ pub struct NewTargetRequest {
 pub struct TargetView {
     /// Target id (`config-N`/`default-N` for configured targets).
     pub id: String,
-    /// The full URL (stream key included: only the host and admins see this list).
+    /// The URL (the host's own targets in full; configured ones with the key hidden).
     pub url: String,
     /// From the server configuration (not removable through the API).
     pub configured: bool,
     /// `idle` (room not live), `connecting`, `publishing`, `retrying` or `stopped`.
     pub state: String,
-    /// The last error reported by the push.
+    /// The last failure of the push, as a generic status (`failed: target unreachable`,
+    /// `failed: target not allowed`, …), never a raw network error.
     pub last_error: Option<String>,
     /// Reconnection attempts during the current show.
     pub reconnects: u64,
@@ -109,7 +132,14 @@ pub(super) async fn list(
             .zip(statuses)
             .map(|(target, status)| {
                 let configured = target.id.parse::<i64>().is_err();
-                view(target.url, configured, &status)
+                // The operator's targets (and `*=` templates) carry the operator's
+                // stream keys: hosts see them redacted.
+                let url = if configured {
+                    bridge::rtmp_push::redact(&target.url)
+                } else {
+                    target.url
+                };
+                view(url, configured, &status)
             })
             .collect(),
     ))
@@ -129,7 +159,8 @@ pub(super) async fn add(
         return Err(AppError::Conflict("the room is closed".into()));
     }
     let url = body.url.trim();
-    RtmpUrl::parse(url).map_err(|e| AppError::invalid("url", e.to_string()))?;
+    let parsed = RtmpUrl::parse(url).map_err(|e| AppError::invalid("url", e.to_string()))?;
+    check_target(&state, &parsed).await?;
     if state.store.rtmp_targets(&room.id).await?.len() >= MAX_TARGETS {
         return Err(AppError::Conflict(format!(
             "a room pushes to at most {MAX_TARGETS} RTMP targets"

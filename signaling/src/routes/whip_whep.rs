@@ -74,10 +74,13 @@ async fn whip(
 
 async fn whep(
     State(state): State<AppState>,
+    crate::auth::ClientIp(ip): crate::auth::ClientIp,
     Path(room): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, AppError> {
+    // Per-address creation rate and concurrent sessions (429), before any work.
+    let slot = state.limits.admit_whep(ip)?;
     let room = parse_room(&room)?;
     let (viewer, private) = authorize_view(&state, &headers, &room).await?;
     let offer = read_sdp(&headers, body).await?;
@@ -100,6 +103,7 @@ async fn whep(
         private,
     )
     .await;
+    state.limits.bind_whep(session.peer, slot);
     Ok(created(
         &state,
         "whep",

@@ -39,6 +39,7 @@ struct ConnectQuery {
 
 async fn connect(
     State(state): State<AppState>,
+    crate::auth::ClientIp(ip): crate::auth::ClientIp,
     Path(room): Path<String>,
     Query(query): Query<ConnectQuery>,
     headers: HeaderMap,
@@ -61,12 +62,19 @@ async fn connect(
         crate::access::Door::WebSocket,
     )
     .await?;
+    // Sockets per address and per account (429); held until the socket closes.
+    let slot = state
+        .limits
+        .admit_websocket(ip, user.as_ref().map(|u| u.id))?;
     let summary = user.as_ref().map(UserSummary::from);
     Ok(upgrade
         .max_message_size(MAX_WS_MESSAGE)
         .max_frame_size(MAX_WS_MESSAGE)
         .read_buffer_size(WS_READ_BUFFER)
-        .on_upgrade(move |socket| session(state, room, summary, socket)))
+        .on_upgrade(move |socket| async move {
+            let _slot = slot;
+            session(state, room, summary, socket).await;
+        }))
 }
 
 async fn session(state: AppState, room: RoomId, mut user: Option<UserSummary>, socket: WebSocket) {

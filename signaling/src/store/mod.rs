@@ -90,7 +90,7 @@ impl Store {
             Backend::Sqlite => options.after_connect(|connection, _| {
                 Box::pin(async move {
                     connection
-                        .execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;")
+                        .execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;")
                         .await?;
                     Ok(())
                 })

@@ -163,6 +163,86 @@ impl Store {
         rows.iter().map(recording_from_row).collect()
     }
 
+    /// Every finished recording, oldest first (for the retention policy).
+    pub async fn finished_recordings(&self) -> Result<Vec<Recording>, StoreError> {
+        let rows = sqlx::query(&self.sql(&format!(
+            "SELECT {RECORDING_COLUMNS} FROM recordings WHERE ended_at IS NOT NULL ORDER BY started_at ASC, id ASC"
+        )))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(recording_from_row).collect()
+    }
+
+    /// Deletes a recording's row (its files are the caller's).
+    pub async fn delete_recording(&self, room: &str, id: &str) -> Result<(), StoreError> {
+        sqlx::query(&self.sql("DELETE FROM recordings WHERE room_id = $1 AND id = $2"))
+            .bind(room.to_owned())
+            .bind(id.to_owned())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Finishes the recordings a crash left open (run at start, before any new show):
+    /// each one's playlist gets `EXT-X-ENDLIST` (see
+    /// [`bridge::recording::finalize_unfinished`]) and its row the real duration and
+    /// segment count, ending at `started_at + duration`. Rows whose files are gone are
+    /// marked `server_restart`. Returns how many rows were finished.
+    pub async fn recover_recordings(
+        &self,
+        recordings_root: &std::path::Path,
+    ) -> Result<u64, StoreError> {
+        let rows = sqlx::query(&self.sql(&format!(
+            "SELECT {RECORDING_COLUMNS} FROM recordings WHERE ended_at IS NULL"
+        )))
+        .fetch_all(self.pool())
+        .await?;
+        let mut finished = 0;
+        for row in &rows {
+            let recording = recording_from_row(row)?;
+            let safe = sfu::RoomId::parse(&recording.room_id).is_some()
+                && bridge::recording::valid_recording_id(&recording.id);
+            if !safe {
+                continue;
+            }
+            let dir = bridge::recording::recording_dir(
+                recordings_root,
+                &recording.room_id,
+                &recording.id,
+            );
+            let recovered =
+                tokio::task::spawn_blocking(move || bridge::recording::finalize_unfinished(&dir))
+                    .await
+                    .map_err(|err| StoreError::Corrupt(format!("recording recovery: {err}")))?;
+            let (duration_ms, segments, error) = match recovered {
+                Ok(Some(found)) if found.segments > 0 => (
+                    (found.duration_secs * 1000.0).round() as i64,
+                    found.segments as i64,
+                    None,
+                ),
+                Ok(_) => (0, 0, Some("server_restart".to_owned())),
+                Err(err) => {
+                    tracing::warn!(room = %recording.room_id, id = %recording.id, %err, "cannot finish the recording's playlist");
+                    (0, 0, Some("server_restart".to_owned()))
+                }
+            };
+            sqlx::query(&self.sql(
+                "UPDATE recordings SET ended_at = $3, duration_ms = $4, segments = $5, error = $6 WHERE room_id = $1 AND id = $2 AND ended_at IS NULL",
+            ))
+            .bind(recording.room_id.clone())
+            .bind(recording.id.clone())
+            .bind(recording.started_at + duration_ms)
+            .bind(duration_ms)
+            .bind(segments)
+            .bind(error)
+            .execute(self.pool())
+            .await?;
+            tracing::info!(room = %recording.room_id, id = %recording.id, duration_ms, segments, "recording left open by a crash finished");
+            finished += 1;
+        }
+        Ok(finished + self.end_dangling_recordings().await?)
+    }
+
     /// Marks recordings left unfinished by a previous process as ended (their files stay
     /// playable up to the last segment written).
     pub async fn end_dangling_recordings(&self) -> Result<u64, StoreError> {
