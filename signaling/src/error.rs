@@ -65,6 +65,12 @@ pub enum AppError {
     /// A bug or an unexpected failure; details are logged, not returned.
     #[error("internal error")]
     Internal(String),
+    /// Sign-up: the username or phone number belongs to another account.
+    #[error("that username or phone number is already registered")]
+    AccountTaken,
+    /// Log-in: unknown account or wrong password (deliberately not told apart).
+    #[error("wrong username/phone or password")]
+    WrongCredentials,
 }
 
 impl AppError {
@@ -93,6 +99,8 @@ impl AppError {
             AppError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            AppError::AccountTaken => (StatusCode::CONFLICT, "username_taken"),
+            AppError::WrongCredentials => (StatusCode::UNAUTHORIZED, "wrong_password"),
         }
     }
 }

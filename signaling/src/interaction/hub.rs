@@ -180,6 +180,8 @@ pub(super) struct Hub {
     joined: Vec<UserSummary>,
     left: Vec<UserSummary>,
     idle_since: Option<Instant>,
+    /// The room's host: their own connections (the studio) are not part of the audience.
+    host_id: Option<i64>,
 }
 
 impl Hub {
@@ -196,6 +198,7 @@ impl Hub {
             Ok((_, likes)) => (0, likes),
             Err(_) => (0, 0),
         };
+        let host_id = store.room(room.as_str()).await.ok().and_then(|r| r.host_id);
         let mut history = VecDeque::new();
         if let Ok(messages) = store
             .chat_history(room.as_str(), HISTORY_ON_JOIN as i64)
@@ -206,7 +209,7 @@ impl Hub {
                     id: m.record.user_id,
                     nickname: m.nickname,
                     avatar_url: m.avatar_url,
-                    role: crate::store::Role::Viewer,
+                    role: m.role,
                     banned: false,
                 };
                 let frame = chat_frame(
@@ -243,6 +246,7 @@ impl Hub {
             joined: Vec::new(),
             left: Vec::new(),
             idle_since: Some(Instant::now()),
+            host_id,
         }
     }
 
@@ -394,7 +398,19 @@ impl Hub {
                 });
                 self.system(json!({ "event": "message_deleted", "target_seq": seq }));
             }
-            HubCommand::System { event } => self.system(json!({ "event": event })),
+            HubCommand::System { event } => {
+                if event == "show_started" {
+                    // Likes count per show: the new show starts from zero.
+                    self.flush_likes();
+                    self.likes_total = 0;
+                    self.seq += 1;
+                    let frame = event_frame(
+                        json!({ "v": VERSION, "type": "likes", "seq": self.seq, "total": 0, "delta": 0 }),
+                    );
+                    self.broadcast(frame);
+                }
+                self.system(json!({ "event": event }))
+            }
             HubCommand::Events { after, reply } => {
                 let events: Vec<Bytes> = self
                     .ring
@@ -466,7 +482,7 @@ impl Hub {
             "you": user.as_ref().map(UserSummary::public),
             "history": self.history.iter().map(|(_, f)| serde_json::from_slice::<Value>(f).unwrap_or(Value::Null)).collect::<Vec<_>>(),
             "likes": self.likes_total + self.likes_pending,
-            "viewers": self.members.len() + 1,
+            "viewers": self.audience() + usize::from(!self.is_host(user.as_ref())),
         }));
         send_to(&self.sfu, &sink, welcome);
         if matches!(sink, Sink::DataChannel(_)) {
@@ -483,6 +499,20 @@ impl Hub {
         self.presence_dirty = true;
         self.idle_since = None;
         self.stats.members.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether `user` is the room's host (whose studio connection is not a viewer).
+    fn is_host(&self, user: Option<&UserSummary>) -> bool {
+        user.is_some_and(|u| Some(u.id) == self.host_id)
+    }
+
+    /// The members watching: everyone connected except the host's own connections, so the
+    /// viewer, the studio, the room list and the API show the same number.
+    fn audience(&self) -> usize {
+        self.members
+            .values()
+            .filter(|m| !self.is_host(m.user.as_ref()))
+            .count()
     }
 
     fn leave(&mut self, member: MemberId) {
@@ -540,7 +570,7 @@ impl Hub {
         let left: Vec<Value> = self.left.drain(..).map(|u| u.public()).collect();
         self.seq += 1;
         let frame = event_frame(json!({
-            "v": VERSION, "type": "presence", "seq": self.seq, "viewers": self.members.len(), "joined": joined, "left": left,
+            "v": VERSION, "type": "presence", "seq": self.seq, "viewers": self.audience(), "joined": joined, "left": left,
         }));
         self.broadcast(frame);
     }
