@@ -163,7 +163,7 @@ test('the studio at 1366×768: controls and stats in view, a live timer, and 下
   studio = await userPage(accounts.host, DESKTOP);
   studio.on('dialog', (dialog) => dialog.accept().catch(() => {}));
   await studio.goto(`${server.base}/#/studio/demo`);
-  await waitFor(() => studio.evaluate(() => document.getElementById('studio-video').videoWidth > 0), { message: 'camera preview' });
+  await waitFor(() => studio.evaluate(() => { const v = document.getElementById('studio-video'); return !!v && v.videoWidth > 0; }), { timeout: 30000, message: 'camera preview' });
   for (const id of ['#go-live', '#end-show', '#studio-stats']) {
     const box = await (await studio.$(id)).boundingBox();
     assert.ok(box && box.y + box.height <= 768, `${id} is above the fold (bottom at ${box && box.y + box.height})`);

@@ -107,7 +107,7 @@ export async function viewerView(container, { id: room }) {
 
   const recent = [];
   function drawRecent() {
-    render(recentEl, recent.map((u) => h('span', { class: 'recent-viewer', dataset: { user: u.id }, title: u.nickname }, avatar(u, 'xs'))));
+    render(recentEl, recent.map((u) => h('span', { class: 'recent-viewer', translate: 'no', dataset: { user: u.id }, title: u.nickname }, avatar(u, 'xs'))));
   }
   // The count is the audience of a show: nothing while the host is offline.
   let audience = 0;
