@@ -168,8 +168,20 @@ test('with WebRTC broken, the viewer falls back to LL-HLS and plays; chat goes o
     // A network or browser without WebRTC.
     window.RTCPeerConnection = function RTCPeerConnection() { throw new Error('WebRTC blocked by the test'); };
   });
+  // The LL-HLS playlist is "not ready yet" for the first looks (as just after a show starts):
+  // the player must wait and retry, not give up on LL-HLS and move on to FLV.
+  let notReady = 2;
+  const playlistLooks = [];
+  await carol.route('**/llhls/**/index.m3u8*', async (route) => {
+    playlistLooks.push(Date.now());
+    if (notReady > 0) { notReady -= 1; await route.fulfill({ status: 404, contentType: 'application/json', body: '{"error":{"code":"not_found","message":"no playlist yet"}}' }); return; }
+    await route.continue();
+  });
   await carol.goto(`${server.base}/#/room/demo`);
   await carol.waitForSelector('#play-mode[data-mode="llhls"]', { timeout: 60000 });
+  assert.equal(notReady, 0, 'the playlist was refused twice before it was served');
+  assert.ok(playlistLooks.length >= 3, 'looked again after each refusal');
+  assert.equal(await carol.evaluate(() => document.querySelectorAll('#chat-list .chat-mode').length), 1, 'one fallback (WebRTC → LL-HLS), not a second one to FLV');
   const start = await waitFor(() => carol.evaluate(() => {
     const v = document.getElementById('live-video');
     return v.currentTime > 0.2 && !v.paused ? v.currentTime : null;

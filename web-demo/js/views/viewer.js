@@ -293,7 +293,7 @@ export async function viewerView(container, { id: room }) {
       drawStatus();
     },
     onFallback: (from, to) => {
-      if (to) chat.system(t('viewer.fallback', { from: t(`viewer.mode.${from}`), to: t(`viewer.mode.${to}`) }), 'mode');
+      if (to) chat.system(() => t('viewer.fallback', { from: t(`viewer.mode.${from}`), to: t(`viewer.mode.${to}`) }), 'mode');
       link.start();
     },
     onChannel: (dc) => link.useChannel(dc),
