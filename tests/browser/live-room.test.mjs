@@ -305,11 +305,15 @@ test('an anonymous viewer who types logs in from a sheet, keeps the stream and t
   await guest.close();
 });
 
-test('the host chip opens her profile card', async () => {
+test('the host chip and the names in the chat open the profile card', async () => {
   await alice.click('#host-chip');
   await alice.waitForSelector('#profile-card[open] .profile-card-name');
   assert.equal(await alice.textContent('#profile-card .profile-card-name'), '红娘小美');
   await shot(alice, 'phone-profile-card');
+  await alice.click('#profile-card .icon-button');
+  await waitFor(() => alice.evaluate(() => !document.getElementById('profile-card').open), { message: 'card closed' });
+  await alice.click(`#chat-list .chat-name[data-user="${accounts.carol.user.id}"] >> nth=-1`);
+  await waitFor(async () => (await alice.textContent('#profile-card .profile-card-name').catch(() => null)) === 'Carol 小卡', { message: "Carol's card from her chat line" });
   await alice.click('#profile-card .icon-button');
 });
 
@@ -362,6 +366,12 @@ test('in English no Chinese is left on any page (user content aside)', async () 
   await studioPage.click('#lang-toggle');
   await waitFor(async () => (await studioPage.getAttribute('html', 'lang')) === 'en', { message: 'studio English' });
   assert.deepEqual(await chineseLeft(studioPage), [], 'studio home');
+  await studioPage.goto(`${server.base}/#/studio/demo`);
+  await studioPage.waitForSelector('#studio-stats');
+  await studioPage.waitForSelector('#chat-list .chat-msg');
+  assert.deepEqual(await chineseLeft(studioPage), [], 'studio room');
+  await shot(studioPage, 'en-studio');
+  await studioPage.goto(`${server.base}/#/`);
   await studioPage.close();
   await page.close();
 });

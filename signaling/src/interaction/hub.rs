@@ -182,6 +182,8 @@ pub(super) struct Hub {
     idle_since: Option<Instant>,
     /// The room's host: their own connections (the studio) are not part of the audience.
     host_id: Option<i64>,
+    /// How many members are the host's own connections.
+    host_members: usize,
 }
 
 impl Hub {
@@ -247,6 +249,7 @@ impl Hub {
             left: Vec::new(),
             idle_since: Some(Instant::now()),
             host_id,
+            host_members: 0,
         }
     }
 
@@ -297,12 +300,21 @@ impl Hub {
             HubCommand::Join { member, user, sink } => self.join(member, user, sink),
             HubCommand::Leave { member } => self.leave(member),
             HubCommand::Identify { member, user } => {
+                let host = Some(user.id) == self.host_id;
                 if let Some(m) = self.members.get_mut(&member) {
+                    let was_host = m.user.as_ref().is_some_and(|u| Some(u.id) == self.host_id);
                     if m.user.is_none() {
                         self.joined.push(user.clone());
                         self.presence_dirty = true;
                     }
                     m.user = Some(user);
+                    if host && !was_host {
+                        self.host_members += 1;
+                        self.presence_dirty = true;
+                    } else if was_host && !host {
+                        self.host_members -= 1;
+                        self.presence_dirty = true;
+                    }
                 }
             }
             HubCommand::Chat {
@@ -491,10 +503,16 @@ impl Hub {
         if let Some(user) = &user {
             self.joined.push(user.clone());
         }
-        if let Some(previous) = self.members.insert(member, Member { user, sink })
-            && matches!(previous.sink, Sink::DataChannel(_))
-        {
-            self.data_channel_members -= 1;
+        if self.is_host(user.as_ref()) {
+            self.host_members += 1;
+        }
+        if let Some(previous) = self.members.insert(member, Member { user, sink }) {
+            if matches!(previous.sink, Sink::DataChannel(_)) {
+                self.data_channel_members -= 1;
+            }
+            if self.is_host(previous.user.as_ref()) {
+                self.host_members -= 1;
+            }
         }
         self.presence_dirty = true;
         self.idle_since = None;
@@ -509,16 +527,16 @@ impl Hub {
     /// The members watching: everyone connected except the host's own connections, so the
     /// viewer, the studio, the room list and the API show the same number.
     fn audience(&self) -> usize {
-        self.members
-            .values()
-            .filter(|m| !self.is_host(m.user.as_ref()))
-            .count()
+        self.members.len().saturating_sub(self.host_members)
     }
 
     fn leave(&mut self, member: MemberId) {
         if let Some(m) = self.members.remove(&member) {
             if matches!(m.sink, Sink::DataChannel(_)) {
                 self.data_channel_members -= 1;
+            }
+            if self.is_host(m.user.as_ref()) {
+                self.host_members -= 1;
             }
             if let Some(user) = m.user {
                 self.left.push(user);

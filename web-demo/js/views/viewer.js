@@ -55,14 +55,18 @@ export async function viewerView(container, { id: room }) {
     h('span', { 'aria-hidden': 'true', text: '🎁' }));
 
   const host = info.host || {};
-  const chat = createChat({ onSend: sendChat, selfId: () => { const u = session.user(); return u ? u.id : null; } });
+  const profileCard = createProfileCard();
+  const chat = createChat({
+    onSend: sendChat,
+    selfId: () => { const u = session.user(); return u ? u.id : null; },
+    onName: (user) => profileCard.open(user.id),
+  });
   const outbox = createChatOutbox({ send: (message) => link.send(message), chat });
   let afterLogin = null;
   const loginSheet = createLoginSheet({
     registerHash: `#/register?next=${encodeURIComponent(`#/room/${room}`)}`,
     onLoggedIn: () => { const next = afterLogin; afterLogin = null; if (next) next(); },
   });
-  const profileCard = createProfileCard();
   const hostChip = h('button', {
     type: 'button', class: 'host-chip', id: 'host-chip', i18nAttr: { title: 'viewer.hostCard' },
     on: { click: () => { if (host.id) profileCard.open(host.id); } },

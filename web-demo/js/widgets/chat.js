@@ -16,9 +16,10 @@ export function userName(user) {
 /**
  * options: onSend(text) → true when accepted; moderation ({ mute(user), remove(seq) }) adds
  * host controls to other people's messages (never to the host's or one's own); selfId() →
- * the logged-in user's id; compose (default true) shows the input.
+ * the logged-in user's id; onName(user) makes names open that user (the profile card);
+ * compose (default true) shows the input.
  */
-export function createChat({ onSend, moderation = null, compose = true, selfId = () => null } = {}) {
+export function createChat({ onSend, moderation = null, compose = true, selfId = () => null, onName = null } = {}) {
   const list = h('ol', { class: 'chat-list', id: 'chat-list', role: 'log', 'aria-live': 'polite', 'aria-relevant': 'additions', i18nAttr: { 'aria-label': 'viewer.chat' } });
   const input = h('input', {
     id: 'chat-input', name: 'text', autocomplete: 'off', enterkeyhint: 'send',
@@ -57,7 +58,9 @@ export function createChat({ onSend, moderation = null, compose = true, selfId =
     const li = h('li', { class: `chat-msg${mine ? ' chat-mine' : ''}`, dataset: { seq: message.seq ?? '', ref: message.ref || '' } },
       avatar(user, 'xs'),
       isHost ? h('span', { class: 'badge badge-host', i18n: 'profile.role.host' }) : null,
-      h('span', { class: `chat-name${isHost ? ' chat-host' : ''}`, translate: 'no', text: user.nickname || '?' }),
+      onName && user.id
+        ? h('button', { type: 'button', class: `chat-name link-name${isHost ? ' chat-host' : ''}`, translate: 'no', text: user.nickname || '?', dataset: { user: user.id }, on: { click: () => onName(user) } })
+        : h('span', { class: `chat-name${isHost ? ' chat-host' : ''}`, translate: 'no', text: user.nickname || '?' }),
       // textContent: whatever the message says, it stays text.
       h('span', { class: 'chat-text', translate: 'no', text: message.text }));
     if (moderation && !mine && user.id && !isHost) {

@@ -1,5 +1,6 @@
 // The profile card (资料卡): a user's public profile in a sheet over the live room — avatar,
-// nickname, age, city, self-introduction and interests — opened from the host's chip.
+// nickname, age, city, self-introduction and interests — opened from the host's chip and
+// from the names in the chat.
 import { h, render, avatar } from '../dom.js';
 import { t } from '../i18n.js';
 import { api, errorText } from '../api.js';
@@ -8,7 +9,7 @@ export function createProfileCard() {
   const body = h('div', { class: 'profile-card-body', id: 'profile-card-body' });
   const dialog = h('dialog', { class: 'sheet profile-card', id: 'profile-card', 'aria-labelledby': 'profile-card-title' },
     h('div', { class: 'dialog-head' },
-      h('h2', { id: 'profile-card-title', i18n: 'viewer.hostCard' }),
+      h('h2', { id: 'profile-card-title', i18n: 'viewer.profileCard' }),
       h('button', { type: 'button', class: 'icon-button', i18nAttr: { 'aria-label': 'common.close' }, text: '✕', on: { click: () => dialog.close() } })),
     body);
   let shown = null;
