@@ -168,7 +168,7 @@ test('a wrong password says so, and server errors are shown in Chinese by code a
   assert.equal(errorText({ status: 418, code: 'something_new', message: 'English' }), '请求失败，请稍后再试', 'never the raw English');
 });
 
-test('the portrait room: join lines and recent viewers; the host keeps 主播 in history; no count after the show', async () => {
+test('the portrait room: join lines, recent viewers, the host card opens her profile; 主播 kept in history; no count after the show', async () => {
   configure(live.base, { livePlayer: true });
   clearStorage();
   wxApi.setStorageSync('queqiao.session', alice);
@@ -192,6 +192,16 @@ test('the portrait room: join lines and recent viewers; the host keeps 主播 in
   await waitFor(() => page.data.recent.some((r) => r.id === bob.user.id), { message: 'Bob among the recent viewers' });
   await waitFor(() => page.querySelector('.recent'), { message: 'avatar rendered' });
   other.close();
+
+  // The host's card opens her profile (资料卡).
+  page.querySelector('.host').dispatchEvent('tap');
+  await waitFor(() => page.data.profile && !page.data.profile.loading, { message: 'profile loaded' });
+  assert.equal(page.data.profile.name, '红娘小美');
+  assert.equal(page.data.profile.host, true);
+  await waitFor(() => page.querySelector('.profile-card'), { message: 'profile card rendered' });
+  assert.match(page.querySelector('.profile-card').dom.textContent, /红娘小美/);
+  page.instance.onCloseProfile();
+  assert.equal(page.data.profile, null);
 
   assert.ok(page.data.viewers >= 1);
   page.instance.onRoomChange({ kind: 'system', event: 'show_ended', detail: {} }, page.instance.model.state);

@@ -69,6 +69,7 @@ module.exports = function createRoomPage(platform, config) {
       likes: 0,
       viewers: 0,
       recent: [],
+      profile: null,
       loggedIn: false,
       connected: false,
       notice: '',
@@ -485,6 +486,31 @@ module.exports = function createRoomPage(platform, config) {
         }, GIFT_ACK_TIMEOUT_MS),
       };
       this.socket.send(message);
+    },
+
+    /** Tap on the host's card: her profile (资料卡) in a panel over the room. */
+    onHostCard: function () {
+      var self = this;
+      if (!this.hostId) return Promise.resolve();
+      this.setData({ profile: { loading: true, name: this.data.hostName, initial: this.data.hostInitial, facts: '', bio: '', tags: [] } });
+      return api.user(this.hostId).then(function (u) {
+        var facts = [];
+        if (u.gender) facts.push({ female: '女', male: '男', other: '其他' }[u.gender] || '');
+        if (u.birth_year) facts.push((new Date().getFullYear() - u.birth_year) + ' 岁');
+        if (u.city) facts.push(u.city);
+        self.setData({
+          profile: {
+            loading: false, name: u.nickname, initial: format.initial(u.nickname), host: u.role === 'host' || u.role === 'admin',
+            facts: facts.filter(Boolean).join(' · '), bio: u.bio || '', tags: u.tags || [],
+          },
+        });
+      }, function (err) {
+        self.setData({ profile: null, notice: errorText(err) });
+      });
+    },
+
+    onCloseProfile: function () {
+      this.setData({ profile: null });
     },
 
     onLogin: function () {
