@@ -137,6 +137,10 @@ pub struct SettingsArgs {
     /// their passwords once (for trying the product out; never for production).
     #[arg(long, env = "QUEQIAO_SEED_DEMO", global = true)]
     pub seed_demo: bool,
+    /// Take recharges through the local sandbox payment provider, which credits coins
+    /// without charging anyone (for trying the product out and tests; never production).
+    #[arg(long, env = "QUEQIAO_PAYMENT_SANDBOX", global = true)]
+    pub payment_sandbox: bool,
 }
 
 /// The TOML file's shape: every field optional.
@@ -171,6 +175,7 @@ struct FileSettings {
     like_burst: Option<u32>,
     gifts_per_second: Option<u32>,
     gift_burst: Option<u32>,
+    payment_sandbox: Option<bool>,
 }
 
 /// The effective configuration.
@@ -228,6 +233,8 @@ pub struct Config {
     pub like_rate: (u32, u32),
     /// Gifts per user per second and burst.
     pub gift_rate: (u32, u32),
+    /// Recharges go through the sandbox payment provider (no real money; tests, demos).
+    pub payment_sandbox: bool,
 }
 
 impl Config {
@@ -292,6 +299,7 @@ impl Default for Config {
             chat_rate: (2, 5),
             like_rate: (20, 40),
             gift_rate: (10, 20),
+            payment_sandbox: false,
         }
     }
 }
@@ -416,6 +424,8 @@ impl Config {
                 file.gifts_per_second.unwrap_or(defaults.gift_rate.0),
                 file.gift_burst.unwrap_or(defaults.gift_rate.1),
             ),
+            payment_sandbox: args.payment_sandbox
+                || file.payment_sandbox.unwrap_or(defaults.payment_sandbox),
         })
     }
 }

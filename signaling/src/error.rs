@@ -71,6 +71,9 @@ pub enum AppError {
     /// Log-in: unknown account or wrong password (deliberately not told apart).
     #[error("wrong username/phone or password")]
     WrongCredentials,
+    /// The payment provider declined a recharge (nothing was credited).
+    #[error("{0}")]
+    PaymentDeclined(String),
 }
 
 impl AppError {
@@ -101,6 +104,7 @@ impl AppError {
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             AppError::AccountTaken => (StatusCode::CONFLICT, "username_taken"),
             AppError::WrongCredentials => (StatusCode::UNAUTHORIZED, "wrong_password"),
+            AppError::PaymentDeclined(_) => (StatusCode::PAYMENT_REQUIRED, "payment_declined"),
         }
     }
 }
@@ -194,6 +198,16 @@ impl From<SfuError> for AppError {
                 AppError::Unavailable(err.to_string())
             }
             SfuError::Engine(_) | SfuError::Io(_) => AppError::Internal(err.to_string()),
+        }
+    }
+}
+
+impl From<crate::payment::PaymentError> for AppError {
+    fn from(err: crate::payment::PaymentError) -> Self {
+        use crate::payment::PaymentError;
+        match err {
+            PaymentError::NotConfigured => AppError::Unavailable(err.to_string()),
+            PaymentError::Declined(_) => AppError::PaymentDeclined(err.to_string()),
         }
     }
 }

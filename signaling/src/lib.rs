@@ -19,6 +19,7 @@ pub mod config;
 pub mod error;
 pub mod interaction;
 pub mod live;
+pub mod payment;
 pub mod routes;
 pub mod server;
 pub mod state;
