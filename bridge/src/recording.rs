@@ -46,7 +46,7 @@ impl RecorderHandle {
         }
     }
 
-    /// Ends the recording (`EXT-X-ENDLIST`); `size` is the video size at the start.
+    /// Ends the recording (`EXT-X-ENDLIST`); `size` is the show's largest video size.
     pub(crate) fn finish(self, size: (u32, u32)) {
         let tx = self.tx;
         // The queue may be full; finishing must not be lost, so wait off the media path.

@@ -160,7 +160,9 @@ struct Show {
     recording_id: Option<String>,
     ended: bool,
     size: Option<(u32, u32)>,
-    first_size: Option<(u32, u32)>,
+    /// The largest picture of the show (WebRTC encoders start small and ramp up): the
+    /// size the recording reports.
+    largest_size: Option<(u32, u32)>,
 }
 
 /// Progress of the LL-HLS part being filled (for the part-delay histogram).
@@ -415,7 +417,7 @@ impl RoomTask {
             recording_id,
             ended: false,
             size: None,
-            first_size: None,
+            largest_size: None,
         });
         self.part_clock = PartClock::default();
         BridgeStats::add(&self.shared.stats.shows, 1);
@@ -439,7 +441,7 @@ impl RoomTask {
             }
         }
         if let Some(recorder) = show.recorder.take() {
-            recorder.finish(show.first_size.unwrap_or_default());
+            recorder.finish(show.largest_size.unwrap_or_default());
         }
         show.llhls.finish();
         let viewers = self.flv.iter().filter(|c| !c.rtmp).count() as u64;
@@ -475,7 +477,12 @@ impl RoomTask {
                     let size = (au.params.width, au.params.height);
                     if show.size != Some(size) {
                         show.size = Some(size);
-                        show.first_size.get_or_insert(size);
+                        let largest = show.largest_size.get_or_insert(size);
+                        if u64::from(size.0) * u64::from(size.1)
+                            > u64::from(largest.0) * u64::from(largest.1)
+                        {
+                            *largest = size;
+                        }
                         size_changed = true;
                     }
                 }

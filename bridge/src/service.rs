@@ -127,9 +127,9 @@ pub struct RecordingInfo {
     pub video: bool,
     /// Whether it has audio (AAC).
     pub audio: bool,
-    /// Video width at the start (0 without video).
+    /// The show's largest video width (0 without video).
     pub width: u32,
-    /// Video height at the start (0 without video).
+    /// The show's largest video height (0 without video).
     pub height: u32,
     /// The last write error, if the recording is incomplete.
     pub error: Option<String>,

@@ -146,6 +146,10 @@ pub struct SettingsArgs {
         global = true
     )]
     pub limits_exempt: Option<Vec<String>>,
+    /// Take recharges through the local sandbox payment provider, which credits coins
+    /// without charging anyone (for trying the product out and tests; never production).
+    #[arg(long, env = "QUEQIAO_PAYMENT_SANDBOX", global = true)]
+    pub payment_sandbox: bool,
 }
 
 /// The TOML file's shape: every field optional.
@@ -197,6 +201,7 @@ struct FileSettings {
     recordings_max_age_days: Option<u64>,
     recordings_max_total_bytes: Option<u64>,
     recordings_min_free_bytes: Option<u64>,
+    payment_sandbox: Option<bool>,
 }
 
 /// The effective configuration.
@@ -291,6 +296,8 @@ pub struct Config {
     pub recordings_max_total_bytes: u64,
     /// A new recording is refused while the data directory's disk has less free space.
     pub recordings_min_free_bytes: u64,
+    /// Recharges go through the sandbox payment provider (no real money; tests, demos).
+    pub payment_sandbox: bool,
 }
 
 impl Config {
@@ -372,6 +379,7 @@ impl Default for Config {
             recordings_max_age_days: 0,
             recordings_max_total_bytes: 0,
             recordings_min_free_bytes: 256 * 1024 * 1024,
+            payment_sandbox: false,
         }
     }
 }
@@ -541,6 +549,8 @@ impl Config {
             recordings_min_free_bytes: file
                 .recordings_min_free_bytes
                 .unwrap_or(defaults.recordings_min_free_bytes),
+            payment_sandbox: args.payment_sandbox
+                || file.payment_sandbox.unwrap_or(defaults.payment_sandbox),
         })
     }
 }

@@ -71,6 +71,15 @@ pub enum AppError {
         /// Seconds until a retry may succeed.
         retry_after_secs: u64,
     },
+    /// Sign-up: the username or phone number belongs to another account.
+    #[error("that username or phone number is already registered")]
+    AccountTaken,
+    /// Log-in: unknown account or wrong password (deliberately not told apart).
+    #[error("wrong username/phone or password")]
+    WrongCredentials,
+    /// The payment provider declined a recharge (nothing was credited).
+    #[error("{0}")]
+    PaymentDeclined(String),
 }
 
 impl AppError {
@@ -100,6 +109,9 @@ impl AppError {
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             AppError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            AppError::AccountTaken => (StatusCode::CONFLICT, "username_taken"),
+            AppError::WrongCredentials => (StatusCode::UNAUTHORIZED, "wrong_password"),
+            AppError::PaymentDeclined(_) => (StatusCode::PAYMENT_REQUIRED, "payment_declined"),
         }
     }
 }
@@ -194,6 +206,16 @@ impl From<SfuError> for AppError {
                 AppError::Unavailable(err.to_string())
             }
             SfuError::Engine(_) | SfuError::Io(_) => AppError::Internal(err.to_string()),
+        }
+    }
+}
+
+impl From<crate::payment::PaymentError> for AppError {
+    fn from(err: crate::payment::PaymentError) -> Self {
+        use crate::payment::PaymentError;
+        match err {
+            PaymentError::NotConfigured => AppError::Unavailable(err.to_string()),
+            PaymentError::Declined(_) => AppError::PaymentDeclined(err.to_string()),
         }
     }
 }

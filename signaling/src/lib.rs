@@ -22,6 +22,7 @@ pub mod error;
 pub mod interaction;
 pub mod limits;
 pub mod live;
+pub mod payment;
 pub mod retention;
 pub mod routes;
 pub mod server;

@@ -41,7 +41,7 @@ test('Alipay: the live room plays HLS in <video> (no FLV player on Alipay)', asy
   await page.onLoad({ id: 'demo' });
   assert.equal(page.data.player.kind, 'video');
   assert.equal(page.data.player.src, live.stream.hls);
-  assert.equal(page.data.modeText, 'HLS');
+  assert.equal(page.data.modeText, '流畅');
   page.onUnload();
 });
 

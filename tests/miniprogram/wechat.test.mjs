@@ -2,9 +2,12 @@
 // their wx.request / wx.connectSocket calls going to a real queqiao whose demo room is live.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
 import WebSocket from 'ws';
 import { configure, renderWechatPage, unloadPages, clearStorage, calls, waitFor, wxApi } from './env.mjs';
 import { startLiveRoom } from './live.mjs';
+
+const require = createRequire(import.meta.url);
 
 let live;
 let alice;
@@ -70,7 +73,7 @@ test('the live room plays HTTP-FLV in <live-player> where the account may use it
   assert.equal(page.dom.querySelector('wx-video'), null);
   assert.equal(player.data.src, live.stream.flv);
   assert.equal(player.data.mode, 'live');
-  assert.match(text(page), /HTTP-FLV/);
+  assert.match(text(page), /极速/, 'the mode in user words, not protocol names');
 
   // live-player gives up (network lost): the page falls back to HLS in <video>.
   player.dispatchEvent('statechange', { detail: { code: -2301 } });
@@ -145,5 +148,102 @@ test('chat, likes and gifts go out and come back over the WebSocket', async () =
   assert.match(page.querySelector('.gift-anim').dom.textContent, /Alice 小爱 送出 玫瑰 ×1/);
   const wallet = await live.api('GET', '/api/me/wallet', undefined, alice.token);
   assert.equal(wallet.coins, 99);
+  page.instance.onUnload();
+});
+
+// ---- issue 16: what a new user tripped on ------------------------------------------------------
+
+test('a wrong password says so, and server errors are shown in Chinese by code and field', async () => {
+  clearStorage();
+  const page = renderWechatPage('login');
+  page.instance.onLoginInput({ detail: { value: 'alice' } });
+  page.instance.onPasswordInput({ detail: { value: 'not-her-password' } });
+  await page.instance.onSubmit();
+  assert.equal(page.data.error, '用户名/手机号或密码错误', 'not 请先登录');
+  await waitFor(() => text(page).includes('用户名/手机号或密码错误'), { message: 'rendered' });
+  const { errorText } = require('../../web-demo/miniprogram/core/errors.js');
+  assert.match(errorText({ code: 'validation', field: 'username', message: 'username: must be 3–32 letters' }), /^用户名需/);
+  assert.equal(errorText({ code: 'username_taken', message: 'that username or phone number is already registered' }), '该用户名或手机号已被注册');
+  assert.equal(errorText({ status: 404, code: 'not_found' }, 'room_not_found'), '直播间不存在或已关闭');
+  assert.equal(errorText({ status: 418, code: 'something_new', message: 'English' }), '请求失败，请稍后再试', 'never the raw English');
+});
+
+test('the portrait room: join lines, recent viewers, the host card opens her profile; 主播 kept in history; no count after the show', async () => {
+  configure(live.base, { livePlayer: true });
+  clearStorage();
+  wxApi.setStorageSync('queqiao.session', alice);
+  // The host said something earlier: the history keeps her role.
+  const hostSocket = new WebSocket(`${live.stream.websocket}?token=${live.host.token}`);
+  await new Promise((resolve, reject) => { hostSocket.once('open', resolve); hostSocket.once('error', reject); });
+  hostSocket.send(JSON.stringify({ type: 'chat', text: '欢迎来到小程序直播间' }));
+  await waitFor(async () => (await live.api('GET', '/api/rooms/demo/chat')).some((m) => m.text === '欢迎来到小程序直播间'), { message: 'host line stored' });
+  hostSocket.close();
+
+  const page = renderWechatPage('room');
+  await page.instance.onLoad({ id: 'demo' });
+  await waitFor(() => page.data.connected, { message: 'WebSocket open' });
+  const hostLine = await waitFor(() => page.data.chat.find((m) => m.text === '欢迎来到小程序直播间'), { message: 'history' });
+  assert.equal(hostLine.host, true, 'the host line from history is marked 主播');
+  assert.equal(page.data.modeText, '极速', 'no protocol names for users');
+
+  const other = new WebSocket(`${live.stream.websocket}?token=${bob.token}`);
+  await new Promise((resolve, reject) => { other.once('open', resolve); other.once('error', reject); });
+  await waitFor(() => page.data.chat.some((m) => m.join && m.text === 'Bob 小博 来了'), { message: 'Bob 来了' });
+  await waitFor(() => page.data.recent.some((r) => r.id === bob.user.id), { message: 'Bob among the recent viewers' });
+  await waitFor(() => page.querySelector('.recent'), { message: 'avatar rendered' });
+  other.close();
+
+  // The host's card opens her profile (资料卡).
+  page.querySelector('.host').dispatchEvent('tap');
+  await waitFor(() => page.data.profile && !page.data.profile.loading, { message: 'profile loaded' });
+  assert.equal(page.data.profile.name, '红娘小美');
+  assert.equal(page.data.profile.host, true);
+  await waitFor(() => page.querySelector('.profile-card'), { message: 'profile card rendered' });
+  assert.match(page.querySelector('.profile-card').dom.textContent, /红娘小美/);
+  page.instance.onCloseProfile();
+  assert.equal(page.data.profile, null);
+
+  assert.ok(page.data.viewers >= 1);
+  page.instance.onRoomChange({ kind: 'system', event: 'show_ended', detail: {} }, page.instance.model.state);
+  assert.equal(page.data.viewers, 0, 'no viewer count once the show has ended');
+  page.instance.onUnload();
+});
+
+test('ten fast chat messages all arrive in order (rate-limited ones are resent), none silently lost', async () => {
+  configure(live.base, { livePlayer: true });
+  clearStorage();
+  wxApi.setStorageSync('queqiao.session', bob);
+  const page = renderWechatPage('room');
+  await page.instance.onLoad({ id: 'demo' });
+  await waitFor(() => page.data.connected, { message: 'WebSocket open' });
+  const lines = Array.from({ length: 10 }, (_, i) => `小程序快速消息 ${i + 1}`);
+  for (const line of lines) {
+    page.querySelector('.input').dispatchEvent('input', { detail: { value: line } });
+    page.querySelector('.send').dispatchEvent('tap');
+  }
+  await waitFor(() => page.data.chat.filter((m) => m.state).length === 10 || page.data.chat.filter((m) => m.text.startsWith('小程序快速消息')).length === 10, { message: 'each message shown at once' });
+  await waitFor(() => page.data.chat.some((m) => m.state === 'queued'), { message: 'some wait for the rate limit' });
+  const stored = await waitFor(async () => {
+    const chat = (await live.api('GET', '/api/rooms/demo/chat')).map((m) => m.text).filter((t) => t.startsWith('小程序快速消息'));
+    return chat.length >= 10 ? chat : null;
+  }, { timeout: 30000, message: 'all ten reach the room' });
+  assert.deepEqual(stored, lines, 'in the order typed');
+  await waitFor(() => page.data.chat.every((m) => !m.state), { message: 'every message confirmed' });
+  page.instance.onUnload();
+});
+
+test('a logged-out viewer who types keeps the text; it is sent after logging in', async () => {
+  configure(live.base, { livePlayer: true });
+  clearStorage();
+  const page = renderWechatPage('room');
+  await page.instance.onLoad({ id: 'demo' });
+  await waitFor(() => page.data.connected, { message: 'WebSocket open' });
+  page.querySelector('.input').dispatchEvent('input', { detail: { value: '登录前写好的话' } });
+  page.querySelector('.send').dispatchEvent('tap');
+  await waitFor(() => calls.navigateTo.at(-1) === '/pages/login/login', { message: 'the login page opens over the room' });
+  assert.equal(page.data.text, '登录前写好的话', 'the text stays in the input');
+  wxApi.setStorageSync('queqiao.session', alice);
+  page.instance.onShow();
+  await waitFor(async () => (await live.api('GET', '/api/rooms/demo/chat')).some((m) => m.text === '登录前写好的话'), { message: 'sent after logging in' });
   page.instance.onUnload();
 });

@@ -69,6 +69,7 @@ export const api = {
   register: (body) => request('POST', '/api/auth/register', body, { auth: false }),
   login: (login, password) => request('POST', '/api/auth/login', { login, password }, { auth: false }),
   me: () => get('/api/me'),
+  user: (id) => get(`/api/users/${enc(id)}`, { auth: false }),
   updateMe: (change) => request('PATCH', '/api/me', change),
   wallet: () => get('/api/me/wallet'),
   rooms: (query = {}, opts) => {
@@ -91,10 +92,23 @@ export const api = {
   deleteMessage: (id, seq) => request('DELETE', `/api/rooms/${enc(id)}/messages/${enc(seq)}`),
 };
 
-/** The user-facing text of an error: a known code's translation, else the server's message. */
-export function errorText(err) {
+/**
+ * The user-facing text of an error, always in the UI's language: a field's validation
+ * message (`error.field.{field}`), else the code's translation (`error.{code}`), else a
+ * generic message by status — never the server's English. `context.notFound` names the
+ * code to use for a 404 (`room_not_found` on room pages).
+ */
+export function errorText(err, context = {}) {
   if (!err) return '';
-  const key = `error.${err.code}`;
-  const translated = t(key);
-  return translated !== key ? translated : err.message || String(err);
+  if (err.code === 'validation' && err.field) {
+    const key = `error.field.${err.field}`;
+    const text = t(key, { year: new Date().getFullYear() - 18 });
+    if (text !== key) return text;
+  }
+  const code = err.code === 'not_found' && context.notFound ? context.notFound : err.code;
+  const translated = t(`error.${code}`);
+  if (translated !== `error.${code}`) return translated;
+  if (err.status === 404) return t('error.not_found');
+  if (err.status >= 500) return t('error.internal');
+  return t('error.http');
 }

@@ -67,7 +67,7 @@ export function avatar(user, size = 'md') {
     return h('img', { class: `avatar avatar-${size}`, src: url, alt: '', loading: 'lazy', referrerpolicy: 'no-referrer' });
   }
   const hue = [...name].reduce((a, c) => (a * 31 + c.codePointAt(0)) % 360, 7);
-  return h('span', { class: `avatar avatar-${size} avatar-letter`, style: `--hue:${hue}`, 'aria-hidden': 'true', text: [...name][0] });
+  return h('span', { class: `avatar avatar-${size} avatar-letter`, style: `--hue:${hue}`, 'aria-hidden': 'true', translate: 'no', text: [...name][0] });
 }
 
 /** Shows a short message in the toast region (announced to screen readers). */

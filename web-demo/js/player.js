@@ -10,6 +10,8 @@ export const MODES = ['webrtc', 'llhls', 'flv', 'hls'];
 const START_TIMEOUT_MS = { webrtc: 12000, llhls: 25000, flv: 20000, hls: 30000 };
 const OFFLINE_POLL_MS = 5000;
 const BRIDGE_WAIT_MS = 15000;
+/** Waits between looks at a playlist that is not ready yet (then the next mode is tried). */
+const PLAYLIST_RETRY_MS = [500, 1000, 2000, 3000, 4000, 5000];
 
 const scripts = new Map();
 /** Loads a vendored player (classic script) once. */
@@ -131,16 +133,45 @@ function withToken(url, token) {
   return u.toString();
 }
 
+/**
+ * Resolves once `url` answers a playlist with media in it. Just after a show starts (or
+ * after a fallback from WebRTC) the bridge may not have cut its first segment or part yet:
+ * look again with backoff instead of failing the mode. Rejects after the last retry.
+ */
+export async function waitForPlaylist(url, token, abort, delays = PLAYLIST_RETRY_MS) {
+  let last = 'no answer';
+  for (let attempt = 0; ; attempt++) {
+    if (abort.stopped) throw new Error('stopped');
+    try {
+      const response = await fetch(url, { headers: token ? { Authorization: `Bearer ${token}` } : {}, cache: 'no-store' });
+      const text = response.ok ? await response.text() : '';
+      if (response.status === 404 && attempt === 0) last = 'playlist not found';
+      else last = response.ok ? 'playlist without media yet' : `HTTP ${response.status}`;
+      const hasMedia = /#EXTINF|#EXT-X-PART:|#EXT-X-STREAM-INF/.test(text);
+      if (response.ok && text.startsWith('#EXTM3U') && hasMedia) return;
+    } catch (err) {
+      last = err.message;
+    }
+    if (attempt >= delays.length) throw new Error(`playlist not ready: ${last}`);
+    await sleep(delays[attempt]);
+  }
+}
+
 async function startHlsJs(ctx, url, lowLatency) {
   await loadScript('/vendor/hls.min.js');
   const Hls = window.Hls;
   if (!Hls || !Hls.isSupported()) throw new Unsupported('hls.js is not supported here');
   const token = ctx.token();
+  await waitForPlaylist(url, token, ctx.abort);
   const hls = new Hls({
     lowLatencyMode: lowLatency,
     maxLiveSyncPlaybackRate: 1.5,
     backBufferLength: 10,
     xhrSetup: token ? (xhr) => xhr.setRequestHeader('Authorization', `Bearer ${token}`) : undefined,
+    // A playlist or part that is late is retried, not fatal at once.
+    manifestLoadingMaxRetry: 4,
+    levelLoadingMaxRetry: 6,
+    fragLoadingMaxRetry: 6,
   });
   let fatal;
   const failed = new Promise((resolve) => { fatal = resolve; });
@@ -210,6 +241,7 @@ async function startNativeHls(ctx, url) {
     // No native HLS (most desktop browsers): plain HLS through hls.js is the last resort.
     return startHlsJs(ctx, url, false);
   }
+  await waitForPlaylist(url, ctx.token(), ctx.abort);
   let fatal;
   const failed = new Promise((resolve) => { fatal = resolve; });
   const onError = () => fatal('media error');

@@ -182,6 +182,10 @@ pub(super) struct Hub {
     joined: Vec<UserSummary>,
     left: Vec<UserSummary>,
     idle_since: Option<Instant>,
+    /// The room's host: their own connections (the studio) are not part of the audience.
+    host_id: Option<i64>,
+    /// How many members are the host's own connections.
+    host_members: usize,
 }
 
 impl Hub {
@@ -198,6 +202,7 @@ impl Hub {
             Ok((_, likes)) => (0, likes),
             Err(_) => (0, 0),
         };
+        let host_id = store.room(room.as_str()).await.ok().and_then(|r| r.host_id);
         let mut history = VecDeque::new();
         if let Ok(messages) = store
             .chat_history(room.as_str(), HISTORY_ON_JOIN as i64)
@@ -208,7 +213,7 @@ impl Hub {
                     id: m.record.user_id,
                     nickname: m.nickname,
                     avatar_url: m.avatar_url,
-                    role: crate::store::Role::Viewer,
+                    role: m.role,
                     banned: false,
                 };
                 let frame = chat_frame(
@@ -245,6 +250,8 @@ impl Hub {
             joined: Vec::new(),
             left: Vec::new(),
             idle_since: Some(Instant::now()),
+            host_id,
+            host_members: 0,
         }
     }
 
@@ -303,12 +310,21 @@ impl Hub {
             HubCommand::Join { member, user, sink } => self.join(member, user, sink),
             HubCommand::Leave { member } => self.leave(member),
             HubCommand::Identify { member, user } => {
+                let host = Some(user.id) == self.host_id;
                 if let Some(m) = self.members.get_mut(&member) {
+                    let was_host = m.user.as_ref().is_some_and(|u| Some(u.id) == self.host_id);
                     if m.user.is_none() {
                         self.joined.push(user.clone());
                         self.presence_dirty = true;
                     }
                     m.user = Some(user);
+                    if host && !was_host {
+                        self.host_members += 1;
+                        self.presence_dirty = true;
+                    } else if was_host && !host {
+                        self.host_members -= 1;
+                        self.presence_dirty = true;
+                    }
                 }
             }
             HubCommand::Chat {
@@ -408,7 +424,19 @@ impl Hub {
                 });
                 self.system(json!({ "event": "message_deleted", "target_seq": seq }));
             }
-            HubCommand::System { event } => self.system(json!({ "event": event })),
+            HubCommand::System { event } => {
+                if event == "show_started" {
+                    // Likes count per show: the new show starts from zero.
+                    self.flush_likes();
+                    self.likes_total = 0;
+                    self.seq += 1;
+                    let frame = event_frame(
+                        json!({ "v": VERSION, "type": "likes", "seq": self.seq, "total": 0, "delta": 0 }),
+                    );
+                    self.broadcast(frame);
+                }
+                self.system(json!({ "event": event }))
+            }
             HubCommand::Events { after, reply } => {
                 let events: Vec<Bytes> = self
                     .ring
@@ -497,7 +525,7 @@ impl Hub {
             "you": user.as_ref().map(UserSummary::public),
             "history": self.history.iter().map(|(_, f)| serde_json::from_slice::<Value>(f).unwrap_or(Value::Null)).collect::<Vec<_>>(),
             "likes": self.likes_total + self.likes_pending,
-            "viewers": self.members.len() + 1,
+            "viewers": self.audience() + usize::from(!self.is_host(user.as_ref())),
         }));
         send_to(&self.sfu, &sink, welcome);
         if matches!(sink, Sink::DataChannel(_)) {
@@ -506,20 +534,40 @@ impl Hub {
         if let Some(user) = &user {
             self.joined.push(user.clone());
         }
-        if let Some(previous) = self.members.insert(member, Member { user, sink })
-            && matches!(previous.sink, Sink::DataChannel(_))
-        {
-            self.data_channel_members -= 1;
+        if self.is_host(user.as_ref()) {
+            self.host_members += 1;
+        }
+        if let Some(previous) = self.members.insert(member, Member { user, sink }) {
+            if matches!(previous.sink, Sink::DataChannel(_)) {
+                self.data_channel_members -= 1;
+            }
+            if self.is_host(previous.user.as_ref()) {
+                self.host_members -= 1;
+            }
         }
         self.presence_dirty = true;
         self.idle_since = None;
         self.stats.members.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Whether `user` is the room's host (whose studio connection is not a viewer).
+    fn is_host(&self, user: Option<&UserSummary>) -> bool {
+        user.is_some_and(|u| Some(u.id) == self.host_id)
+    }
+
+    /// The members watching: everyone connected except the host's own connections, so the
+    /// viewer, the studio, the room list and the API show the same number.
+    fn audience(&self) -> usize {
+        self.members.len().saturating_sub(self.host_members)
+    }
+
     fn leave(&mut self, member: MemberId) {
         if let Some(m) = self.members.remove(&member) {
             if matches!(m.sink, Sink::DataChannel(_)) {
                 self.data_channel_members -= 1;
+            }
+            if self.is_host(m.user.as_ref()) {
+                self.host_members -= 1;
             }
             if let Some(user) = m.user {
                 self.left.push(user);
@@ -571,7 +619,7 @@ impl Hub {
         let left: Vec<Value> = self.left.drain(..).map(|u| u.public()).collect();
         self.seq += 1;
         let frame = event_frame(json!({
-            "v": VERSION, "type": "presence", "seq": self.seq, "viewers": self.members.len(), "joined": joined, "left": left,
+            "v": VERSION, "type": "presence", "seq": self.seq, "viewers": self.audience(), "joined": joined, "left": left,
         }));
         self.broadcast(frame);
     }

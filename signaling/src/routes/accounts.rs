@@ -170,9 +170,7 @@ pub(super) async fn register(
         tags: validate::tags("tags", &body.tags)?,
     };
     let user = state.store.create_user(&new).await.map_err(|e| match e {
-        StoreError::Conflict(_) => {
-            AppError::Conflict("that username or phone number is already registered".into())
-        }
+        StoreError::Conflict(_) => AppError::AccountTaken,
         other => other.into(),
     })?;
     tracing::info!(user = user.id, "account registered");
@@ -187,7 +185,7 @@ pub(super) async fn login(
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Json<AuthResponse>, AppError> {
     state.login_limiter.check(ip, body.login.trim())?;
-    let wrong = || AppError::Unauthorized("wrong username/phone or password".into());
+    let wrong = || AppError::WrongCredentials;
     let found = match state.store.user_by_login(body.login.trim()).await {
         Ok(user) => Some(user),
         Err(StoreError::NotFound) => None,

@@ -270,7 +270,7 @@ pub(super) async fn chat(
             .map(|m| {
                 serde_json::json!({
                     "type": "chat", "seq": m.record.seq, "ts": m.record.created_at, "text": m.record.text,
-                    "user": { "id": m.record.user_id, "nickname": m.nickname, "avatar_url": m.avatar_url },
+                    "user": { "id": m.record.user_id, "nickname": m.nickname, "avatar_url": m.avatar_url, "role": m.role },
                 })
             })
             .collect(),

@@ -3,6 +3,7 @@
 mod accounts;
 mod bridge_out;
 mod cors;
+mod follows;
 mod health;
 mod interaction;
 mod metrics;
@@ -12,6 +13,7 @@ mod restream;
 mod rooms;
 mod sessions;
 pub mod views;
+mod wallet;
 mod web;
 mod whip_whep;
 mod ws;
@@ -37,6 +39,8 @@ pub fn app(state: AppState) -> Router {
         .merge(restream::routes())
         .merge(bridge_out::routes(&state))
         .merge(web::routes(&state))
+        .merge(wallet::routes())
+        .merge(follows::routes())
         .layer(axum::middleware::from_fn(cors::cors))
         .with_state(state)
 }

@@ -143,6 +143,8 @@ pub struct ChatWithAuthor {
     pub nickname: String,
     /// Author's avatar.
     pub avatar_url: Option<String>,
+    /// Author's role (so history keeps the host's badge).
+    pub role: crate::store::Role,
 }
 
 /// One row of a leaderboard.
@@ -510,7 +512,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<ChatWithAuthor>, StoreError> {
         let rows = sqlx::query(&self.sql(
-            "SELECT c.room_id, c.seq, c.user_id, c.text, c.created_at, u.nickname, u.avatar_url FROM chat_messages c \
+            "SELECT c.room_id, c.seq, c.user_id, c.text, c.created_at, u.nickname, u.avatar_url, u.role FROM chat_messages c \
              JOIN users u ON u.id = c.user_id WHERE c.room_id = $1 AND c.deleted_at IS NULL ORDER BY c.seq DESC LIMIT $2",
         ))
         .bind(room.to_owned())
@@ -530,6 +532,11 @@ impl Store {
                     },
                     nickname: r.try_get("nickname")?,
                     avatar_url: r.try_get("avatar_url")?,
+                    role: {
+                        let role: String = r.try_get("role")?;
+                        crate::store::Role::parse(&role)
+                            .ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?
+                    },
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -548,10 +555,12 @@ impl Store {
         Ok(())
     }
 
-    /// The room's persisted event position and like total (restored when its hub starts).
+    /// The room's persisted event position and the likes of its current show (0 between
+    /// shows: likes count per show), restored when its hub starts.
     pub async fn room_counters(&self, room: &str) -> Result<(i64, i64), StoreError> {
         let row = sqlx::query(&self.sql(
-            "SELECT r.event_seq, r.likes, (SELECT COALESCE(MAX(seq), 0) FROM chat_messages c WHERE c.room_id = r.id) AS chat_seq FROM rooms r WHERE r.id = $1",
+            "SELECT r.event_seq, COALESCE((SELECT s.likes FROM shows s WHERE s.room_id = r.id AND s.ended_at IS NULL ORDER BY s.id DESC LIMIT 1), 0) AS likes, \
+             (SELECT COALESCE(MAX(seq), 0) FROM chat_messages c WHERE c.room_id = r.id) AS chat_seq FROM rooms r WHERE r.id = $1",
         ))
         .bind(room.to_owned())
         .fetch_optional(self.pool())

@@ -6,13 +6,16 @@
 //! `?1` form, so the same text is tested on both. Every multi-row change runs in one
 //! transaction. Times are Unix milliseconds (`BIGINT`), which both backends store alike.
 
+mod follows;
 mod interaction;
 mod recordings;
 mod rooms;
 mod secrets;
 mod shows;
 mod users;
+mod wallet;
 
+pub use follows::{LiveNotice, UserCard};
 pub use interaction::{
     ChatRecord, ChatWithAuthor, Gift, GiftError, GiftOutcome, GiftRecord, GiftRequest, Gifter,
     Wallet,
@@ -21,6 +24,7 @@ pub use recordings::{Recording, RtmpTargetRow};
 pub use rooms::{NewRoom, Room, RoomFilter, RoomPage, RoomUpdate, Visibility};
 pub use shows::Show;
 pub use users::{NewUser, ProfileUpdate, Role, User};
+pub use wallet::{NewRecharge, RechargeOrder};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};

@@ -11,6 +11,22 @@ function nextHash() {
   return next && next.startsWith('#/') ? next : '#/';
 }
 
+/**
+ * Checks the fields the way the server will, before sending: returns the first problem as
+ * { code: 'validation', field } (translated like a server error), or null.
+ */
+export function registrationProblem(body) {
+  const chars = (v) => [...(v || '')].length;
+  const maxYear = new Date().getFullYear() - 18;
+  if (!body.username || !/^[A-Za-z][A-Za-z0-9_.-]{2,31}$/.test(body.username)) return { code: 'validation', field: 'username' };
+  if (body.phone && !/^\+?[0-9]{6,20}$/.test(body.phone)) return { code: 'validation', field: 'phone' };
+  if (chars(body.password) < 8 || chars(body.password) > 128) return { code: 'validation', field: 'password' };
+  if (chars(body.nickname) < 1 || chars(body.nickname) > 32) return { code: 'validation', field: 'nickname' };
+  if (body.birth_year !== undefined && !(Number.isInteger(body.birth_year) && body.birth_year >= 1900 && body.birth_year <= maxYear)) return { code: 'validation', field: 'birth_year' };
+  if (chars(body.city) > 32) return { code: 'validation', field: 'city' };
+  return null;
+}
+
 function submitting(form, busy) {
   form.querySelectorAll('button, input, select, textarea').forEach((el) => { el.disabled = busy; });
   form.setAttribute('aria-busy', busy ? 'true' : 'false');
@@ -27,6 +43,8 @@ export function loginView(container) {
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     showFormError(form, null);
+    if (!login.value.trim()) { showFormError(form, { message: t('auth.check.login'), field: 'login' }); return; }
+    if (!password.value) { showFormError(form, { message: t('auth.check.password'), field: 'password' }); return; }
     submitting(form, true);
     try {
       const user = await session.login(login.value.trim(), password.value);
@@ -34,7 +52,9 @@ export function loginView(container) {
       location.hash = nextHash();
     } catch (err) {
       submitting(form, false);
-      showFormError(form, { message: errorText(err), field: err.field === 'login' || err.field === 'password' ? err.field : null });
+      // A 401 here is a wrong password (not "log in first"), whatever the server calls it.
+      const shown = err.status === 401 ? { ...err, message: '', code: 'wrong_password' } : err;
+      showFormError(form, { message: errorText(shown), field: err.field === 'login' || err.field === 'password' ? err.field : shown.code === 'wrong_password' ? 'password' : null });
     }
   });
   const next = new URLSearchParams(location.hash.split('?')[1] || '').get('next');
@@ -83,6 +103,8 @@ export function registerView(container) {
       birth_year: inputs.birth_year.value ? Number(inputs.birth_year.value) : undefined,
       city: inputs.city.value.trim() || undefined,
     };
+    const problem = registrationProblem(body);
+    if (problem) { showFormError(form, { message: errorText(problem), field: problem.field }); return; }
     submitting(form, true);
     try {
       const user = await session.register(body);
@@ -90,7 +112,7 @@ export function registerView(container) {
       location.hash = nextHash();
     } catch (err) {
       submitting(form, false);
-      showFormError(form, { message: errorText(err), field: err.field });
+      showFormError(form, { message: errorText(err), field: err.field || (err.code === 'username_taken' ? 'username' : null) });
     }
   });
   render(container,

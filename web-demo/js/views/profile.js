@@ -10,7 +10,7 @@ export async function profileView(container) {
     location.hash = '#/login?next=%23%2Fme';
     return undefined;
   }
-  render(container, h('p', { class: 'page', i18n: 'common.loading' }));
+  render(container, h('p', { class: 'page loading', i18n: 'common.loading' }));
   let me;
   try {
     me = await api.me();
@@ -71,9 +71,9 @@ export async function profileView(container) {
   const headContent = (u) => [
     avatar(u, 'lg'),
     h('div', {},
-      h('h1', { id: 'profile-title', text: u.nickname }),
+      h('h1', { id: 'profile-title', translate: 'no', text: u.nickname }),
       h('p', { class: 'muted' },
-        h('span', { i18n: `profile.role.${u.role}` }), ` · #${u.id}`, u.username ? ` · @${u.username}` : '')),
+        h('span', { i18n: `profile.role.${u.role}` }), ` · #${u.id}`, u.username ? h('span', { translate: 'no', text: ` · @${u.username}` }) : '')),
   ];
   const head = h('div', { class: 'profile-head' }, ...headContent(me));
 

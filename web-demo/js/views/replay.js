@@ -51,25 +51,48 @@ export async function replayView(container, { id }) {
     video.play().catch(() => { /* the controls let the user start it */ });
   }
 
+  const nativeHls = !!video.canPlayType('application/vnd.apple.mpegurl');
+  function thumbnail(r) {
+    if (!nativeHls || !r.video) return null;
+    const url = new URL(r.url, location.href);
+    const jwt = token();
+    if (jwt) url.searchParams.set('token', jwt);
+    // A muted element that loads the start of the recording and shows a frame 1 s in.
+    return h('video', { class: 'replay-thumb', muted: true, preload: 'metadata', playsinline: true, 'aria-hidden': 'true', src: `${url}#t=1` });
+  }
+  let drawList = () => {};
+  const relabel = () => {
+    drawList();
+    if (nowPlaying.dataset.at) nowPlaying.textContent = formatTime(Number(nowPlaying.dataset.at), lang());
+  };
+  window.addEventListener('langchange', relabel);
   try {
     const [room, recordings] = await Promise.all([api.room(id).catch(() => null), api.recordings(id)]);
     if (room) {
       title.removeAttribute('data-i18n');
-      title.textContent = `${t('replay.title')} · ${room.title}`;
+      title.replaceChildren(h('span', { i18n: 'replay.title' }), ' · ', h('span', { translate: 'no', text: room.title }));
     }
     const playable = recordings.filter((r) => r.url && r.segments > 0);
-    render(list, playable.length ? playable.map((r) => {
+    const items = playable.map((r) => {
+      const when = h('strong');
+      const length = h('span');
       const button = h('button', { type: 'button', class: 'replay-item', 'aria-pressed': 'false', dataset: { recording: r.id } },
-        h('strong', { text: formatTime(r.started_at, lang()) }),
-        h('span', { text: t('replay.duration', { d: formatDuration(r.duration_secs) }) }),
-        r.width ? h('span', { text: `${r.width}×${r.height}` }) : null,
-        r.recording ? h('span', { class: 'badge badge-live', i18n: 'replay.recording' }) : null);
-      button.addEventListener('click', () => playRecording(r, button));
-      return h('li', {}, button);
-    }) : h('li', { class: 'empty', i18n: 'replay.empty' }));
+        thumbnail(r),
+        h('span', { class: 'replay-meta' },
+          when, ' ', length, ' ',
+          r.width ? h('span', { class: 'replay-size', text: t('replay.size', { w: r.width, h: r.height }) }) : null,
+          r.recording ? h('span', { class: 'badge badge-live', i18n: 'replay.recording' }) : null));
+      button.addEventListener('click', () => { nowPlaying.dataset.at = String(r.started_at); playRecording(r, button); });
+      return { r, when, length, li: h('li', {}, button) };
+    });
+    drawList = () => items.forEach(({ r, when, length }) => {
+      when.textContent = formatTime(r.started_at, lang());
+      length.textContent = t('replay.duration', { d: formatDuration(r.duration_secs) });
+    });
+    drawList();
+    render(list, items.length ? items.map((i) => i.li) : h('li', { class: 'empty', i18n: 'replay.empty' }));
   } catch (err) {
     render(list, h('li', { class: 'form-error', text: err.status === 404 ? t('replay.unavailable') : errorText(err) }));
   }
-
-  return () => stopPlayback();
+  return () => { window.removeEventListener('langchange', relabel); stopPlayback(); };
 }

@@ -45,17 +45,17 @@ function roomCard(room) {
       h('span', { 'aria-hidden': 'true', text: '👀 ' }), compactNumber(room.viewers, lang()))
     : null;
   const meta = h('p', { class: 'card-meta' },
-    room.city ? h('span', { class: 'card-city', text: `📍 ${room.city}` }) : null,
-    ...(room.tags || []).slice(0, 3).map((tag) => h('span', { class: 'tag', text: tag })),
+    room.city ? h('span', { class: 'card-city', translate: 'no', text: `📍 ${room.city}` }) : null,
+    ...(room.tags || []).slice(0, 3).map((tag) => h('span', { class: 'tag', translate: 'no', text: tag })),
   );
   return h('li', { class: 'room-card', dataset: { room: room.id, live: room.live ? '1' : '0' } },
     h('a', { href: `#/room/${encodeURIComponent(room.id)}`, class: 'card-link' },
       h('div', { class: 'card-media' }, media, badges, viewers),
       h('div', { class: 'card-body' },
-        h('h3', { class: 'card-title', text: room.title || room.id }),
+        h('h3', { class: 'card-title', translate: 'no', text: room.title || room.id }),
         h('p', { class: 'card-host' },
           avatar(host.nickname ? host : { nickname: room.title }, 'sm'),
-          h('span', { text: host.nickname || room.id })),
+          h('span', { translate: 'no', text: host.nickname || room.id })),
         meta.childNodes.length ? meta : null,
       ),
     ),
@@ -97,15 +97,21 @@ export function roomsView(container) {
   h('label', { class: 'check' }, liveBox, h('span', { i18n: 'rooms.liveOnly' })),
   h('button', { type: 'submit', class: 'button-secondary', i18n: 'rooms.apply' }));
 
+  // "Live now" heads the list only when someone is live; otherwise it is just "Rooms".
+  const title = h('h1', { id: 'rooms-title', i18n: 'rooms.titleAll' });
   render(container,
     h('section', { class: 'page rooms-page', 'aria-labelledby': 'rooms-title' },
       h('div', { class: 'page-head' },
-        h('h1', { id: 'rooms-title', i18n: 'rooms.title' }),
+        title,
         h('button', { type: 'button', class: 'chip-button', i18n: 'rooms.refresh', on: { click: () => load(1) } })),
       filters, note, list, more));
 
+  let stampedAt = null;
   function draw(fromCache) {
     list.setAttribute('aria-busy', 'false');
+    title.dataset.i18n = items.some((r) => r.live) ? 'rooms.title' : 'rooms.titleAll';
+    title.textContent = t(title.dataset.i18n);
+    if (stampedAt && !fromCache) stamp(stampedAt);
     if (items.length === 0) {
       render(list, h('li', { class: 'empty', i18n: query.live ? 'rooms.emptyLive' : 'rooms.empty' }));
     } else {
@@ -119,6 +125,7 @@ export function roomsView(container) {
   }
 
   function stamp(at) {
+    stampedAt = at;
     delete note.dataset.i18n;
     note.textContent = t('rooms.updated', { time: new Date(at).toLocaleTimeString(lang() === 'zh' ? 'zh-CN' : 'en-GB') });
   }

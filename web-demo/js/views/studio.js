@@ -2,14 +2,15 @@
 // camera/microphone preview with device pickers, go live by WHIP (H.264), live stats
 // (bitrate, frame rate, resolution, viewers, likes, gift coins), chat and gifts received
 // over the room WebSocket, moderation, and ending the show.
-import { h, render, field, showFormError, toast, avatar, splitTags, formatTime } from '../dom.js';
-import { t, lang } from '../i18n.js';
+import { h, render, field, showFormError, toast, avatar, splitTags, formatTime, formatDuration } from '../dom.js';
+import { t, lang, giftName } from '../i18n.js';
+import { createChatOutbox } from '../chat-outbox.js';
 import { api, token, errorText } from '../api.js';
 import * as session from '../session.js';
 import { setLeaveGuard } from '../router.js';
 import { publish, outboundVideoStats, connected } from '../../whip.js';
-import { createRoomLink, protocol } from '../room-link.js';
-import { createChat } from '../widgets/chat.js';
+import { createRoomLink } from '../room-link.js';
+import { createChat, userName } from '../widgets/chat.js';
 import { floatHearts, createGiftLayer } from '../widgets/effects.js';
 
 const QUALITIES = {
@@ -95,7 +96,7 @@ export async function studioHomeView(container) {
     const { items } = await api.rooms({ host: user.id, per_page: 100 });
     render(list, items.length ? items.map((room) => h('li', { class: 'my-room' },
       h('div', {},
-        h('strong', { text: room.title }),
+        h('strong', { translate: 'no', text: room.title }),
         h('span', { class: `badge ${room.live ? 'badge-live' : 'badge-off'}`, i18n: room.live ? 'rooms.live' : 'rooms.offline' }),
         room.visibility === 'private' ? h('span', { class: 'badge badge-private', i18n: 'rooms.private' }) : null,
         h('small', { class: 'muted', text: ` ${room.id}` })),
@@ -122,7 +123,7 @@ async function listDevices() {
 export async function studioRoomView(container, { id }) {
   const user = requireHost(container, `#/studio/${id}`);
   if (!user) return undefined;
-  render(container, h('p', { class: 'page', i18n: 'common.loading' }));
+  render(container, h('p', { class: 'page loading', i18n: 'common.loading' }));
   let room;
   try {
     room = await api.room(id);
@@ -141,6 +142,12 @@ export async function studioRoomView(container, { id }) {
   const goLive = h('button', { type: 'button', id: 'go-live', class: 'button-live', i18n: 'studio.goLive' });
   const endShow = h('button', { type: 'button', id: 'end-show', class: 'button-secondary', i18n: 'studio.endShow', disabled: true });
   const liveState = h('p', { class: 'status', id: 'studio-status', role: 'status', dataset: { state: 'offline' } });
+  const liveTimer = h('span', { class: 'live-timer', id: 'live-timer', hidden: true });
+  const confirmEnd = h('dialog', { class: 'sheet confirm-end', id: 'confirm-end', 'aria-labelledby': 'confirm-end-text' },
+    h('p', { id: 'confirm-end-text', i18n: 'studio.confirmEnd' }),
+    h('div', { class: 'buttons' },
+      h('button', { type: 'button', id: 'confirm-end-yes', i18n: 'studio.endShow', on: { click: () => { confirmEnd.close(); stopShow(); } } }),
+      h('button', { type: 'button', class: 'button-secondary', id: 'confirm-end-no', i18n: 'common.cancel', on: { click: () => confirmEnd.close() } })));
   const statValues = {
     bitrate: h('dd', { id: 'stat-bitrate', text: '–' }),
     fps: h('dd', { id: 'stat-fps', text: '–' }),
@@ -159,10 +166,11 @@ export async function studioRoomView(container, { id }) {
     h('summary', { i18n: 'studio.edit' }),
     roomForm(room, (updated) => { room = updated; title.textContent = room.title; }),
     h('button', { type: 'button', class: 'button-danger', i18n: 'studio.closeRoom', on: { click: closeRoom } }));
-  const title = h('h1', { id: 'studio-room-title', text: room.title });
+  const title = h('h1', { id: 'studio-room-title', translate: 'no', text: room.title });
 
   const chat = createChat({
-    onSend: (text) => { link.send(protocol.messages.chat(text)); return true; },
+    onSend: (text) => { outbox.submit(text); return true; },
+    selfId: () => user.id,
     moderation: {
       mute: async (target) => {
         try { await api.mute(room.id, target.id, 600); toast(t('studio.muted', { name: target.nickname })); } catch (err) { toast(errorText(err), 'error'); }
@@ -173,6 +181,8 @@ export async function studioRoomView(container, { id }) {
     },
   });
 
+  const outbox = createChatOutbox({ send: (message) => link.send(message), chat });
+
   render(container,
     h('section', { class: 'page studio-page', 'aria-labelledby': 'studio-room-title' },
       h('div', { class: 'page-head' },
@@ -181,21 +191,22 @@ export async function studioRoomView(container, { id }) {
       h('div', { class: 'studio-grid' },
         h('div', { class: 'studio-main' },
           h('div', { class: 'player-box' }, preview, hearts, giftLayerEl),
-          h('div', { class: 'device-row' },
-            field('studio.camera', cameraSelect), field('studio.mic', micSelect), field('studio.quality', qualitySelect)),
-          h('div', { class: 'buttons' }, goLive, endShow),
-          liveState,
+          h('div', { class: 'studio-controls' },
+            h('div', { class: 'buttons' }, goLive, endShow, h('p', { class: 'status' }, liveState, ' ', liveTimer))),
           h('section', { class: 'card', 'aria-labelledby': 'stats-title' },
             h('h2', { id: 'stats-title', i18n: 'studio.stats' }),
             h('dl', { class: 'stats-grid', id: 'studio-stats' },
               stat('bitrate', 'studio.bitrate'), stat('fps', 'studio.fps'), stat('resolution', 'studio.resolution'),
-              stat('viewers', 'studio.viewers'), stat('likes', 'studio.likes'), stat('gifts', 'studio.giftsCoins')))),
+              stat('viewers', 'studio.viewers'), stat('likes', 'studio.likes'), stat('gifts', 'studio.giftsCoins'))),
+          h('div', { class: 'device-row' },
+            field('studio.camera', cameraSelect), field('studio.mic', micSelect), field('studio.quality', qualitySelect))),
         h('aside', { class: 'studio-side' },
           h('section', { class: 'card chat-card', 'aria-labelledby': 'studio-chat-title' },
             h('h2', { id: 'studio-chat-title', i18n: 'viewer.chat' }), chat.el),
           h('section', { class: 'card', 'aria-labelledby': 'gifts-title' },
             h('h2', { id: 'gifts-title', i18n: 'studio.gifts' }), giftsList),
-          editBox))));
+          editBox)),
+      confirmEnd));
 
   // ---- state ---------------------------------------------------------------------------------
   let stream = null;
@@ -205,14 +216,38 @@ export async function studioRoomView(container, { id }) {
   let lastStats = null;
   let statsTimer = null;
   let stopped = false;
+  let liveSince = 0;
+  let timerTick = null;
+  let audience = 0;
+
+  function drawTimer() {
+    liveTimer.hidden = !liveSince;
+    if (liveSince) liveTimer.textContent = t('studio.liveFor', { time: formatDuration((Date.now() - liveSince) / 1000) });
+  }
+  /** The audience shown: nothing between shows. */
+  function drawAudience(n = audience) {
+    audience = n;
+    statValues.viewers.textContent = String(state === 'live' || state === 'lost' || state === 'connecting' ? n : 0);
+  }
 
   function setState(next, message) {
     state = next;
+    if (next === 'live' && !liveSince) {
+      liveSince = Date.now();
+      timerTick = setInterval(drawTimer, 1000);
+    }
+    if (next === 'ended' || next === 'offline') {
+      liveSince = 0;
+      clearInterval(timerTick);
+      timerTick = null;
+    }
+    drawTimer();
     liveState.dataset.state = next;
     liveState.textContent = message || t(`studio.${next}`);
     goLive.disabled = next === 'live' || next === 'connecting';
     endShow.disabled = !(next === 'live' || next === 'connecting' || next === 'lost');
     container.dataset.live = next === 'live' ? '1' : '0';
+    drawAudience();
   }
   setState('offline');
 
@@ -342,7 +377,8 @@ export async function studioRoomView(container, { id }) {
   }
 
   goLive.addEventListener('click', startShow);
-  endShow.addEventListener('click', stopShow);
+  // Ending a show is final for the viewers: ask first.
+  endShow.addEventListener('click', () => { if (!confirmEnd.open) confirmEnd.showModal(); });
 
   // ---- room events (chat, likes, gifts, viewers) over the WebSocket ----------------------
   const link = createRoomLink({
@@ -353,17 +389,21 @@ export async function studioRoomView(container, { id }) {
       switch (change.kind) {
         case 'welcome':
           change.history.forEach((m) => chat.add(m));
-          statValues.viewers.textContent = String(Math.max(0, st.viewers - 1));
+          // The server leaves the host's own connections out of the count.
+          drawAudience(st.viewers);
           statValues.likes.textContent = String(st.likes);
           break;
         case 'history': change.history.forEach((m) => chat.add(m)); break;
-        case 'chat': chat.add(change.message); break;
+        case 'chat': outbox.confirmed(change.message); chat.add(change.message); break;
         case 'likes':
           statValues.likes.textContent = String(change.total);
           floatHearts(hearts, change.delta);
           break;
-        // The studio's own connection is a member too: count the others.
-        case 'presence': statValues.viewers.textContent = String(Math.max(0, change.viewers - 1)); break;
+        case 'presence':
+          drawAudience(change.viewers);
+          change.joined.filter((u) => u.id !== user.id).slice(0, 3)
+            .forEach((u) => chat.system(() => [userName(u), ` ${t('viewer.joined', { name: '' }).trim()}`], 'join'));
+          break;
         case 'deleted': chat.remove(change.seq); break;
         case 'gift': {
           giftLayer.show(change);
@@ -371,13 +411,22 @@ export async function studioRoomView(container, { id }) {
           statValues.gifts.textContent = String(giftCoins);
           const empty = giftsList.querySelector('.empty');
           if (empty) empty.remove();
-          giftsList.prepend(h('li', { class: 'gift-entry' },
-            avatar(change.user, 'xs'),
-            h('span', { text: `${change.emoji} ${change.user.nickname || '?'} ${t('viewer.giftLine', { gift: change.gift.name || change.gift.id, count: change.count })}` }),
-            h('small', { class: 'muted', text: ` +${change.coins} · ${formatTime(Date.now(), lang())}` })));
+          const at = Date.now();
+          const text = h('span');
+          const when = h('small', { class: 'muted' });
+          const draw = () => {
+            text.replaceChildren(`${change.emoji} `, userName(change.user), ` ${t('viewer.giftLine', { gift: giftName(change.gift), count: change.count })}`);
+            when.textContent = ` +${change.coins} · ${formatTime(at, lang())}`;
+          };
+          draw();
+          giftDrawers.push(draw);
+          giftsList.prepend(h('li', { class: 'gift-entry' }, avatar(change.user, 'xs'), text, when));
           break;
         }
-        case 'error': chat.setNotice(errorText(change), 'error'); break;
+        case 'error':
+          if (outbox.refused(change)) break;
+          chat.setNotice(errorText(change), 'error');
+          break;
         default: break;
       }
     },
@@ -390,7 +439,8 @@ export async function studioRoomView(container, { id }) {
 
   const beforeUnload = (event) => { if (state === 'live') { event.preventDefault(); event.returnValue = ''; } };
   window.addEventListener('beforeunload', beforeUnload);
-  const relabel = () => setState(state);
+  const giftDrawers = [];
+  const relabel = () => { setState(state, state === 'lost' ? t('studio.lost') : undefined); giftDrawers.forEach((draw) => draw()); };
   window.addEventListener('langchange', relabel);
 
   return async () => {
@@ -398,7 +448,11 @@ export async function studioRoomView(container, { id }) {
     window.removeEventListener('beforeunload', beforeUnload);
     window.removeEventListener('langchange', relabel);
     clearInterval(statsTimer);
+    clearInterval(timerTick);
     link.stop();
+    outbox.stop();
+    chat.destroy();
+    if (confirmEnd.open) confirmEnd.close();
     if (publisher) await publisher.stop();
     publisher = null;
     if (stream) stream.getTracks().forEach((track) => track.stop());

@@ -1,34 +1,37 @@
-// The live room for viewers: the video (WebRTC first, then LL-HLS / FLV / HLS, with the
-// mode shown), chat with history, likes with floating hearts, gifts with the balance and an
-// animation, the viewer count, and automatic reconnection of both media and chat.
+// The live room for viewers. On a phone: the portrait video fills the screen, the host's
+// card on top (it opens her profile), the viewer count with the avatars of who just came
+// in, chat, likes and gifts over the video; on a desktop: video and chat side by side.
+// WebRTC first, then LL-HLS / FLV / HLS; chat with history and per-message delivery state;
+// "xx 来了" join lines; logging in from a sheet without leaving the stream; automatic
+// reconnection of both media and chat.
 import { h, render, avatar, toast, compactNumber } from '../dom.js';
-import { t, lang } from '../i18n.js';
+import { t, lang, giftName } from '../i18n.js';
 import { api, token, errorText } from '../api.js';
+import { createChatOutbox } from '../chat-outbox.js';
+import { createLoginSheet } from '../widgets/login-sheet.js';
+import { createProfileCard } from '../widgets/profile-card.js';
 import * as session from '../session.js';
 import { createRoomLink, protocol } from '../room-link.js';
 import { createPlayer, MODES } from '../player.js';
-import { createChat } from '../widgets/chat.js';
+import { createChat, userName } from '../widgets/chat.js';
 import { floatHearts, createGiftLayer } from '../widgets/effects.js';
 import { createGiftPanel } from '../widgets/gift-panel.js';
 
 const GIFT_ACK_TIMEOUT_MS = 8000;
-
-function loginHash(room) {
-  return `#/login?next=${encodeURIComponent(`#/room/${room}`)}`;
-}
+const RECENT_VIEWERS = 3;
 
 export async function viewerView(container, { id: room }) {
   const query = new URLSearchParams(location.hash.split('?')[1] || '');
   const forcedMode = MODES.includes(query.get('mode')) ? query.get('mode') : null;
 
-  render(container, h('p', { class: 'page', i18n: 'common.loading' }));
+  render(container, h('p', { class: 'page loading', i18n: 'common.loading' }));
   let info;
   try {
     info = await api.room(room);
   } catch (err) {
     render(container, h('section', { class: 'page narrow' },
       h('h1', { text: room }),
-      h('p', { class: 'form-error', role: 'alert', text: errorText(err) }),
+      h('p', { class: 'form-error', role: 'alert', text: errorText(err, { notFound: 'room_not_found' }) }),
       h('a', { href: '#/', i18n: 'common.back' })));
     return undefined;
   }
@@ -38,6 +41,7 @@ export async function viewerView(container, { id: room }) {
   video.muted = true;
   const modeBadge = h('span', { class: 'badge mode-badge', id: 'play-mode', dataset: { mode: 'none' }, role: 'status', i18nAttr: { title: 'viewer.mode' } });
   const viewersEl = h('span', { class: 'stage-chip', id: 'viewer-count', dataset: { count: '0' } });
+  const recentEl = h('span', { class: 'recent-viewers', id: 'recent-viewers', i18nAttr: { 'aria-label': 'viewer.recentViewers' } });
   const status = h('div', { class: 'stage-status', id: 'play-status', role: 'status' });
   const unmute = h('button', { type: 'button', class: 'unmute', id: 'unmute', on: { click: () => { video.muted = false; video.play().catch(() => {}); drawUnmute(); } } },
     h('span', { 'aria-hidden': 'true', text: '🔇 ' }), h('span', { i18n: 'viewer.unmute' }));
@@ -51,7 +55,26 @@ export async function viewerView(container, { id: room }) {
     h('span', { 'aria-hidden': 'true', text: '🎁' }));
 
   const host = info.host || {};
-  const chat = createChat({ onSend: sendChat });
+  const profileCard = createProfileCard();
+  const chat = createChat({
+    onSend: sendChat,
+    selfId: () => { const u = session.user(); return u ? u.id : null; },
+    onName: (user) => profileCard.open(user.id),
+  });
+  const outbox = createChatOutbox({ send: (message) => link.send(message), chat });
+  let afterLogin = null;
+  const loginSheet = createLoginSheet({
+    registerHash: `#/register?next=${encodeURIComponent(`#/room/${room}`)}`,
+    onLoggedIn: () => { const next = afterLogin; afterLogin = null; if (next) next(); },
+  });
+  const hostChip = h('button', {
+    type: 'button', class: 'host-chip', id: 'host-chip', i18nAttr: { title: 'viewer.hostCard' },
+    on: { click: () => { if (host.id) profileCard.open(host.id); } },
+  },
+  avatar(host.nickname ? host : { nickname: info.title }, 'sm'),
+  h('span', { class: 'host-chip-text' },
+    h('strong', { translate: 'no', text: host.nickname || info.id }),
+    h('small', { translate: 'no', text: info.title })));
   const giftPanel = createGiftPanel({
     send: sendGift,
     loggedIn: () => !!session.user(),
@@ -64,29 +87,39 @@ export async function viewerView(container, { id: room }) {
         h('div', { class: 'player-box' },
           video,
           h('div', { class: 'stage-top' },
-            h('div', { class: 'host-chip' }, avatar(host.nickname ? host : { nickname: info.title }, 'sm'),
-              h('span', { text: host.nickname || info.id })),
-            h('div', { class: 'stage-chips' }, modeBadge, viewersEl)),
+            hostChip,
+            h('div', { class: 'stage-chips' },
+              h('div', { class: 'audience' }, recentEl, viewersEl,
+                h('a', { class: 'stage-close', href: '#/', i18nAttr: { 'aria-label': 'common.back' }, text: '✕' })),
+              modeBadge)),
           status, unmute, hearts, giftLayerEl),
         h('aside', { class: 'room-side' },
           h('header', { class: 'room-head' },
-            h('h1', { id: 'room-title', text: info.title }),
+            h('h1', { id: 'room-title', translate: 'no', text: info.title }),
             h('p', { class: 'muted' },
-              info.city ? h('span', { text: `📍 ${info.city} ` }) : null,
-              ...(info.tags || []).map((tag) => h('span', { class: 'tag', text: tag })),
+              info.city ? h('span', { translate: 'no', text: `📍 ${info.city} ` }) : null,
+              ...(info.tags || []).map((tag) => h('span', { class: 'tag', translate: 'no', text: tag })),
               h('a', { class: 'replay-link', href: `#/replay/${encodeURIComponent(room)}`, i18n: 'viewer.replays' }))),
           chat.el,
           h('div', { class: 'room-actions' }, likeButton, giftButton))),
-      giftPanel.el));
+      giftPanel.el, loginSheet.el, profileCard.el));
 
   // ---- state ----------------------------------------------------------------------------
   let unseenOwnLikes = 0;
   const pendingGifts = new Map();
   const liveStatus = { status: 'connecting', detail: {} };
 
-  function drawViewers(n) {
-    viewersEl.dataset.count = String(n);
-    viewersEl.textContent = `👀 ${t('viewer.viewers', { n })}`;
+  const recent = [];
+  function drawRecent() {
+    render(recentEl, recent.map((u) => h('span', { class: 'recent-viewer', translate: 'no', dataset: { user: u.id }, title: u.nickname }, avatar(u, 'xs'))));
+  }
+  // The count is the audience of a show: nothing while the host is offline.
+  let audience = 0;
+  function drawViewers(n = audience) {
+    audience = n;
+    const shown = liveStatus.status === 'offline' ? 0 : n;
+    viewersEl.dataset.count = String(shown);
+    viewersEl.textContent = t('viewer.viewers', { n: compactNumber(shown, lang()) });
   }
   function drawLikes(n) {
     likeCount.dataset.count = String(n);
@@ -122,10 +155,11 @@ export async function viewerView(container, { id: room }) {
   drawMode(null);
   drawStatus();
 
-  function needLogin() {
+  /** Logged out: the login sheet opens over the stream; `then` runs once logged in. */
+  function needLogin(then = null) {
+    afterLogin = then;
     chat.setNotice(t('auth.loginToChat'), 'info');
-    toast(t('auth.loginToChat'));
-    setTimeout(() => { if (!session.user()) location.hash = loginHash(room); }, 1200);
+    loginSheet.open();
   }
 
   // ---- room events ------------------------------------------------------------------------
@@ -148,6 +182,7 @@ export async function viewerView(container, { id: room }) {
           change.history.forEach((m) => chat.add(m));
           break;
         case 'chat':
+          outbox.confirmed(change.message);
           chat.add(change.message);
           break;
         case 'likes': {
@@ -159,21 +194,31 @@ export async function viewerView(container, { id: room }) {
         }
         case 'gift':
           giftLayer.show(change);
-          chat.system(`${change.emoji} ${change.user.nickname || '?'} ${t('viewer.giftLine', { gift: change.gift.name || change.gift.id, count: change.count })}`, 'gift');
+          chat.system(() => [`${change.emoji} `, userName(change.user), ` ${t('viewer.giftLine', { gift: giftName(change.gift), count: change.count })}`], 'gift');
           break;
-        case 'presence':
+        case 'presence': {
           drawViewers(change.viewers);
-          change.joined
-            .filter((u) => !(state.you && u.id === state.you.id))
-            .slice(0, 3)
-            .forEach((u) => chat.system(t('viewer.joined', { name: u.nickname }), 'join'));
+          // One user can leave one connection and join another in the same batch (the
+          // WebSocket handing over to the data channel): leaving first, then joining.
+          const joinedIds = new Set(change.joined.map((u) => u.id));
+          for (const u of change.left) {
+            const i = recent.findIndex((r) => r.id === u.id);
+            if (i >= 0 && !joinedIds.has(u.id)) recent.splice(i, 1);
+          }
+          const others = change.joined.filter((u, i, all) => !(state.you && u.id === state.you.id) && u.id !== host.id
+            && all.findIndex((x) => x.id === u.id) === i && !recent.some((r) => r.id === u.id));
+          others.slice(0, 3).forEach((u) => chat.system(() => [userName(u), ` ${t('viewer.joined', { name: '' }).trim()}`], 'join'));
+          for (const u of others) recent.unshift(u);
+          recent.splice(RECENT_VIEWERS);
+          drawRecent();
           break;
+        }
         case 'deleted':
           chat.remove(change.seq);
           break;
         case 'system':
-          if (change.event === 'show_started') { chat.system(t('viewer.system.show_started')); player.wake(); }
-          if (change.event === 'show_ended') { chat.system(t('viewer.system.show_ended')); player.showEnded(); }
+          if (change.event === 'show_started') { chat.system(() => t('viewer.system.show_started')); player.wake(); }
+          if (change.event === 'show_ended') { chat.system(() => t('viewer.system.show_ended')); player.showEnded(); drawViewers(0); }
           break;
         case 'gift_ack': {
           const pending = pendingGifts.get(change.ref);
@@ -183,6 +228,7 @@ export async function viewerView(container, { id: room }) {
         case 'error': {
           const pending = change.ref && pendingGifts.get(change.ref);
           if (pending) { pendingGifts.delete(change.ref); pending.reject(change); break; }
+          if (outbox.refused(change)) break;
           if (change.code === 'unauthorized') { needLogin(); break; }
           chat.setNotice(errorText(change), 'error');
           break;
@@ -195,9 +241,13 @@ export async function viewerView(container, { id: room }) {
   const likes = protocol.createLikeBatcher((message) => link.send(message), 300);
 
   function sendChat(text) {
-    if (!session.user()) { needLogin(); return false; }
+    // Logged out: the text stays in the input, and is sent once the sheet logs in.
+    if (!session.user()) {
+      needLogin(() => { chat.input.value = ''; chat.setNotice(''); outbox.submit(text); });
+      return false;
+    }
     chat.setNotice('');
-    link.send(protocol.messages.chat(text));
+    outbox.submit(text);
     return true;
   }
 
@@ -209,6 +259,7 @@ export async function viewerView(container, { id: room }) {
     likes.tap(1);
   });
   giftButton.addEventListener('click', () => giftPanel.open());
+  const closeOverlays = () => { loginSheet.close(); profileCard.close(); };
 
   function sendGift(gift, count) {
     const message = protocol.messages.gift(gift.id, count);
@@ -223,7 +274,7 @@ export async function viewerView(container, { id: room }) {
         } catch (err) { reject(err); }
       }, GIFT_ACK_TIMEOUT_MS);
       pendingGifts.set(key, {
-        resolve: (balance) => { clearTimeout(timer); toast(t('gifts.sent', { gift: gift.name, count })); resolve(balance); },
+        resolve: (balance) => { clearTimeout(timer); toast(t('gifts.sent', { gift: giftName(gift), count })); resolve(balance); },
         reject: (err) => { clearTimeout(timer); reject(err); },
       });
       link.send(message);
@@ -241,11 +292,12 @@ export async function viewerView(container, { id: room }) {
     onStatus: (s, detail) => {
       liveStatus.status = s;
       liveStatus.detail = detail || {};
+      drawViewers();
       if (s === 'offline' || s === 'failed') link.start();
       drawStatus();
     },
     onFallback: (from, to) => {
-      if (to) chat.system(t('viewer.fallback', { from: t(`viewer.mode.${from}`), to: t(`viewer.mode.${to}`) }), 'mode');
+      if (to) chat.system(() => t('viewer.fallback', { from: t(`viewer.mode.${from}`), to: t(`viewer.mode.${to}`) }), 'mode');
       link.start();
     },
     onChannel: (dc) => link.useChannel(dc),
@@ -254,7 +306,7 @@ export async function viewerView(container, { id: room }) {
   video.addEventListener('volumechange', drawUnmute);
 
   const onSession = () => { const jwt = token(); if (jwt) link.authenticate(jwt); };
-  const relabel = () => { drawMode(player.mode); drawStatus(); drawViewers(Number(viewersEl.dataset.count)); };
+  const relabel = () => { drawMode(player.mode); drawStatus(); drawViewers(); };
   const onVisible = () => { if (document.visibilityState === 'visible') { link.reconnectNow(); player.wake(); } };
   window.addEventListener('sessionchange', onSession);
   window.addEventListener('langchange', relabel);
@@ -267,6 +319,10 @@ export async function viewerView(container, { id: room }) {
     likes.flush();
     player.stop();
     link.stop();
+    outbox.stop();
+    chat.destroy();
+    closeOverlays();
+    profileCard.destroy();
     giftPanel.destroy();
     window.removeEventListener('sessionchange', onSession);
     window.removeEventListener('langchange', relabel);

@@ -1,7 +1,7 @@
 // Floating hearts for likes and the gift animation banner. Decorative layers are
 // aria-hidden; the gift line is also announced as text in the chat log by the caller.
 import { h } from '../dom.js';
-import { t } from '../i18n.js';
+import { t, giftName } from '../i18n.js';
 
 const HEART_COLOURS = ['#ff4d7e', '#ff7aa2', '#ff9a3c', '#b86bff', '#ff5a5a'];
 const MAX_HEARTS = 24;
@@ -42,8 +42,8 @@ export function createGiftLayer(layer) {
     },
     h('span', { class: 'gift-emoji', text: change.emoji }),
     h('span', { class: 'gift-text' },
-      h('strong', { text: (change.user && change.user.nickname) || '?' }),
-      h('span', { text: ` ${t('viewer.giftLine', { gift: change.gift.name || change.gift.id, count: change.count })}` })));
+      h('strong', { translate: 'no', text: (change.user && change.user.nickname) || '?' }),
+      h('span', { text: ` ${t('viewer.giftLine', { gift: giftName(change.gift), count: change.count })}` })));
     layer.append(banner);
     setTimeout(() => {
       banner.classList.add('gift-out');

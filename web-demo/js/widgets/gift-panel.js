@@ -1,7 +1,7 @@
 // The gift panel: the catalogue with prices, a count, the balance, and a send button.
 // A native <dialog> (focus is trapped and Escape closes it).
 import { h, render } from '../dom.js';
-import { t } from '../i18n.js';
+import { t, giftName } from '../i18n.js';
 import { api, errorText } from '../api.js';
 import { protocol } from '../room-link.js';
 
@@ -43,7 +43,7 @@ export function createGiftPanel({ send, loggedIn, needLogin }) {
         on: { click: () => { chosen = gift.id; drawGifts(); } },
       },
       h('span', { class: 'gift-option-emoji', 'aria-hidden': 'true', text: protocol.giftEmoji(gift.animation) }),
-      h('span', { class: 'gift-option-name', text: gift.name }),
+      h('span', { class: 'gift-option-name', text: giftName(gift) }),
       h('span', { class: 'gift-option-price', text: t('gifts.price', { coins: gift.price_coins }) }));
       return button;
     }));
@@ -61,7 +61,9 @@ export function createGiftPanel({ send, loggedIn, needLogin }) {
       drawBalance();
       dialog.close();
     } catch (err) {
-      error.textContent = err.code === 'insufficient_coins' ? t('gifts.insufficient') : errorText(err);
+      if (err.code === 'insufficient_coins') {
+        error.replaceChildren(t('gifts.insufficient'), ' ', h('a', { href: '#/me', id: 'gift-wallet-link', i18n: 'profile.wallet' }));
+      } else error.textContent = errorText(err);
       error.hidden = false;
     } finally {
       sendButton.disabled = false;

@@ -47,6 +47,7 @@ function createApi(platform, config) {
     chat: function (id) { return call('GET', '/api/rooms/' + enc(id) + '/chat'); },
     events: function (id, after) { return call('GET', '/api/rooms/' + enc(id) + '/events?after=' + enc(after)); },
     gifts: function () { return call('GET', '/api/gifts'); },
+    user: function (id) { return call('GET', '/api/users/' + enc(id)); },
     wallet: function () { return call('GET', '/api/me/wallet'); },
     sendGift: function (id, body) { return call('POST', '/api/rooms/' + enc(id) + '/gifts', body); },
     login: function (login, password) {

@@ -1,6 +1,7 @@
 // A small login page (username or phone + password, POST /api/auth/login). Production
 // mini-programs would log in with wx.login / my.getAuthCode instead; see README "Clients".
 var createApi = require('../api').createApi;
+var errorText = require('../errors').errorText;
 
 module.exports = function createLoginPage(platform, config) {
   var api = createApi(platform, config);
@@ -20,7 +21,8 @@ module.exports = function createLoginPage(platform, config) {
         platform.toast('欢迎，' + result.user.nickname, 'ok');
         platform.navigateBack();
       }, function (err) {
-        self.setData({ busy: false, error: err.message });
+        // A 401 on the login form is a wrong password, not "log in first".
+        self.setData({ busy: false, error: errorText(err.status === 401 ? { code: 'wrong_password' } : err) });
       });
     },
   };

@@ -1,6 +1,7 @@
 // Replays of a room: the recorded shows (HLS VOD), newest first; tap one to play it in
 // <video> (both platforms play HLS).
 var createApi = require('../api').createApi;
+var errorText = require('../errors').errorText;
 var format = require('../format');
 var stream = require('../stream');
 var session = require('../session');
@@ -25,7 +26,7 @@ module.exports = function createReplayPage(platform, config) {
         });
         self.setData({ items: items, loading: false });
       }, function (err) {
-        self.setData({ loading: false, error: err.status === 404 ? '回放暂不可用' : err.message });
+        self.setData({ loading: false, error: err.status === 404 ? '回放暂不可用' : errorText(err) });
       });
     },
     onTapRecording: function (event) {

@@ -8,10 +8,18 @@ var roomSocket = require('../room-socket');
 var stream = require('../stream');
 var session = require('../session');
 var format = require('../format');
+var errorText = require('../errors').errorText;
 
 var MAX_CHAT = 60;
 var GIFT_ACK_TIMEOUT_MS = 8000;
-var MODE_TEXT = { flv: 'HTTP-FLV · 低延迟', hls: 'HLS' };
+/** One's own chat message: echo expected within this time, else "未发送". */
+var CHAT_ECHO_TIMEOUT_MS = 10000;
+/** Pause before resending a message the rate limit refused (times the attempt). */
+var CHAT_RETRY_MS = 800;
+var CHAT_MAX_RETRIES = 8;
+var RECENT_VIEWERS = 3;
+var MODE_TEXT = { flv: '极速', hls: '流畅' };
+var PENDING_TEXT = { sending: '发送中…', queued: '发送太快，稍后自动重发', failed: '未发送，点此重发' };
 var REASON_TEXT = {
   loading: '加载中…',
   offline: '主播暂未开播，开播后自动播放',
@@ -31,7 +39,15 @@ function chatItem(message) {
     mine: !!message.mine,
     host: user.role === 'host' || user.role === 'admin',
     system: false,
+    ref: message.ref || '',
+    state: '',
+    stateText: '',
   };
+}
+
+/** A viewer's avatar placeholder for the "recent viewers" row. */
+function recentViewer(user) {
+  return { id: user.id, initial: format.initial(user.nickname), name: user.nickname || '' };
 }
 
 module.exports = function createRoomPage(platform, config) {
@@ -52,6 +68,8 @@ module.exports = function createRoomPage(platform, config) {
       text: '',
       likes: 0,
       viewers: 0,
+      recent: [],
+      profile: null,
       loggedIn: false,
       connected: false,
       notice: '',
@@ -71,6 +89,11 @@ module.exports = function createRoomPage(platform, config) {
       this.stopped = false;
       this.noLivePlayer = false;
       this.pendingGifts = {};
+      this.pendingChat = {};
+      this.chatQueue = [];
+      this.chatInFlight = null;
+      this.chatPauseUntil = 0;
+      this.keptText = '';
       this.heartId = 0;
       this.setData({ roomId: room, loggedIn: !!session.get(platform) });
 
@@ -94,10 +117,11 @@ module.exports = function createRoomPage(platform, config) {
 
       var details = api.room(room).then(function (info) {
         var host = info.host || {};
+        self.hostId = host.id;
         self.setData({ title: info.title, hostName: host.nickname || '', hostInitial: format.initial(host.nickname || info.title) });
         platform.setTitle(info.title);
       }, function (err) {
-        self.setData({ statusText: err.message });
+        self.setData({ statusText: errorText(err, 'room_not_found') });
       });
       var media = this.loadStream().then(function () {
         if (!self.stopped) self.socket.connect();
@@ -111,6 +135,8 @@ module.exports = function createRoomPage(platform, config) {
         this.setData({ loggedIn: loggedIn });
         // Logged in on the login page: tell the open connection who we are.
         if (loggedIn && this.socket) this.socket.send(protocol.messages.auth(session.token(platform)));
+        // The message typed before logging in is sent now.
+        if (loggedIn && this.keptText) { var kept = this.keptText; this.keptText = ''; this.setData({ text: '' }); this.sendChat(kept); }
       }
       if (this.socket) this.socket.reconnectNow();
     },
@@ -123,6 +149,9 @@ module.exports = function createRoomPage(platform, config) {
       if (this.socket) this.socket.close();
       for (var key in this.pendingGifts) clearTimeout(this.pendingGifts[key].timer);
       this.pendingGifts = {};
+      for (var ref in this.pendingChat) clearTimeout(this.pendingChat[ref].timer);
+      this.pendingChat = {};
+      clearTimeout(this.chatTimer);
     },
 
     onPullDownRefresh: function () {
@@ -145,7 +174,7 @@ module.exports = function createRoomPage(platform, config) {
         if (choice.kind === 'none' && choice.reason !== 'unsupported') self.retryStream(choice.reason === 'starting' ? 2000 : 5000);
       }, function (err) {
         if (self.stopped) return;
-        self.setData({ statusText: err.message });
+        self.setData({ statusText: errorText(err, 'room_not_found') });
         self.retryStream(5000);
       });
     },
@@ -190,9 +219,88 @@ module.exports = function createRoomPage(platform, config) {
       this.setData({ chat: chat, lastKey: chat.length ? chat[chat.length - 1].key : '' });
     },
 
-    systemLine: function (text) {
+    systemLine: function (text, kind) {
       lineCounter += 1;
-      this.pushChat([{ key: 's' + lineCounter, seq: null, name: '', text: text, mine: false, host: false, system: true }]);
+      this.pushChat([{ key: 's' + lineCounter, seq: null, name: '', text: text, mine: false, host: false, system: true, join: kind === 'join' }]);
+    },
+
+    // ---- one's own chat messages: shown at once, one in flight at a time (so they arrive
+    // in the order typed), confirmed by the echo, resent after a pause when the rate limit
+    // refuses them, marked "未发送" (tap to resend) otherwise ---------------------------------
+
+    sendChat: function (text) {
+      lineCounter += 1;
+      var entry = { ref: protocol.newId('c'), text: text, order: lineCounter, retries: 0, timer: null };
+      this.pendingChat[entry.ref] = entry;
+      this.pushChat([{
+        key: 'p' + lineCounter, seq: null, name: '我', text: text, mine: true, host: false, system: false,
+        ref: entry.ref, state: 'sending', stateText: PENDING_TEXT.sending,
+      }]);
+      this.queueChat(entry);
+      return entry.ref;
+    },
+
+    setChatState: function (ref, state) {
+      this.setData({
+        chat: this.data.chat.map(function (m) {
+          return m.ref === ref && m.state ? Object.assign({}, m, { state: state, stateText: PENDING_TEXT[state] }) : m;
+        }),
+      });
+    },
+
+    queueChat: function (entry) {
+      if (this.chatQueue.indexOf(entry) < 0) this.chatQueue.push(entry);
+      this.chatQueue.sort(function (a, b) { return a.order - b.order; });
+      this.pumpChat();
+    },
+
+    pumpChat: function () {
+      var self = this;
+      if (this.chatInFlight || !this.chatQueue.length || this.stopped) return;
+      var wait = this.chatPauseUntil - Date.now();
+      if (wait > 0) {
+        clearTimeout(this.chatTimer);
+        this.chatTimer = setTimeout(function () { self.pumpChat(); }, wait);
+        return;
+      }
+      var entry = this.chatQueue.shift();
+      this.chatInFlight = entry;
+      if (entry.retries) this.setChatState(entry.ref, 'queued');
+      clearTimeout(entry.timer);
+      entry.timer = setTimeout(function () { self.chatFailed(entry); }, CHAT_ECHO_TIMEOUT_MS);
+      this.socket.send(protocol.messages.chat(entry.text, entry.ref));
+    },
+
+    chatFailed: function (entry, reason) {
+      clearTimeout(entry.timer);
+      if (this.chatInFlight === entry) this.chatInFlight = null;
+      this.setChatState(entry.ref, 'failed');
+      if (reason) this.setData({ notice: reason });
+      this.pumpChat();
+    },
+
+    chatRefused: function (change) {
+      var entry = this.pendingChat[change.ref];
+      clearTimeout(entry.timer);
+      if (this.chatInFlight === entry) this.chatInFlight = null;
+      if (change.code === 'rate_limited' && entry.retries < CHAT_MAX_RETRIES) {
+        entry.retries += 1;
+        this.chatPauseUntil = Math.max(this.chatPauseUntil, Date.now() + CHAT_RETRY_MS * entry.retries);
+        this.setChatState(entry.ref, 'queued');
+        this.queueChat(entry);
+        return;
+      }
+      this.chatFailed(entry, errorText(change));
+    },
+
+    /** Tap on a message marked "未发送": send it again. */
+    onResend: function (event) {
+      var ref = event && event.currentTarget && event.currentTarget.dataset.ref;
+      var entry = ref && this.pendingChat[ref];
+      if (!entry || this.chatInFlight === entry || this.chatQueue.indexOf(entry) >= 0) return;
+      entry.retries = 0;
+      this.setChatState(entry.ref, 'sending');
+      this.queueChat(entry);
     },
 
     onRoomChange: function (change, state) {
@@ -204,15 +312,41 @@ module.exports = function createRoomPage(platform, config) {
         case 'history':
           this.pushChat(change.history.map(chatItem));
           break;
-        case 'chat':
-          this.pushChat([chatItem(change.message)]);
+        case 'chat': {
+          var item = chatItem(change.message);
+          var mine = item.ref && this.pendingChat[item.ref];
+          if (mine) {
+            clearTimeout(mine.timer);
+            delete this.pendingChat[item.ref];
+            if (this.chatInFlight === mine) this.chatInFlight = null;
+            var replaced = this.data.chat.map(function (m) { return m.ref === item.ref && m.state ? item : m; });
+            this.setData({ chat: replaced, lastKey: replaced.length ? replaced[replaced.length - 1].key : '' });
+            this.pumpChat();
+          } else {
+            this.pushChat([item]);
+          }
           break;
+        }
         case 'likes':
           this.setData({ likes: change.total });
           break;
-        case 'presence':
-          this.setData({ viewers: change.viewers });
+        case 'presence': {
+          var self = this;
+          var you = state.you;
+          var hostId = this.hostId;
+          var recent = this.data.recent.filter(function (r) {
+            return !change.left.some(function (u) { return u.id === r.id; }) || change.joined.some(function (u) { return u.id === r.id; });
+          });
+          var arrived = change.joined.filter(function (u, i, all) {
+            return !(you && u.id === you.id) && u.id !== hostId && !recent.some(function (r) { return r.id === u.id; }) &&
+              all.findIndex(function (x) { return x.id === u.id; }) === i;
+          });
+          arrived.slice(0, 3).forEach(function (u) { self.systemLine((u.nickname || '?') + ' 来了', 'join'); });
+          recent = arrived.map(recentViewer).concat(recent).slice(0, RECENT_VIEWERS);
+          this.setData({ viewers: this.data.player.kind === 'none' ? 0 : change.viewers, recent: recent });
+          this.audience = change.viewers;
           break;
+        }
         case 'gift':
           this.showGift(change);
           this.systemLine(change.emoji + ' ' + (change.user.nickname || '?') + ' 送出 ' + (change.gift.name || change.gift.id) + ' ×' + change.count);
@@ -224,6 +358,7 @@ module.exports = function createRoomPage(platform, config) {
           if (change.event === 'show_started') { this.systemLine('直播开始了'); this.loadStream(); }
           if (change.event === 'show_ended') {
             this.systemLine('直播结束了');
+            this.setData({ viewers: 0 });
             this.applyPlayer({ kind: 'none', src: '', protocol: '', reason: 'offline', message: '本场直播已结束' });
             this.retryStream(5000);
           }
@@ -244,9 +379,8 @@ module.exports = function createRoomPage(platform, config) {
             clearTimeout(failed.timer);
             delete this.pendingGifts[change.ref];
           }
-          var text = change.code === 'insufficient_coins' ? '金币不足，请先充值'
-            : change.code === 'unauthorized' ? '登录后才能聊天、点赞和送礼'
-              : change.message;
+          if (change.ref && this.pendingChat[change.ref]) { this.chatRefused(change); break; }
+          var text = change.code === 'unauthorized' ? '登录后才能聊天、点赞和送礼' : errorText(change);
           this.setData({ notice: text });
           platform.toast(text);
           break;
@@ -273,8 +407,10 @@ module.exports = function createRoomPage(platform, config) {
 
     // ---- user actions --------------------------------------------------------------------------
 
-    requireLogin: function () {
+    requireLogin: function (keepText) {
       if (session.get(platform)) return true;
+      // The room stays open under the login page; the typed text is kept and sent on return.
+      if (keepText) this.keptText = keepText;
       platform.toast('登录后才能聊天、点赞和送礼');
       platform.navigateTo('/pages/login/login');
       return false;
@@ -289,9 +425,9 @@ module.exports = function createRoomPage(platform, config) {
       var problem = protocol.chatProblem(text);
       if (problem === 'empty') return;
       if (problem) { platform.toast('消息太长了（最多 300 字）'); return; }
-      if (!this.requireLogin()) return;
+      if (!this.requireLogin(text)) return;
       // Queued by the socket while it (re)connects, sent once it is open.
-      this.socket.send(protocol.messages.chat(text));
+      this.sendChat(String(text).trim());
       this.setData({ text: '' });
     },
 
@@ -323,7 +459,7 @@ module.exports = function createRoomPage(platform, config) {
         }
         self.setData(update);
       }, function (err) {
-        self.setData({ notice: err.message });
+        self.setData({ notice: errorText(err) });
       });
     },
 
@@ -345,11 +481,36 @@ module.exports = function createRoomPage(platform, config) {
           api.sendGift(self.room, { gift: giftId, count: 1, idempotency_key: key }).then(function (ack) {
             self.setData({ balance: ack.balance, giftPanel: false });
           }, function (err) {
-            self.setData({ notice: err.message });
+            self.setData({ notice: errorText(err) });
           });
         }, GIFT_ACK_TIMEOUT_MS),
       };
       this.socket.send(message);
+    },
+
+    /** Tap on the host's card: her profile (资料卡) in a panel over the room. */
+    onHostCard: function () {
+      var self = this;
+      if (!this.hostId) return Promise.resolve();
+      this.setData({ profile: { loading: true, name: this.data.hostName, initial: this.data.hostInitial, facts: '', bio: '', tags: [] } });
+      return api.user(this.hostId).then(function (u) {
+        var facts = [];
+        if (u.gender) facts.push({ female: '女', male: '男', other: '其他' }[u.gender] || '');
+        if (u.birth_year) facts.push((new Date().getFullYear() - u.birth_year) + ' 岁');
+        if (u.city) facts.push(u.city);
+        self.setData({
+          profile: {
+            loading: false, name: u.nickname, initial: format.initial(u.nickname), host: u.role === 'host' || u.role === 'admin',
+            facts: facts.filter(Boolean).join(' · '), bio: u.bio || '', tags: u.tags || [],
+          },
+        });
+      }, function (err) {
+        self.setData({ profile: null, notice: errorText(err) });
+      });
+    },
+
+    onCloseProfile: function () {
+      this.setData({ profile: null });
     },
 
     onLogin: function () {

@@ -1,6 +1,7 @@
 // The room list page (both platforms): cards from GET /api/rooms (live first), drawn from
 // the storage cache at once and refreshed from the server; pull down to refresh.
 var createApi = require('../api').createApi;
+var errorText = require('../errors').errorText;
 var cache = require('../cache');
 var format = require('../format');
 
@@ -71,7 +72,7 @@ module.exports = function createRoomsPage(platform, config) {
       }, function (err) {
         self.setData({
           loading: false,
-          error: self.data.rooms.length ? '网络不可用，显示的是缓存内容' : err.message,
+          error: self.data.rooms.length ? '网络不可用，显示的是缓存内容' : errorText(err),
         });
       });
     },
