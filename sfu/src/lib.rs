@@ -24,6 +24,7 @@
 
 pub mod config;
 pub mod demux;
+mod driver;
 pub mod error;
 pub mod events;
 pub mod forwarder;
@@ -36,7 +37,8 @@ pub mod offer;
 pub mod packet_ring;
 pub mod peer;
 pub mod pli_coalescer;
-pub mod shard;
+pub mod session;
+pub mod sfu_core;
 pub mod stats;
 pub mod tap;
 pub mod udp;
@@ -44,5 +46,7 @@ pub mod udp;
 pub use config::SfuConfig;
 pub use error::SfuError;
 pub use events::{CloseReason, SfuEvent};
-pub use handle::{PeerRole, RoomSnapshot, Session, Sfu, SfuHandle, SfuSnapshot};
+pub use handle::{Sfu, SfuHandle};
 pub use ids::{PeerId, RoomId};
+pub use session::{PeerRole, RoomSnapshot, Session, SfuSnapshot};
+pub use sfu_core::SfuCore;

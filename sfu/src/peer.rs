@@ -105,6 +105,8 @@ pub struct NegotiatedPeer<T> {
     pub answer: String,
     /// Our ICE ufrag: the demux key.
     pub local_ufrag: String,
+    /// Our ICE password: the key that authenticates the peer's STUN requests.
+    pub local_pwd: String,
     /// Per kind (audio, video): what flows.
     pub tracks: [Option<T>; 2],
     /// Whether the offer had a data-channel section.
@@ -169,8 +171,8 @@ pub fn negotiate_publisher(
         .with(Slot::TwccReceiver, TwccReceiverBuilder::new().build())
         .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build());
 
-    let (connection, local_ufrag) = build(media_engine, registry, env, now)?;
-    finish(connection, local_ufrag, offer_sdp, offer, env, now, tracks)
+    let (connection, credentials) = build(media_engine, registry, env, now)?;
+    finish(connection, credentials, offer_sdp, offer, env, now, tracks)
 }
 
 /// Negotiates a viewer (WHEP) session: we send the room's tracks with fresh SSRCs under
@@ -231,7 +233,7 @@ pub fn negotiate_viewer(
         RtpCodecKind::Video,
     )?;
     let registry = Registry::new().with(Slot::SenderReport, SenderReportBuilder::new().build());
-    let (mut connection, local_ufrag) = build(media_engine, registry, env, now)?;
+    let (mut connection, credentials) = build(media_engine, registry, env, now)?;
 
     let mut rng = rand::rng();
     let mut tracks: [Option<OutboundTrackPlan>; 2] = [None, None];
@@ -265,12 +267,12 @@ pub fn negotiate_viewer(
             sender,
         });
     }
-    finish(connection, local_ufrag, offer_sdp, offer, env, now, tracks)
+    finish(connection, credentials, offer_sdp, offer, env, now, tracks)
 }
 
 fn finish<T>(
     mut connection: RTCPeerConnection,
-    local_ufrag: String,
+    credentials: IceCredentials,
     offer_sdp: &str,
     offer: &OfferSummary,
     env: &PeerEnvironment,
@@ -299,7 +301,8 @@ fn finish<T>(
     Ok(NegotiatedPeer {
         connection,
         answer,
-        local_ufrag,
+        local_ufrag: credentials.ufrag,
+        local_pwd: credentials.pwd,
         tracks,
         has_data_channel: offer.has_data_channel,
     })
@@ -310,12 +313,14 @@ fn build(
     registry: Registry,
     env: &PeerEnvironment,
     now: Instant,
-) -> Result<(RTCPeerConnection, String), SfuError> {
-    let local_ufrag = random_token(16);
-    let local_pwd = random_token(32);
+) -> Result<(RTCPeerConnection, IceCredentials), SfuError> {
+    let credentials = IceCredentials {
+        ufrag: random_token(16),
+        pwd: random_token(32),
+    };
     let settings = SettingEngineBuilder::new()
         .with_lite(true)
-        .with_ice_credentials(local_ufrag.clone(), local_pwd)
+        .with_ice_credentials(credentials.ufrag.clone(), credentials.pwd.clone())
         .build();
     let configuration = RTCConfigurationBuilder::new()
         .with_certificates(vec![env.certificate.clone()])
@@ -327,7 +332,13 @@ fn build(
         .with_interceptor_registry(registry)
         .build(now)
         .map_err(engine)?;
-    Ok((connection, local_ufrag))
+    Ok((connection, credentials))
+}
+
+/// Our side of a peer's ICE credentials.
+struct IceCredentials {
+    ufrag: String,
+    pwd: String,
 }
 
 /// Our one host candidate, on the shared port.
