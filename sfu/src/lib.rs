@@ -27,6 +27,7 @@ pub mod demux;
 mod driver;
 pub mod error;
 pub mod events;
+pub mod feedback_delivery;
 pub mod forwarder;
 mod handle;
 pub mod ids;

@@ -8,6 +8,7 @@
 //! plain value moved into the shard.
 
 use crate::error::SfuError;
+use crate::feedback_delivery::{FEEDBACK_DELIVERY_SLOT, FeedbackDelivery};
 use crate::media::{Codec, MediaKind};
 use crate::offer::{OfferSummary, OfferedCodec, VIDEO_ORIENTATION_URI};
 use rand::Rng;
@@ -169,7 +170,8 @@ pub fn negotiate_publisher(
     let registry = Registry::new()
         .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
         .with(Slot::TwccReceiver, TwccReceiverBuilder::new().build())
-        .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build());
+        .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
+        .with(FEEDBACK_DELIVERY_SLOT, FeedbackDelivery::new());
 
     let (connection, credentials) = build(media_engine, registry, env, now)?;
     finish(connection, credentials, offer_sdp, offer, env, now, tracks)
@@ -232,7 +234,9 @@ pub fn negotiate_viewer(
         VIDEO_ORIENTATION_URI,
         RtpCodecKind::Video,
     )?;
-    let registry = Registry::new().with(Slot::SenderReport, SenderReportBuilder::new().build());
+    let registry = Registry::new()
+        .with(Slot::SenderReport, SenderReportBuilder::new().build())
+        .with(FEEDBACK_DELIVERY_SLOT, FeedbackDelivery::new());
     let (mut connection, credentials) = build(media_engine, registry, env, now)?;
 
     let mut rng = rand::rng();

@@ -120,6 +120,71 @@ fn publisher_replacement_keeps_sequence_numbers_continuous() {
 }
 
 #[test]
+fn a_nack_is_answered_from_the_ring() {
+    let (mut bed, publisher) = live_room("nack", Duration::from_millis(200));
+    let viewer = bed.add_viewer("nack");
+    bed.connect(&[viewer]);
+    bed.publish_for(publisher, Duration::from_millis(400), Some(50));
+    // Lose the next three RTP datagrams on the way to the viewer.
+    bed.clients[viewer].drop_rtp = 3;
+    bed.publish_for(publisher, Duration::from_millis(400), Some(50));
+    let video: Vec<u16> = bed.clients[viewer]
+        .video()
+        .iter()
+        .map(|r| r.sequence_number)
+        .collect();
+    let missing: Vec<u16> = gaps(&video).into_iter().collect();
+    assert!(!missing.is_empty(), "a video packet was lost");
+    let ssrc = bed.clients[viewer].video_ssrc();
+    let rtp_in = bed.core.counters().rtp_in;
+    bed.nack(viewer, ssrc, &missing);
+    bed.advance(Duration::from_millis(20));
+    let after: Vec<&support::Received> = bed.clients[viewer].video();
+    for seq in &missing {
+        let packet = after
+            .iter()
+            .find(|r| r.sequence_number == *seq)
+            .unwrap_or_else(|| panic!("sequence number {seq} retransmitted"));
+        assert!(!packet.payload.is_empty());
+    }
+    assert_eq!(
+        bed.core.counters().rtp_in,
+        rtp_in,
+        "answered from the ring, not by asking the publisher"
+    );
+    assert_eq!(bed.core.counters().nacks_received, missing.len() as u64);
+    assert_eq!(bed.core.counters().retransmissions, missing.len() as u64);
+    assert_eq!(bed.core.counters().retransmission_misses, 0);
+}
+
+#[test]
+fn a_viewer_pli_reaches_the_publisher_coalesced() {
+    use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+    let (mut bed, publisher) = live_room("vpli", Duration::from_millis(200));
+    let viewer = bed.add_viewer("vpli");
+    bed.connect(&[viewer]);
+    bed.publish_for(publisher, Duration::from_millis(1500), Some(50));
+    let before = bed.clients[publisher].plis_on_wire;
+    let ssrc = bed.clients[viewer].video_ssrc();
+    for _ in 0..5 {
+        bed.send_rtcp(
+            viewer,
+            vec![Box::new(PictureLossIndication {
+                sender_ssrc: 1,
+                media_ssrc: ssrc,
+            })],
+        );
+        bed.advance(Duration::from_millis(20));
+    }
+    assert!(bed.core.counters().keyframe_requests >= 5);
+    assert_eq!(
+        bed.clients[publisher].plis_on_wire - before,
+        1,
+        "five PLIs in 100 ms reach the publisher as one"
+    );
+}
+
+#[test]
 fn many_joins_cost_at_most_one_pli_per_second() {
     let mut bed = Bed::new(config());
     let publisher = bed.add_publisher("pli").expect("accepted");

@@ -17,6 +17,7 @@ use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::{NackPair, TransportLayerNack};
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RtpCodecKind};
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters};
 use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
@@ -614,6 +615,42 @@ impl Bed {
             self.send_media(publisher, keyframe);
             self.advance(Duration::from_millis(20));
         }
+    }
+}
+
+impl Bed {
+    /// Sends RTCP from a viewer (NACK, PLI) through its engine, as a browser would.
+    pub fn send_rtcp(&mut self, viewer: usize, packets: Vec<Box<dyn rtc::rtcp::packet::Packet>>) {
+        let now = self.now;
+        let client = &mut self.clients[viewer];
+        let ClientKind::Viewer { receivers, .. } = &client.kind else {
+            panic!("not a viewer");
+        };
+        let receiver = *receivers.first().expect("a track opened");
+        client
+            .pc
+            .rtp_receiver(receiver)
+            .expect("our receiver")
+            .write_rtcp(now, packets)
+            .expect("the engine takes our RTCP");
+        self.pump();
+    }
+
+    /// Sends a NACK from a viewer for `sequence_numbers` of the stream `media_ssrc`.
+    pub fn nack(&mut self, viewer: usize, media_ssrc: u32, sequence_numbers: &[u16]) {
+        let nacks = sequence_numbers
+            .iter()
+            .map(|&packet_id| NackPair {
+                packet_id,
+                lost_packets: 0,
+            })
+            .collect();
+        let nack = TransportLayerNack {
+            sender_ssrc: 1,
+            media_ssrc,
+            nacks,
+        };
+        self.send_rtcp(viewer, vec![Box::new(nack)]);
     }
 }
 
