@@ -1,7 +1,7 @@
 //! The sans-IO SFU core: every peer and every room of one shard, and no I/O at all.
 //!
 //! Like quinn-proto's `Endpoint` or str0m's `Rtc`, [`SfuCore`] is a state machine driven
-//! from outside: the driver ([`crate::driver`]) feeds it datagrams
+//! from outside: the driver (`driver.rs`) feeds it datagrams
 //! ([`SfuCore::handle_datagram`]), commands from the rest of the server
 //! ([`SfuCore::handle_command`]) and the clock ([`SfuCore::handle_timeout`]), and takes out
 //! what it produced: datagrams to send ([`SfuCore::poll_transmit`]), its next deadline
@@ -10,10 +10,10 @@
 //! drive it on a virtual clock against in-memory WebRTC peers.
 //!
 //! The pieces, by concept:
-//! - [`peer_state`]: one peer, its lifecycle state and its engine's outbox;
-//! - [`room`]: room membership, publisher replacement, taps, closing peers;
-//! - [`fanout`]: publisher packets to viewers, GOP replay, NACK answers, keyframe requests;
-//! - [`lifecycle`]: datagrams and engine events, timers, housekeeping.
+//! - `peer_state`: one peer, its lifecycle state and its engine's outbox;
+//! - `room`: room membership, publisher replacement, taps, closing peers;
+//! - `fanout`: publisher packets to viewers, GOP replay, NACK answers, keyframe requests;
+//! - `lifecycle`: datagrams and engine events, timers, housekeeping.
 //!
 //! Output is bounded: an engine is drained every [`MAX_RTP_PER_DRAIN`] forwarded packets
 //! (its internal queues keep their peak size for the peer's life), and the engines touched
