@@ -49,6 +49,9 @@ pub struct PeerEnvironment {
     pub certificate: RTCCertificate,
     /// The address advertised as our only (host) candidate: the public IP and UDP port.
     pub advertised: SocketAddr,
+    /// Whether viewers' NACKs reach the core (and are answered from the room's ring).
+    /// Off by default: see [`crate::feedback_delivery`].
+    pub answer_nacks: bool,
 }
 
 impl PeerEnvironment {
@@ -66,6 +69,7 @@ impl PeerEnvironment {
         Ok(Self {
             certificate,
             advertised,
+            answer_nacks: false,
         })
     }
 }
@@ -171,7 +175,10 @@ pub fn negotiate_publisher(
         .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
         .with(Slot::TwccReceiver, TwccReceiverBuilder::new().build())
         .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
-        .with(FEEDBACK_DELIVERY_SLOT, FeedbackDelivery::new());
+        .with(
+            FEEDBACK_DELIVERY_SLOT,
+            FeedbackDelivery::new(env.answer_nacks),
+        );
 
     let (connection, credentials) = build(media_engine, registry, env, now)?;
     finish(connection, credentials, offer_sdp, offer, env, now, tracks)
@@ -236,7 +243,10 @@ pub fn negotiate_viewer(
     )?;
     let registry = Registry::new()
         .with(Slot::SenderReport, SenderReportBuilder::new().build())
-        .with(FEEDBACK_DELIVERY_SLOT, FeedbackDelivery::new());
+        .with(
+            FEEDBACK_DELIVERY_SLOT,
+            FeedbackDelivery::new(env.answer_nacks),
+        );
     let (mut connection, credentials) = build(media_engine, registry, env, now)?;
 
     let mut rng = rand::rng();

@@ -155,7 +155,10 @@ impl Bed {
             now,
             start: now,
             events: Vec::new(),
-            env: PeerEnvironment::new(server).expect("a certificate"),
+            env: PeerEnvironment {
+                answer_nacks: true,
+                ..PeerEnvironment::new(server).expect("a certificate")
+            },
             server,
             next_peer: 1,
             next_addr: 1,
