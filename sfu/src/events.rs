@@ -2,8 +2,8 @@
 //! data-channel messages. Delivered on a broadcast channel; a receiver that falls behind
 //! loses the oldest events (and learns how many), it never slows the shard.
 
-use crate::handle::PeerRole;
 use crate::ids::{PeerId, RoomId};
+use crate::session::PeerRole;
 use std::sync::Arc;
 
 /// Why a session ended.

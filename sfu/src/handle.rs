@@ -1,87 +1,31 @@
-//! The media plane's public face: [`Sfu::start`] binds the port and spawns the shard;
-//! [`SfuHandle`] is the cheap, clonable sender everyone else uses to talk to it.
+//! The media plane's public face: [`Sfu::start`] binds the port and spawns the shard's
+//! driver; [`SfuHandle`] is the cheap, clonable sender everyone else uses to talk to it.
 //!
 //! Offers are parsed and negotiated on the caller's task (they are CPU work the shard
-//! should not do between packets); the negotiated peer is then moved into the shard by a
-//! [`Command`]. The shard answers through a oneshot.
+//! should not do between packets); the negotiated peer is then moved into the shard's
+//! core by a [`Command`]. The driver answers through a oneshot.
 
 use crate::config::SfuConfig;
+use crate::driver::{Driver, Request};
 use crate::error::SfuError;
 use crate::events::SfuEvent;
 use crate::ids::{PeerId, RoomId};
 use crate::offer::OfferSummary;
 use crate::peer::{self, PeerEnvironment, RoomCodecs};
-use crate::shard::{Command, Shard};
+use crate::session::{PeerRole, Session, SfuSnapshot};
+use crate::sfu_core::{Command, Reply, SfuCore};
 use crate::stats::SfuStats;
 use crate::tap::TapReceiver;
-use serde::Serialize;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-/// Publisher or viewer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PeerRole {
-    /// Sends media into a room (WHIP).
-    Publisher,
-    /// Receives a room's media (WHEP).
-    Viewer,
-}
-
-/// A new session, as the HTTP layer reports it.
-#[derive(Debug, Clone)]
-pub struct Session {
-    /// The peer's id (part of the session URL).
-    pub peer: PeerId,
-    /// The SDP answer.
-    pub answer: String,
-}
-
-/// A room as seen by the media plane.
-#[derive(Debug, Clone, Serialize)]
-pub struct RoomSnapshot {
-    /// The room id.
-    pub id: String,
-    /// A publisher is connected and has sent media recently.
-    pub live: bool,
-    /// The current publisher's session, if any.
-    pub publisher: Option<String>,
-    /// Connected viewers receiving media.
-    pub viewers: usize,
-    /// All sessions (connecting or connected) in the room.
-    pub sessions: usize,
-    /// Audio codec.
-    pub audio: Option<String>,
-    /// Video codec.
-    pub video: Option<String>,
-    /// Publisher session generation.
-    pub epoch: u32,
-    /// Bridge taps attached.
-    pub taps: usize,
-}
-
-/// The whole media plane at a glance (tests, `/metrics`, leak checks).
-#[derive(Debug, Clone, Serialize)]
-pub struct SfuSnapshot {
-    /// Rooms.
-    pub rooms: Vec<RoomSnapshot>,
-    /// Peers in the shard.
-    pub peers: usize,
-    /// Entries in the ufrag demux table.
-    pub demux_ufrags: usize,
-    /// Learned addresses in the demux table.
-    pub demux_addresses: usize,
-    /// Timer heap entries.
-    pub timers: usize,
-}
-
 /// Cheap, clonable access to the media plane.
 #[derive(Clone)]
 pub struct SfuHandle {
-    commands: mpsc::Sender<Command>,
+    commands: mpsc::Sender<Request>,
     events: broadcast::Sender<SfuEvent>,
     env: Arc<PeerEnvironment>,
     stats: Arc<SfuStats>,
@@ -103,21 +47,15 @@ impl Sfu {
         let stats = Arc::new(SfuStats::default());
         let (commands, command_rx) = mpsc::channel(4096);
         let (events, _) = broadcast::channel(16_384);
-        let shard = Shard::new(config, advertised, Arc::clone(&stats), events.clone());
-        let thread = std::thread::Builder::new()
-            .name("queqiao-sfu".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a current-thread runtime builds on any supported platform");
-                runtime.block_on(async move {
-                    match tokio::net::UdpSocket::from_std(socket) {
-                        Ok(socket) => shard.run(socket, command_rx).await,
-                        Err(err) => tracing::error!(%err, "cannot register the UDP socket"),
-                    }
-                });
-            })?;
+        let core = SfuCore::new(config, advertised, Arc::clone(&stats), Instant::now())?;
+        let thread = Driver::spawn(
+            core,
+            socket,
+            command_rx,
+            events.clone(),
+            Arc::clone(&stats),
+            "queqiao-sfu".into(),
+        )?;
         tracing::info!(%local_addr, %advertised, "media plane listening");
         let handle = SfuHandle {
             commands,
@@ -166,25 +104,27 @@ impl SfuHandle {
                 .map_err(|_| SfuError::ShuttingDown)??;
         let peer = self.new_peer_id();
         let answer = negotiated.answer.clone();
-        self.request(|reply| Command::AddPublisher {
-            room,
-            peer,
-            negotiated,
-            reply,
-        })
-        .await?;
+        let reply = self
+            .request(Command::AddPublisher {
+                room,
+                peer,
+                negotiated,
+            })
+            .await?;
+        done(reply)?;
         Ok(Session { peer, answer })
     }
 
     /// Starts a viewer (WHEP) session on an existing room.
     pub async fn view(&self, room: RoomId, offer_sdp: &str) -> Result<Session, SfuError> {
         let offer = OfferSummary::parse(offer_sdp)?;
-        let codecs: RoomCodecs = self
-            .request(|reply| Command::RoomCodecs {
-                room: room.clone(),
-                reply,
-            })
-            .await?;
+        let codecs: RoomCodecs = match self
+            .request(Command::RoomCodecs { room: room.clone() })
+            .await?
+        {
+            Reply::Codecs(codecs) => codecs?,
+            _ => return Err(mismatched_reply()),
+        };
         let now = Instant::now();
         let env = Arc::clone(&self.env);
         let sdp = offer_sdp.to_owned();
@@ -197,38 +137,43 @@ impl SfuHandle {
         .map_err(|_| SfuError::ShuttingDown)??;
         let peer = self.new_peer_id();
         let answer = negotiated.answer.clone();
-        self.request(|reply| Command::AddViewer {
-            room,
-            peer,
-            codecs,
-            negotiated,
-            reply,
-        })
-        .await?;
+        let reply = self
+            .request(Command::AddViewer {
+                room,
+                peer,
+                codecs,
+                negotiated,
+            })
+            .await?;
+        done(reply)?;
         Ok(Session { peer, answer })
     }
 
     /// Ends a session (WHIP/WHEP `DELETE`). Returns its room and role.
     pub async fn close(&self, peer: PeerId) -> Result<(RoomId, PeerRole), SfuError> {
-        self.request(|reply| Command::ClosePeer { peer, reply })
-            .await
+        session_of(self.request(Command::ClosePeer { peer }).await?)
     }
 
     /// The room and role of a live session.
     pub async fn session(&self, peer: PeerId) -> Result<(RoomId, PeerRole), SfuError> {
-        self.request(|reply| Command::SessionInfo { peer, reply })
-            .await
+        session_of(self.request(Command::SessionInfo { peer }).await?)
     }
 
     /// Attaches a bridge tap to a room.
     pub async fn tap(&self, room: RoomId) -> Result<TapReceiver, SfuError> {
-        self.request(|reply| Command::Tap { room, reply }).await
+        match self.request(Command::Tap { room }).await? {
+            Reply::Tap(tap) => tap,
+            _ => Err(mismatched_reply()),
+        }
     }
 
     /// Asks the room's publisher for a keyframe (coalesced with every other request).
     pub async fn request_keyframe(&self, room: RoomId) -> Result<(), SfuError> {
         self.commands
-            .send(Command::RequestKeyframe { room })
+            .send(Request {
+                command: Command::RequestKeyframe { room },
+                reply: None,
+            })
             .await
             .map_err(|_| SfuError::ShuttingDown)
     }
@@ -236,25 +181,34 @@ impl SfuHandle {
     /// Sends a text message on one peer's `room` data channel (dropped if not open).
     pub fn send_data(&self, peer: PeerId, text: Arc<str>) -> Result<(), SfuError> {
         self.commands
-            .try_send(Command::SendData { peer, text })
+            .try_send(Request {
+                command: Command::SendData { peer, text },
+                reply: None,
+            })
             .map_err(|_| SfuError::ShuttingDown)
     }
 
     /// Sends a text message on every open `room` data channel of a room.
     pub fn broadcast_data(&self, room: RoomId, text: Arc<str>) -> Result<(), SfuError> {
         self.commands
-            .try_send(Command::BroadcastData { room, text })
+            .try_send(Request {
+                command: Command::BroadcastData { room, text },
+                reply: None,
+            })
             .map_err(|_| SfuError::ShuttingDown)
     }
 
     /// The state of every room.
     pub async fn snapshot(&self) -> Result<SfuSnapshot, SfuError> {
-        self.request(|reply| Command::Snapshot { reply }).await
+        match self.request(Command::Snapshot).await? {
+            Reply::Snapshot(snapshot) => Ok(snapshot),
+            _ => Err(mismatched_reply()),
+        }
     }
 
     /// Closes every peer (DTLS close_notify sent) and stops the shard.
     pub async fn shutdown(&self) -> Result<(), SfuError> {
-        self.request(|reply| Command::Shutdown { reply }).await
+        done(self.request(Command::Shutdown).await?)
     }
 
     fn new_peer_id(&self) -> PeerId {
@@ -263,17 +217,39 @@ impl SfuHandle {
         PeerId(n.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
     }
 
-    async fn request<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, SfuError>>) -> Command,
-    ) -> Result<T, SfuError> {
+    async fn request(&self, command: Command) -> Result<Reply, SfuError> {
         let (reply, response) = oneshot::channel();
         self.commands
-            .send(make(reply))
+            .send(Request {
+                command,
+                reply: Some(reply),
+            })
             .await
             .map_err(|_| SfuError::ShuttingDown)?;
-        response.await.map_err(|_| SfuError::ShuttingDown)?
+        response.await.map_err(|_| SfuError::ShuttingDown)
     }
+}
+
+/// The outcome of a command answered by [`Reply::Done`].
+fn done(reply: Reply) -> Result<(), SfuError> {
+    match reply {
+        Reply::Done(result) => result,
+        _ => Err(mismatched_reply()),
+    }
+}
+
+/// The outcome of a command answered by [`Reply::Session`].
+fn session_of(reply: Reply) -> Result<(RoomId, PeerRole), SfuError> {
+    match reply {
+        Reply::Session(result) => result,
+        _ => Err(mismatched_reply()),
+    }
+}
+
+/// The core answered a command with another command's reply: a bug, reported as an
+/// engine error rather than a panic.
+fn mismatched_reply() -> SfuError {
+    SfuError::Engine("the media plane answered with an unexpected reply".into())
 }
 
 fn bind(address: SocketAddr) -> Result<UdpSocket, SfuError> {

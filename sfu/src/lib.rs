@@ -5,28 +5,40 @@
 //!
 //! ```text
 //!  UDP socket (one port, all peers)
-//!     │ recvmmsg
+//!     │ recvmmsg                                   driver (tokio, socket, clock)
+//! ────┼──────────────────────────────────────────────────────────────────────────────
+//!     │ handle_datagram(now, from, bytes)           SfuCore (sans-IO, virtual-clock testable)
 //!     ▼
-//!  demux ──► peer (webrtc-rs `rtc` sans-IO engine: ICE-lite, DTLS, SRTP, SCTP)
-//!                │ publisher RTP, parsed once into Arc<SourcePacket>
-//!                ▼
-//!              room ── ring (dedupe, NACK answers) ── keyframe cache (instant joins)
-//!                │                                  └─ PLI coalescer (≤ 1 PLI/s)
-//!                ├─► forwarder per viewer (SSRC/PT/seq/ts rewrite, keyframe start)
-//!                │     └─► viewer engine (SRTP) ──► sendmmsg
-//!                └─► taps (bounded channels) ──► bridge
+//!  demux (ufrag + verified STUN integrity, then 5-tuple)
+//!     └─► peer (webrtc-rs `rtc` sans-IO engine: ICE-lite, DTLS, SRTP, SCTP)
+//!           │ publisher RTP, parsed once into Arc<SourcePacket>
+//!           ▼
+//!         room ── ring (dedupe, NACK answers) ── keyframe cache (instant joins)
+//!           │                                  └─ PLI coalescer (≤ 1 PLI/s)
+//!           ├─► forwarder per viewer (SSRC/PT/seq/ts rewrite, keyframe start)
+//!           │     └─► viewer engine (SRTP) ──► poll_transmit ─┐
+//!           └─► taps (bounded channels) ──► bridge           │
+//! ────────────────────────────────────────────────────────────┼──────────────────────
+//!                                           sendmmsg / GSO ◄──┘  (one batch per wake-up)
 //! ```
 //!
-//! Everything mutable lives in one [`shard`] task; the rest of the server holds an
-//! [`SfuHandle`] and talks to it by message. The pieces of logic — [`forwarder`],
-//! [`keyframe_cache`], [`pli_coalescer`], [`packet_ring`], [`demux`], [`offer`] — are
-//! sans-IO and tested without sockets.
+//! [`SfuCore`] owns every peer and room and does no I/O: it is fed datagrams, commands
+//! and `now`, and yields datagrams ([`SfuCore::poll_transmit`]), its next deadline
+//! ([`SfuCore::poll_timeout`]) and events ([`SfuCore::poll_event`]). The driver
+//! (`driver.rs`) is the only code that touches tokio, the socket and the clock; the rest
+//! of the server holds an [`SfuHandle`] and talks to the driver by message. Counters are
+//! plain integers in the core, published to [`stats::SfuStats`] on housekeeping. The
+//! pieces of logic — [`forwarder`], [`keyframe_cache`], [`pli_coalescer`], [`packet_ring`],
+//! [`demux`], [`offer`] — are sans-IO too; `tests/core_scenarios.rs` drives the whole core
+//! against in-memory `rtc` peers on a virtual clock.
 
 pub mod config;
 pub mod demux;
+mod driver;
 pub mod error;
 pub mod events;
 pub mod fast_path;
+pub mod feedback_delivery;
 pub mod forwarder;
 mod handle;
 pub mod ids;
@@ -37,7 +49,8 @@ pub mod offer;
 pub mod packet_ring;
 pub mod peer;
 pub mod pli_coalescer;
-pub mod shard;
+pub mod session;
+pub mod sfu_core;
 pub mod stats;
 pub mod tap;
 pub mod udp;
@@ -45,5 +58,7 @@ pub mod udp;
 pub use config::SfuConfig;
 pub use error::SfuError;
 pub use events::{CloseReason, SfuEvent};
-pub use handle::{PeerRole, RoomSnapshot, Session, Sfu, SfuHandle, SfuSnapshot};
+pub use handle::{Sfu, SfuHandle};
 pub use ids::{PeerId, RoomId};
+pub use session::{PeerRole, RoomSnapshot, Session, SfuSnapshot};
+pub use sfu_core::SfuCore;

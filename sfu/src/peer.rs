@@ -8,6 +8,7 @@
 //! plain value moved into the shard.
 
 use crate::error::SfuError;
+use crate::feedback_delivery::{FEEDBACK_DELIVERY_SLOT, FeedbackDelivery};
 use crate::media::{Codec, MediaKind};
 use crate::offer::{OfferSummary, OfferedCodec, VIDEO_ORIENTATION_URI};
 use rand::Rng;
@@ -48,6 +49,9 @@ pub struct PeerEnvironment {
     pub certificate: RTCCertificate,
     /// The address advertised as our only (host) candidate: the public IP and UDP port.
     pub advertised: SocketAddr,
+    /// Whether viewers' NACKs reach the core (and are answered from the room's ring).
+    /// Off by default: see [`crate::feedback_delivery`].
+    pub answer_nacks: bool,
 }
 
 impl PeerEnvironment {
@@ -65,6 +69,7 @@ impl PeerEnvironment {
         Ok(Self {
             certificate,
             advertised,
+            answer_nacks: false,
         })
     }
 }
@@ -105,6 +110,8 @@ pub struct NegotiatedPeer<T> {
     pub answer: String,
     /// Our ICE ufrag: the demux key.
     pub local_ufrag: String,
+    /// Our ICE password: the key that authenticates the peer's STUN requests.
+    pub local_pwd: String,
     /// Per kind (audio, video): what flows.
     pub tracks: [Option<T>; 2],
     /// Whether the offer had a data-channel section.
@@ -167,10 +174,14 @@ pub fn negotiate_publisher(
     let registry = Registry::new()
         .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
         .with(Slot::TwccReceiver, TwccReceiverBuilder::new().build())
-        .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build());
+        .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
+        .with(
+            FEEDBACK_DELIVERY_SLOT,
+            FeedbackDelivery::new(env.answer_nacks),
+        );
 
-    let (connection, local_ufrag) = build(media_engine, registry, env, now)?;
-    finish(connection, local_ufrag, offer_sdp, offer, env, now, tracks)
+    let (connection, credentials) = build(media_engine, registry, env, now)?;
+    finish(connection, credentials, offer_sdp, offer, env, now, tracks)
 }
 
 /// Negotiates a viewer (WHEP) session: we send the room's tracks with fresh SSRCs under
@@ -230,8 +241,13 @@ pub fn negotiate_viewer(
         VIDEO_ORIENTATION_URI,
         RtpCodecKind::Video,
     )?;
-    let registry = Registry::new().with(Slot::SenderReport, SenderReportBuilder::new().build());
-    let (mut connection, local_ufrag) = build(media_engine, registry, env, now)?;
+    let registry = Registry::new()
+        .with(Slot::SenderReport, SenderReportBuilder::new().build())
+        .with(
+            FEEDBACK_DELIVERY_SLOT,
+            FeedbackDelivery::new(env.answer_nacks),
+        );
+    let (mut connection, credentials) = build(media_engine, registry, env, now)?;
 
     let mut rng = rand::rng();
     let mut tracks: [Option<OutboundTrackPlan>; 2] = [None, None];
@@ -265,12 +281,12 @@ pub fn negotiate_viewer(
             sender,
         });
     }
-    finish(connection, local_ufrag, offer_sdp, offer, env, now, tracks)
+    finish(connection, credentials, offer_sdp, offer, env, now, tracks)
 }
 
 fn finish<T>(
     mut connection: RTCPeerConnection,
-    local_ufrag: String,
+    credentials: IceCredentials,
     offer_sdp: &str,
     offer: &OfferSummary,
     env: &PeerEnvironment,
@@ -299,7 +315,8 @@ fn finish<T>(
     Ok(NegotiatedPeer {
         connection,
         answer,
-        local_ufrag,
+        local_ufrag: credentials.ufrag,
+        local_pwd: credentials.pwd,
         tracks,
         has_data_channel: offer.has_data_channel,
     })
@@ -310,12 +327,14 @@ fn build(
     registry: Registry,
     env: &PeerEnvironment,
     now: Instant,
-) -> Result<(RTCPeerConnection, String), SfuError> {
-    let local_ufrag = random_token(16);
-    let local_pwd = random_token(32);
+) -> Result<(RTCPeerConnection, IceCredentials), SfuError> {
+    let credentials = IceCredentials {
+        ufrag: random_token(16),
+        pwd: random_token(32),
+    };
     let settings = SettingEngineBuilder::new()
         .with_lite(true)
-        .with_ice_credentials(local_ufrag.clone(), local_pwd)
+        .with_ice_credentials(credentials.ufrag.clone(), credentials.pwd.clone())
         .build();
     let configuration = RTCConfigurationBuilder::new()
         .with_certificates(vec![env.certificate.clone()])
@@ -327,7 +346,13 @@ fn build(
         .with_interceptor_registry(registry)
         .build(now)
         .map_err(engine)?;
-    Ok((connection, local_ufrag))
+    Ok((connection, credentials))
+}
+
+/// Our side of a peer's ICE credentials.
+struct IceCredentials {
+    ufrag: String,
+    pwd: String,
 }
 
 /// Our one host candidate, on the shared port.

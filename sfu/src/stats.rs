@@ -1,6 +1,11 @@
-//! Counters the shard writes and everyone else reads (metrics, tests, the load generator).
+//! Counters the media plane keeps and everyone else reads (metrics, tests, the load
+//! generator).
 //!
-//! Only the shard thread writes, so relaxed atomics suffice and no lock is taken.
+//! The core counts in plain integers ([`SfuCounters`]) and publishes what changed into the
+//! shared atomics ([`SfuStats`]) on housekeeping and before answering a snapshot, so the
+//! packet path touches no atomic. Every shard adds its own deltas to the same atomics, so
+//! the figures are totals over shards. Relaxed ordering suffices: nobody synchronises on
+//! them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -16,6 +21,25 @@ macro_rules! counters {
         #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
         pub struct SfuStatsSnapshot {
             $( $(#[$doc])* pub $name: u64, )*
+        }
+
+        /// The core's own, plain copy of every counter (see the module docs).
+        #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+        pub struct SfuCounters {
+            $( $(#[$doc])* pub $name: u64, )*
+        }
+
+        impl SfuCounters {
+            /// Adds what grew since `published` to `stats` and remembers it as published.
+            pub fn publish(&self, published: &mut SfuCounters, stats: &SfuStats) {
+                $(
+                    let delta = self.$name.wrapping_sub(published.$name);
+                    if delta != 0 {
+                        stats.$name.fetch_add(delta, Ordering::Relaxed);
+                    }
+                )*
+                *published = *self;
+            }
         }
 
         impl SfuStats {
@@ -95,10 +119,13 @@ counters! {
     data_messages_in,
     /// Data-channel messages sent.
     data_messages_out,
+    /// Datagrams dropped: a STUN request naming a known ufrag whose MESSAGE-INTEGRITY did
+    /// not verify (forged or corrupted; no address learned).
+    dropped_bad_integrity,
 }
 
 impl SfuStats {
-    /// Adds to a counter (shard-only writer).
+    /// Adds to a counter (driver-side counts such as datagrams sent).
     #[inline]
     pub fn add(counter: &AtomicU64, value: u64) {
         counter.fetch_add(value, Ordering::Relaxed);

@@ -18,8 +18,9 @@ use std::time::Instant;
 static PEER: Mutex<Option<rtc::peer_connection::RTCPeerConnection>> = Mutex::new(None);
 
 fuzz_target!(|data: &[u8]| {
-    let mut table = DemuxTable::new();
-    table.register(PeerId(1), "abcd");
+    let crypto = rtc::crypto::default_provider().unwrap();
+    let mut table = DemuxTable::new(crypto);
+    table.register(PeerId(1), "abcd", "the-ice-password");
     let from = "10.0.0.1:5000".parse().unwrap();
     let _ = table.route(data, from);
     let _ = stun_local_ufrag(data);

@@ -1,0 +1,195 @@
+//! One peer of the core: its engine, its role in the room, where it is in its life, and
+//! what its engine holds for the wire.
+
+use super::Transmit;
+use crate::forwarder::Forwarder;
+use crate::ids::{PeerId, RoomId};
+use crate::peer::{InboundTrackPlan, OutboundTrackPlan};
+use crate::session::PeerRole;
+use rtc::data_channel::RTCDataChannelId;
+use rtc::peer_connection::RTCPeerConnection;
+use rtc::rtp_transceiver::RTCRtpReceiverId;
+use rtc::sansio::Protocol;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::time::Instant;
+
+/// Peers by id. The map is read once per viewer per forwarded packet, and SipHash (the
+/// std default, built against untrusted keys) costs more there than the rest of the
+/// lookup; peer ids are minted by us (an odd multiple of a 64-bit constant), so a
+/// multiplicative hash spreads them well and nobody outside can choose them.
+pub(super) type PeerMap<V> = HashMap<PeerId, V, BuildHasherDefault<PeerIdHasher>>;
+
+/// FxHash-style multiply–rotate hasher for [`PeerId`]s (see [`PeerMap`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct PeerIdHasher(u64);
+
+impl Hasher for PeerIdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(byte as u64);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = (self.0.rotate_left(5) ^ value).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Where a peer is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// Waiting for the client's ICE connectivity checks to nominate a pair.
+    Checking,
+    /// The pair is nominated; DTLS (we are the client) is under way.
+    Handshaking,
+    /// ICE and DTLS are done; media and data flow.
+    Connected {
+        /// When the connection completed.
+        since: Instant,
+    },
+}
+
+impl Lifecycle {
+    /// When the peer connected, if it has.
+    pub fn connected_since(self) -> Option<Instant> {
+        match self {
+            Lifecycle::Connected { since } => Some(since),
+            Lifecycle::Checking | Lifecycle::Handshaking => None,
+        }
+    }
+}
+
+/// The peer's `room` data channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RoomChannel {
+    /// The offer had no data-channel section.
+    NotOffered,
+    /// Offered: waiting for the client to open its channel (we open one after a grace
+    /// period).
+    Awaited,
+    /// We asked our engine to open it.
+    Requested,
+    /// Open, under this id.
+    Open(RTCDataChannelId),
+    /// It was open and closed.
+    Closed,
+}
+
+impl RoomChannel {
+    /// The open channel's id.
+    pub(super) fn open(self) -> Option<RTCDataChannelId> {
+        match self {
+            RoomChannel::Open(id) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+/// A publisher's per-session state.
+pub(super) struct PublisherState {
+    /// Per kind: the negotiated track.
+    pub(super) tracks: [Option<InboundTrackPlan>; 2],
+    /// Per kind: the engine's receiver and the media SSRC seen (for PLI).
+    pub(super) receivers: [Option<RTCRtpReceiverId>; 2],
+    pub(super) ssrcs: [Option<u32>; 2],
+    /// Per kind: timestamp of the previous packet (frame-start detection).
+    pub(super) last_timestamp: [Option<u32>; 2],
+    pub(super) epoch: u32,
+    pub(super) last_media_at: Option<Instant>,
+}
+
+/// One outbound track of a viewer.
+pub(super) struct ViewerTrack {
+    pub(super) plan: OutboundTrackPlan,
+    pub(super) forwarder: Forwarder,
+}
+
+/// What the peer does in its room.
+pub(super) enum Role {
+    Publisher(PublisherState),
+    Viewer([Option<ViewerTrack>; 2]),
+}
+
+impl Role {
+    pub(super) fn kind(&self) -> PeerRole {
+        match self {
+            Role::Publisher(_) => PeerRole::Publisher,
+            Role::Viewer(_) => PeerRole::Viewer,
+        }
+    }
+}
+
+/// One peer.
+pub(super) struct Peer {
+    pub(super) room: RoomId,
+    pub(super) connection: RTCPeerConnection,
+    pub(super) role: Role,
+    pub(super) lifecycle: Lifecycle,
+    pub(super) created_at: Instant,
+    pub(super) last_received: Instant,
+    pub(super) channel: RoomChannel,
+    /// The deadline this peer is registered under in the timer heap.
+    pub(super) timer: Option<Instant>,
+    /// What its engine holds for the wire.
+    pub(super) outbox: Outbox,
+}
+
+/// What a peer's engine holds for the wire since it was last drained.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Outbox {
+    /// Queued in `to_flush` already.
+    pub(super) queued: bool,
+    /// Forwarded RTP packets written into the engine and not drained yet.
+    pub(super) rtp: u32,
+    /// Something else may be waiting (input, timers, RTCP, data channel): drain until the
+    /// engine is empty.
+    pub(super) full: bool,
+}
+
+/// Moves a peer engine's encrypted datagrams into the core's transmit queue.
+///
+/// Every `poll_write` sweeps the engine's whole write pipeline (eight handlers and the
+/// interceptor chain) before it pops one datagram, so the call that only finds the engine
+/// empty is not free (≈ 300 instructions, one per viewer per wake-up). When only forwarded
+/// RTP was written, exactly that many RTP datagrams are popped and that last sweep is
+/// skipped; anything else the engine produces meanwhile (RTCP reports) goes out with them
+/// or on the peer's next drain or timer, which drains fully.
+pub(super) fn drain_engine(
+    connection: &mut RTCPeerConnection,
+    outbox: &mut Outbox,
+    queue: &mut VecDeque<Transmit>,
+) {
+    let Outbox { rtp, full, .. } = std::mem::take(outbox);
+    if full {
+        while let Some(datagram) = connection.poll_write() {
+            queue.push_back(Transmit {
+                destination: datagram.transport.peer_addr,
+                contents: datagram.message,
+            });
+        }
+        return;
+    }
+    let mut remaining = rtp;
+    while remaining > 0 {
+        let Some(datagram) = connection.poll_write() else {
+            break;
+        };
+        if is_rtp(&datagram.message) {
+            remaining -= 1;
+        }
+        queue.push_back(Transmit {
+            destination: datagram.transport.peer_addr,
+            contents: datagram.message,
+        });
+    }
+}
+
+/// SRTP rather than SRTCP (RFC 5761 §4: RTCP packet types 192–223 in the second byte).
+fn is_rtp(datagram: &[u8]) -> bool {
+    matches!(datagram, [128..=191, second, ..] if !(192..=223).contains(second))
+}

@@ -1,0 +1,378 @@
+//! Rooms: membership, publisher replacement, taps, and closing peers.
+//!
+//! A room outlives its sessions: viewers stay connected while the publisher reconnects
+//! (a new epoch; the forwarders keep sequence numbers and timestamps continuous), and an
+//! empty room is forgotten after the idle timeout.
+
+use super::peer_state::{Lifecycle, Outbox, Peer, PublisherState, Role, RoomChannel, ViewerTrack};
+use super::{SfuCore, Transmit};
+use crate::error::SfuError;
+use crate::events::{CloseReason, SfuEvent};
+use crate::forwarder::{Forwarder, ForwarderConfig};
+use crate::ids::{PeerId, RoomId};
+use crate::keyframe_cache::KeyframeCache;
+use crate::media::Codec;
+use crate::packet_ring::{AUDIO_RING_SIZE, PacketRing, VIDEO_RING_SIZE};
+use crate::peer::{InboundTrackPlan, NegotiatedPeer, OutboundTrackPlan, RoomCodecs};
+use crate::pli_coalescer::PliCoalescer;
+use crate::session::PeerRole;
+use crate::tap::{TapEvent, TapReceiver};
+use rtc::sansio::Protocol;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+/// One room of the shard.
+pub(super) struct Room {
+    pub(super) id: RoomId,
+    pub(super) publisher: Option<PeerId>,
+    pub(super) epoch: u32,
+    pub(super) codecs: RoomCodecs,
+    /// Connected viewers that receive media.
+    pub(super) viewers: Vec<PeerId>,
+    /// Every session in the room, connected or not.
+    pub(super) members: Vec<PeerId>,
+    pub(super) rings: [PacketRing; 2],
+    pub(super) keyframe_cache: KeyframeCache,
+    pub(super) pli: PliCoalescer,
+    pub(super) taps: Vec<mpsc::Sender<TapEvent>>,
+    pub(super) idle_since: Option<Instant>,
+}
+
+impl Room {
+    pub(super) fn new(id: RoomId, now: Instant) -> Self {
+        Self {
+            id,
+            publisher: None,
+            epoch: 0,
+            codecs: RoomCodecs::default(),
+            viewers: Vec::new(),
+            members: Vec::new(),
+            rings: [
+                PacketRing::new(AUDIO_RING_SIZE),
+                PacketRing::new(VIDEO_RING_SIZE),
+            ],
+            keyframe_cache: KeyframeCache::default(),
+            pli: PliCoalescer::default(),
+            taps: Vec::new(),
+            idle_since: Some(now),
+        }
+    }
+
+    /// Delivers an event to every tap without waiting; full taps lose it, closed ones go.
+    pub(super) fn send_to_taps(&mut self, event: TapEvent, dropped: &mut u64) {
+        self.taps.retain(|tap| match tap.try_send(event.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                *dropped += 1;
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        });
+    }
+}
+
+impl SfuCore {
+    pub(super) fn add_publisher(
+        &mut self,
+        room_id: RoomId,
+        id: PeerId,
+        negotiated: NegotiatedPeer<InboundTrackPlan>,
+        now: Instant,
+    ) -> Result<(), SfuError> {
+        if self.peers.len() >= self.config.max_peers {
+            return Err(SfuError::Capacity(self.config.max_peers));
+        }
+        let stale_after = self.config.publisher_stale_after;
+        let room = self
+            .rooms
+            .entry(room_id.clone())
+            .or_insert_with(|| Room::new(room_id.clone(), now));
+        if let Some(existing) = room.publisher {
+            let live = self.peers.get(&existing).is_some_and(|p| match &p.role {
+                Role::Publisher(state) => {
+                    let recent_media = state
+                        .last_media_at
+                        .is_some_and(|at| now.saturating_duration_since(at) < stale_after);
+                    let connecting = p.lifecycle.connected_since().is_none()
+                        && now.saturating_duration_since(p.created_at)
+                            < self.config.connect_timeout;
+                    recent_media || connecting
+                }
+                Role::Viewer(_) => false,
+            });
+            if live {
+                return Err(SfuError::PublisherConflict(room_id));
+            }
+        }
+        // Viewers negotiated the room's codecs; a new publisher must keep them.
+        let room = self.rooms.get(&room_id).expect("inserted above");
+        let has_viewers = !room.members.iter().all(|m| Some(*m) == room.publisher);
+        let new_codecs = codecs_of(&negotiated.tracks);
+        if has_viewers {
+            if let (Some(old), Some(new)) = (room.codecs.audio, new_codecs.audio)
+                && old != new
+            {
+                return Err(SfuError::CodecConflict {
+                    room: room_id,
+                    expected: old.to_string(),
+                });
+            }
+            if let (Some((old, _)), Some((new, _))) = (&room.codecs.video, &new_codecs.video)
+                && old != new
+            {
+                return Err(SfuError::CodecConflict {
+                    room: room_id,
+                    expected: old.to_string(),
+                });
+            }
+        }
+        if let Some(existing) = room.publisher {
+            self.close_peer(existing, CloseReason::Replaced, now);
+        }
+        let room = self.rooms.get_mut(&room_id).expect("inserted above");
+        room.codecs = RoomCodecs {
+            audio: new_codecs
+                .audio
+                .or(if has_viewers { room.codecs.audio } else { None }),
+            video: new_codecs.video.or(if has_viewers {
+                room.codecs.video.clone()
+            } else {
+                None
+            }),
+        };
+        room.epoch = room.epoch.wrapping_add(1);
+        room.publisher = Some(id);
+        room.members.push(id);
+        room.idle_since = None;
+        room.keyframe_cache.clear();
+        room.pli.reset();
+        let epoch = room.epoch;
+        let NegotiatedPeer {
+            connection,
+            local_ufrag,
+            local_pwd,
+            tracks,
+            has_data_channel,
+            ..
+        } = negotiated;
+        self.demux.register(id, &local_ufrag, &local_pwd);
+        self.peers.insert(
+            id,
+            Peer {
+                room: room_id.clone(),
+                connection,
+                role: Role::Publisher(PublisherState {
+                    tracks,
+                    receivers: [None, None],
+                    ssrcs: [None, None],
+                    last_timestamp: [None, None],
+                    epoch,
+                    last_media_at: None,
+                }),
+                lifecycle: Lifecycle::Checking,
+                created_at: now,
+                last_received: now,
+                channel: if has_data_channel {
+                    RoomChannel::Awaited
+                } else {
+                    RoomChannel::NotOffered
+                },
+                timer: None,
+                outbox: Outbox::default(),
+            },
+        );
+        self.counters.peers_created += 1;
+        tracing::info!(room = %room_id, peer = %id, epoch, "publisher session created");
+        self.drain_peer(id, now);
+        Ok(())
+    }
+
+    pub(super) fn add_viewer(
+        &mut self,
+        room_id: RoomId,
+        id: PeerId,
+        codecs: RoomCodecs,
+        negotiated: NegotiatedPeer<OutboundTrackPlan>,
+        now: Instant,
+    ) -> Result<(), SfuError> {
+        if self.peers.len() >= self.config.max_peers {
+            return Err(SfuError::Capacity(self.config.max_peers));
+        }
+        let room = self
+            .rooms
+            .get_mut(&room_id)
+            .ok_or_else(|| SfuError::RoomNotFound(room_id.clone()))?;
+        if room.codecs.audio != codecs.audio
+            || room.codecs.video.as_ref().map(|v| v.0) != codecs.video.as_ref().map(|v| v.0)
+        {
+            return Err(SfuError::CodecConflict {
+                room: room_id,
+                expected: "the codecs the room changed to while this offer was answered (retry)"
+                    .into(),
+            });
+        }
+        room.members.push(id);
+        room.idle_since = None;
+        let NegotiatedPeer {
+            connection,
+            local_ufrag,
+            local_pwd,
+            tracks,
+            has_data_channel,
+            ..
+        } = negotiated;
+        let mut rng_seq: u16 = rand::random();
+        let mut viewer_tracks: [Option<ViewerTrack>; 2] = [None, None];
+        for (slot, plan) in viewer_tracks.iter_mut().zip(tracks) {
+            *slot = plan.map(|plan| {
+                rng_seq = rng_seq.wrapping_add(7919);
+                ViewerTrack {
+                    forwarder: Forwarder::new(ForwarderConfig {
+                        kind: plan.codec.kind(),
+                        clock_rate: plan.codec.clock_rate(),
+                        ssrc: plan.ssrc,
+                        payload_type: plan.payload_type,
+                        video_orientation_id: plan.video_orientation_id,
+                        initial_sequence_number: rng_seq,
+                        initial_timestamp: rand::random(),
+                    }),
+                    plan,
+                }
+            });
+        }
+        self.demux.register(id, &local_ufrag, &local_pwd);
+        self.peers.insert(
+            id,
+            Peer {
+                room: room_id.clone(),
+                connection,
+                role: Role::Viewer(viewer_tracks),
+                lifecycle: Lifecycle::Checking,
+                created_at: now,
+                last_received: now,
+                channel: if has_data_channel {
+                    RoomChannel::Awaited
+                } else {
+                    RoomChannel::NotOffered
+                },
+                timer: None,
+                outbox: Outbox::default(),
+            },
+        );
+        self.counters.peers_created += 1;
+        tracing::debug!(room = %room_id, peer = %id, "viewer session created");
+        self.drain_peer(id, now);
+        Ok(())
+    }
+
+    /// Attaches a bridge tap; a live room's current GOP is queued into it at once.
+    pub(super) fn attach_tap(&mut self, room: RoomId) -> Result<TapReceiver, SfuError> {
+        match self.rooms.get_mut(&room) {
+            Some(r) => {
+                let (sender, receiver) = mpsc::channel(self.config.tap_queue);
+                if let Some(publisher) = r.publisher.and_then(|id| self.peers.get(&id))
+                    && let Role::Publisher(state) = &publisher.role
+                    && state.last_media_at.is_some()
+                {
+                    let _ = sender.try_send(TapEvent::PublisherStarted {
+                        epoch: state.epoch,
+                        audio: state.tracks[0].as_ref().map(|t| t.codec),
+                        video: state.tracks[1].as_ref().map(|t| t.codec),
+                    });
+                    // Give the new consumer the current GOP so it can start at once.
+                    if let Some((packets, _)) = r.keyframe_cache.snapshot(r.epoch) {
+                        for packet in packets {
+                            let _ = sender.try_send(TapEvent::Packet(Arc::clone(packet)));
+                        }
+                    }
+                }
+                r.taps.push(sender);
+                Ok(receiver)
+            }
+            None => Err(SfuError::RoomNotFound(room)),
+        }
+    }
+
+    pub(super) fn close_peer(
+        &mut self,
+        id: PeerId,
+        reason: CloseReason,
+        now: Instant,
+    ) -> Option<(RoomId, PeerRole)> {
+        let mut peer = self.peers.remove(&id)?;
+        let _ = peer.connection.close();
+        while let Some(datagram) = peer.connection.poll_write() {
+            self.transmits.push_back(Transmit {
+                destination: datagram.transport.peer_addr,
+                contents: datagram.message,
+            });
+        }
+        self.demux.remove(id);
+        self.counters.peers_closed += 1;
+        let role = peer.role.kind();
+        if let Some(room) = self.rooms.get_mut(&peer.room) {
+            room.members.retain(|member| *member != id);
+            match role {
+                PeerRole::Publisher if room.publisher == Some(id) => {
+                    room.publisher = None;
+                    room.keyframe_cache.clear();
+                    room.pli.reset();
+                    let epoch = room.epoch;
+                    room.send_to_taps(
+                        TapEvent::PublisherEnded { epoch },
+                        &mut self.counters.tap_dropped,
+                    );
+                    self.events.push_back(SfuEvent::Offline {
+                        room: peer.room.clone(),
+                    });
+                }
+                PeerRole::Viewer => {
+                    let before = room.viewers.len();
+                    room.viewers.retain(|viewer| *viewer != id);
+                    if room.viewers.len() != before {
+                        self.events.push_back(SfuEvent::ViewerCount {
+                            room: peer.room.clone(),
+                            viewers: room.viewers.len(),
+                        });
+                    }
+                }
+                PeerRole::Publisher => {}
+            }
+            if room.members.is_empty() {
+                room.idle_since = Some(now);
+            }
+        }
+        tracing::info!(room = %peer.room, peer = %id, ?role, ?reason, "session closed");
+        self.events.push_back(SfuEvent::PeerClosed {
+            room: peer.room.clone(),
+            peer: id,
+            role,
+            reason,
+        });
+        Some((peer.room, role))
+    }
+
+    pub(super) fn shutdown(&mut self, now: Instant) {
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            self.close_peer(id, CloseReason::Shutdown, now);
+        }
+        for room in self.rooms.values_mut() {
+            room.send_to_taps(TapEvent::RoomClosed, &mut self.counters.tap_dropped);
+        }
+        self.rooms.clear();
+        self.timers.clear();
+    }
+}
+
+/// The codecs of a publisher's negotiated tracks.
+fn codecs_of(tracks: &[Option<InboundTrackPlan>; 2]) -> RoomCodecs {
+    RoomCodecs {
+        audio: tracks[0].as_ref().map(|t| t.codec),
+        video: tracks[1].as_ref().map(|t| {
+            let profile = crate::offer::fmtp_param(&t.fmtp, "profile-level-id").map(str::to_owned);
+            (t.codec, profile.filter(|_| t.codec == Codec::H264))
+        }),
+    }
+}
