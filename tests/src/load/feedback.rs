@@ -120,7 +120,8 @@ impl ReceiveStats {
         }
         self.max = self.max.max(extended);
         self.received += 1;
-        let arrival_units = (arrival.as_micros() as u64 * self.clock_rate as u64 / 1_000_000) as u32;
+        let arrival_units =
+            (arrival.as_micros() as u64 * self.clock_rate as u64 / 1_000_000) as u32;
         let transit = arrival_units.wrapping_sub(timestamp);
         if let Some(last) = self.last_transit {
             let d = (transit.wrapping_sub(last) as i32).unsigned_abs() as u64;
@@ -887,7 +888,10 @@ mod tests {
     fn pli_only_without_a_decodable_start_or_after_unrepairable_loss() {
         let t0 = Instant::now();
         let mut keyframes = KeyframeRequester::new(t0);
-        assert!(!keyframes.poll(t0 + ms(999)), "a joiner waits about a second");
+        assert!(
+            !keyframes.poll(t0 + ms(999)),
+            "a joiner waits about a second"
+        );
         // A complete keyframe (SPS, then the IDR with the marker) arrives: no PLI ever.
         keyframes.on_video(1, 0, false, &[0x67, 0x42]);
         keyframes.on_video(2, 0, true, &[0x65, 0x88]);
