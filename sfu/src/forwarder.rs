@@ -313,7 +313,9 @@ impl Forwarder {
         self.replay_timestamps.clear();
         self.replay_timestamps.reserve_exact(frame_timestamps.len());
         for (index, &source) in frame_timestamps.iter().enumerate() {
-            let out = last.timestamp.wrapping_add((index as u32 + 1).wrapping_mul(step));
+            let out = last
+                .timestamp
+                .wrapping_add((index as u32 + 1).wrapping_mul(step));
             self.replay_timestamps.push((source, out));
         }
         self.last_sent = Some(LastSent { at: now, ..last });
@@ -610,7 +612,12 @@ mod tests {
         // 3000 / 4 = 750 ticks apart … but never more than REPLAY_FRAME_STEP.
         assert_eq!(
             replay,
-            [(1004, 11_090), (1005, 11_090), (1006, 11_180), (1007, 11_270)]
+            [
+                (1004, 11_090),
+                (1005, 11_090),
+                (1006, 11_180),
+                (1007, 11_270)
+            ]
         );
         assert_eq!(f.last_keyframe_sent(), Some(t1));
         // The next live frame keeps its natural timestamp and follows without a gap.

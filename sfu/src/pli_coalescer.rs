@@ -46,8 +46,8 @@ pub fn answer_viewer_keyframe_request(
     viewer_waiting: bool,
     cache_complete: bool,
 ) -> ViewerKeyframeAnswer {
-    let recently_served = last_keyframe_sent
-        .is_some_and(|at| now.saturating_duration_since(at) < KEYFRAME_IN_FLIGHT);
+    let recently_served =
+        last_keyframe_sent.is_some_and(|at| now.saturating_duration_since(at) < KEYFRAME_IN_FLIGHT);
     if viewer_waiting || recently_served {
         ViewerKeyframeAnswer::AlreadyServed
     } else if cache_complete {

@@ -62,7 +62,10 @@ async fn browser_like_viewers_report_and_ask_for_nothing_on_a_clean_network() {
     let row = row(&report);
     eprintln!("{row}");
     assert_eq!(report.viewers_connected, viewers, "{row}");
-    assert_eq!(report.ttff_missing, 0, "every viewer decoded a keyframe: {row}");
+    assert_eq!(
+        report.ttff_missing, 0,
+        "every viewer decoded a keyframe: {row}"
+    );
     let totals = report.viewer_feedback.totals;
     // ≥ 4 s connected (warm-up and window) at one compound report a second.
     assert!(
@@ -73,7 +76,10 @@ async fn browser_like_viewers_report_and_ask_for_nothing_on_a_clean_network() {
     // gaps or reordering) or in the viewers' scheduling.
     assert_eq!(totals.nacked_sequence_numbers, 0, "{row}");
     assert_eq!(totals.plis, 0, "{row}");
-    assert_eq!(totals.twcc, 0, "the server negotiates no transport-cc for viewers");
+    assert_eq!(
+        totals.twcc, 0,
+        "the server negotiates no transport-cc for viewers"
+    );
     assert!(report.loss < 0.01, "{row}");
     // The viewers joined on the server's keyframe cache: nobody had to ask the publisher.
     assert_eq!(report.publisher.plis, 0, "{row}");
