@@ -218,7 +218,7 @@ mod tests {
         for tick in 1..=330u64 {
             let now = t0 + Duration::from_millis(tick * 100);
             for (viewer, last) in last_keyframe.iter_mut().enumerate() {
-                if (tick + viewer as u64) % 30 != 0 {
+                if !(tick + viewer as u64).is_multiple_of(30) {
                     continue;
                 }
                 match answer_viewer_keyframe_request(now, Some(*last), false, true) {
