@@ -526,6 +526,9 @@ pub struct FeedbackCounts {
     pub twcc: u64,
     /// REMB packets (sent only if negotiated; not implemented, so always 0).
     pub remb: u64,
+    /// Compound packets the engine refused to send (should stay 0).
+    #[serde(default)]
+    pub write_failures: u64,
 }
 
 impl FeedbackCounts {
@@ -540,6 +543,7 @@ impl FeedbackCounts {
         self.plis += other.plis;
         self.twcc += other.twcc;
         self.remb += other.remb;
+        self.write_failures += other.write_failures;
     }
 }
 
@@ -711,6 +715,11 @@ impl ViewerFeedback {
             }
         }
         out
+    }
+
+    /// The engine refused the last compound packet.
+    pub fn record_write_failure(&mut self) {
+        self.counts.write_failures += 1;
     }
 
     /// What was sent so far.

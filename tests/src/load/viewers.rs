@@ -780,12 +780,15 @@ impl Worker {
                 && feedback.poll_timeout() <= now
             {
                 let packets = feedback.handle_timeout(now);
-                if !packets.is_empty()
-                    && let Some(receiver) = viewer.receiver
-                    && let Some(mut receiver) = viewer.pc.rtp_receiver(receiver)
-                    && let Err(err) = receiver.write_rtcp(now, packets)
-                {
-                    tracing::debug!(%err, "viewer RTCP not written");
+                if !packets.is_empty() {
+                    let written = viewer
+                        .receiver
+                        .and_then(|id| viewer.pc.rtp_receiver(id))
+                        .map(|mut receiver| receiver.write_rtcp(now, packets));
+                    if !matches!(written, Some(Ok(()))) {
+                        tracing::debug!(?written, "viewer RTCP not written");
+                        feedback.record_write_failure();
+                    }
                 }
             }
             viewer.needs_flush = true;
