@@ -129,6 +129,8 @@ pub struct Forwarder {
     /// the live stream moves past them. Allocated once per join, never per packet.
     replay_timestamps: Vec<(u32, u32)>,
     packets_sent: u64,
+    /// When a keyframe packet last went to this viewer (a replay or live).
+    last_keyframe_sent: Option<Instant>,
 }
 
 /// `a` is newer than `b` in RTP sequence space (RFC 3550 wrap-around).
@@ -150,7 +152,14 @@ impl Forwarder {
             last_sent: None,
             replay_timestamps: Vec::new(),
             packets_sent: 0,
+            last_keyframe_sent: None,
         }
+    }
+
+    /// When this viewer was last sent a keyframe packet (its join replay, a live keyframe,
+    /// or a replay after its keyframe request), if ever.
+    pub fn last_keyframe_sent(&self) -> Option<Instant> {
+        self.last_keyframe_sent
     }
 
     /// The negotiated parameters.
@@ -222,6 +231,9 @@ impl Forwarder {
             }
         }
         self.packets_sent += 1;
+        if packet.keyframe && self.config.kind == MediaKind::Video {
+            self.last_keyframe_sent = Some(now);
+        }
         Ok(header)
     }
 
@@ -254,6 +266,60 @@ impl Forwarder {
             self.replay_timestamps
                 .push((source, last_out.wrapping_sub(back)));
         }
+    }
+
+    /// Answers a viewer's keyframe request from a cached GOP instead of the publisher: the
+    /// viewer already received these packets live, so they are sent again under new
+    /// sequence numbers right after the last one sent, with timestamps squeezed between
+    /// the last frame sent and the next live frame; the live stream then continues on its
+    /// old timestamp mapping, so the viewer's playout clock does not jump.
+    ///
+    /// `frame_timestamps` are the cached frames' source timestamps, the keyframe's first.
+    /// Returns `false` (nothing changed) if the forwarder has sent nothing of this
+    /// publisher session; a fresh viewer starts with [`Forwarder::prepare_replay`].
+    /// Call before forwarding the cached packets with [`Forwarder::forward`].
+    pub fn prepare_replay_on_request(
+        &mut self,
+        keyframe: &SourcePacket,
+        frame_timestamps: &[u32],
+        now: Instant,
+    ) -> bool {
+        let (Some(anchor), Some(last)) = (self.anchor, self.last_sent) else {
+            return false;
+        };
+        let (Some(&first_source), Some(&last_source)) =
+            (frame_timestamps.first(), frame_timestamps.last())
+        else {
+            return false;
+        };
+        if anchor.epoch != keyframe.epoch {
+            return false;
+        }
+        let count = frame_timestamps.len() as u32;
+        let frame_interval = if count >= 2 {
+            last_source.wrapping_sub(first_source) / (count - 1)
+        } else {
+            self.config.clock_rate / 30
+        };
+        let step = (frame_interval / (count + 1)).clamp(1, REPLAY_FRAME_STEP);
+        let out_sequence_number = last.sequence_number.wrapping_add(1);
+        self.anchor = Some(Anchor {
+            epoch: anchor.epoch,
+            seq_offset: out_sequence_number.wrapping_sub(keyframe.sequence_number),
+            ts_offset: anchor.ts_offset,
+            highest_sequence_number: keyframe.sequence_number,
+            highest_distance: 0,
+        });
+        self.replay_timestamps.clear();
+        self.replay_timestamps.reserve_exact(frame_timestamps.len());
+        for (index, &source) in frame_timestamps.iter().enumerate() {
+            let out = last
+                .timestamp
+                .wrapping_add((index as u32 + 1).wrapping_mul(step));
+            self.replay_timestamps.push((source, out));
+        }
+        self.last_sent = Some(LastSent { at: now, ..last });
+        true
     }
 
     /// Maps a viewer's NACKed sequence number back to the source sequence number, if it
@@ -518,6 +584,52 @@ mod tests {
         let live = f.forward(&video(1, 14, 12_000, false, now), now).unwrap();
         assert_eq!(live.timestamp, 17_000);
         assert_eq!(live.sequence_number, 1004);
+    }
+
+    #[test]
+    fn a_keyframe_request_replays_the_cached_gop_after_the_last_packet_sent() {
+        let t0 = Instant::now();
+        let mut f = Forwarder::new(config(MediaKind::Video));
+        // Live: keyframe at 10 (ts 0), frames at 3000 and 6000; the viewer got 10..=13.
+        let gop = [
+            video(1, 10, 0, true, t0),
+            video(1, 11, 0, false, t0),
+            video(1, 12, 3000, false, t0),
+            video(1, 13, 6000, false, t0),
+        ];
+        for packet in &gop {
+            f.forward(packet, t0).unwrap();
+        }
+        assert_eq!(f.last_keyframe_sent(), Some(t0));
+        let t1 = t0 + Duration::from_millis(70);
+        assert!(f.prepare_replay_on_request(&gop[0], &[0, 3000, 6000], t1));
+        let replay: Vec<(u16, u32)> = gop
+            .iter()
+            .map(|p| f.forward(p, t1).unwrap())
+            .map(|h| (h.sequence_number, h.timestamp))
+            .collect();
+        // New sequence numbers right after 1003; timestamps squeezed after 5000 + 6000,
+        // 3000 / 4 = 750 ticks apart … but never more than REPLAY_FRAME_STEP.
+        assert_eq!(
+            replay,
+            [
+                (1004, 11_090),
+                (1005, 11_090),
+                (1006, 11_180),
+                (1007, 11_270)
+            ]
+        );
+        assert_eq!(f.last_keyframe_sent(), Some(t1));
+        // The next live frame keeps its natural timestamp and follows without a gap.
+        let live = f.forward(&video(1, 14, 9000, false, t1), t1).unwrap();
+        assert_eq!((live.sequence_number, live.timestamp), (1008, 14_000));
+        // NACKs of the replayed packets map to the source; the pre-replay numbers do not.
+        assert_eq!(f.source_sequence_number(1005, 1), Some(11));
+        assert_eq!(f.source_sequence_number(1001, 1), None);
+        // A forwarder that never started, or another session's GOP: not for this method.
+        let mut fresh = Forwarder::new(config(MediaKind::Video));
+        assert!(!fresh.prepare_replay_on_request(&gop[0], &[0], t1));
+        assert!(!f.prepare_replay_on_request(&video(2, 1, 0, true, t1), &[0], t1));
     }
 
     #[test]

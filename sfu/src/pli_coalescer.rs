@@ -4,11 +4,58 @@
 //! each PLI multiplies the publisher's bitrate for a moment, so however many ask, at most
 //! one PLI per `min_interval` reaches the publisher. A request inside the interval is
 //! remembered and sent when the interval ends — unless a keyframe arrived meanwhile.
+//!
+//! Coalescing bounds the rate; [`answer_viewer_keyframe_request`] decides whether a
+//! viewer's PLI/FIR needs the publisher at all. Clients send them when no keyframe is
+//! needed (at start, on a timer as many Pion-based players do, or because a keyframe is
+//! already in flight to them), and a room of viewers doing so used to keep its publisher
+//! at one PLI per second: a real encoder answers each with a keyframe, multiplying its
+//! bitrate. A PLI reaches the publisher only when a keyframe is really missing.
 
 use std::time::{Duration, Instant};
 
 /// The default minimum spacing of PLIs to one publisher.
 pub const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A viewer's keyframe request within this time of a keyframe sent to it crossed that
+/// keyframe (or came from a client that asks on every start): it is not answered again.
+pub const KEYFRAME_IN_FLIGHT: Duration = Duration::from_secs(1);
+
+/// What to do with a PLI or FIR from a viewer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewerKeyframeAnswer {
+    /// Nothing: a keyframe went to this viewer less than [`KEYFRAME_IN_FLIGHT`] ago, or
+    /// the viewer waits for one already (its own request to the publisher is pending).
+    AlreadyServed,
+    /// Replay the room's cached GOP to this viewer alone (see
+    /// `Forwarder::prepare_replay_on_request`); the publisher is not asked.
+    ReplayFromCache,
+    /// The cache cannot help (empty, stale, or with a hole): ask the publisher, through
+    /// the room's [`PliCoalescer`].
+    AskPublisher,
+}
+
+/// Decides a viewer's PLI/FIR: `last_keyframe_sent` is when this viewer was last sent a
+/// keyframe (`Forwarder::last_keyframe_sent`), `viewer_waiting` whether it is still
+/// waiting for its first (`Forwarder::needs_keyframe`), `cache_complete` whether the
+/// room's keyframe cache holds a complete GOP of the current session
+/// (`KeyframeCache::is_complete`).
+pub fn answer_viewer_keyframe_request(
+    now: Instant,
+    last_keyframe_sent: Option<Instant>,
+    viewer_waiting: bool,
+    cache_complete: bool,
+) -> ViewerKeyframeAnswer {
+    let recently_served =
+        last_keyframe_sent.is_some_and(|at| now.saturating_duration_since(at) < KEYFRAME_IN_FLIGHT);
+    if viewer_waiting || recently_served {
+        ViewerKeyframeAnswer::AlreadyServed
+    } else if cache_complete {
+        ViewerKeyframeAnswer::ReplayFromCache
+    } else {
+        ViewerKeyframeAnswer::AskPublisher
+    }
+}
 
 /// See the module docs.
 #[derive(Debug, Clone)]
@@ -131,6 +178,60 @@ mod tests {
         );
         assert_eq!(pli.sent(), 2);
         assert_eq!(pli.suppressed(), 49);
+    }
+
+    #[test]
+    fn viewer_requests_reach_the_publisher_only_when_the_cache_cannot_serve() {
+        let t0 = Instant::now();
+        let after = |ms| t0 + Duration::from_millis(ms);
+        // A PLI right after the joiner got the cached GOP (clients ask on start): nothing.
+        assert_eq!(
+            answer_viewer_keyframe_request(after(200), Some(t0), false, true),
+            ViewerKeyframeAnswer::AlreadyServed
+        );
+        // A viewer still waiting for its first keyframe has asked already.
+        assert_eq!(
+            answer_viewer_keyframe_request(after(200), None, true, false),
+            ViewerKeyframeAnswer::AlreadyServed
+        );
+        // Later (a decoder error, or a periodic PLI): the cache answers if it can …
+        assert_eq!(
+            answer_viewer_keyframe_request(after(1500), Some(t0), false, true),
+            ViewerKeyframeAnswer::ReplayFromCache
+        );
+        // … and only a cache without a complete GOP asks the publisher.
+        assert_eq!(
+            answer_viewer_keyframe_request(after(1500), Some(t0), false, false),
+            ViewerKeyframeAnswer::AskPublisher
+        );
+    }
+
+    #[test]
+    fn two_hundred_viewers_sending_periodic_plis_cost_the_publisher_nothing() {
+        // The independent client's run: 200 viewers, each sending a PLI every 3 s after
+        // joining on the cached GOP, for 33 s. Before, each went to the coalescer: about
+        // one PLI per second reached the publisher (29 in 33 s).
+        let t0 = Instant::now();
+        let mut coalescer = PliCoalescer::default();
+        let mut last_keyframe: Vec<Instant> = (0..200).map(|_| t0).collect();
+        let mut to_publisher = 0;
+        for tick in 1..=330u64 {
+            let now = t0 + Duration::from_millis(tick * 100);
+            for (viewer, last) in last_keyframe.iter_mut().enumerate() {
+                if !(tick + viewer as u64).is_multiple_of(30) {
+                    continue;
+                }
+                match answer_viewer_keyframe_request(now, Some(*last), false, true) {
+                    ViewerKeyframeAnswer::ReplayFromCache => *last = now,
+                    ViewerKeyframeAnswer::AskPublisher => {
+                        to_publisher += coalescer.request(now) as u32;
+                    }
+                    ViewerKeyframeAnswer::AlreadyServed => {}
+                }
+            }
+        }
+        assert_eq!(to_publisher, 0);
+        assert_eq!(coalescer.sent(), 0);
     }
 
     #[test]

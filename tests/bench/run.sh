@@ -12,6 +12,10 @@
 #   WEBRTC=0 CAPACITY=0 tests/bench/run.sh   only the HTTP players (HTTP=0 skips them)
 #   WAIT_FOR_IDLE=1 tests/bench/run.sh    before each run, wait until no other benchmark
 #                                         (queqiao-load chat|webrtc, tests/run.sh) runs
+#   WEBRTC_EXTRA="--ignore-pli --viewer-feedback engine" tests/bench/run.sh
+#                                         extra queqiao-load webrtc options for every WebRTC
+#                                         run (default: none — browser-like viewer feedback
+#                                         and a publisher that answers PLIs)
 #
 # HTTP players (HTTP=1, the default): FLV_PLAYERS (100) HTTP-FLV viewers and LLHLS_PLAYERS
 # (20) LL-HLS players, REPEATS runs each, and TS_HLS_RUNS (0) runs of TS_HLS_PLAYERS (20)
@@ -40,6 +44,7 @@ UPDATE=${UPDATE:-1}
 WEBRTC=${WEBRTC:-1}
 HTTP=${HTTP:-1}
 WAIT_FOR_IDLE=${WAIT_FOR_IDLE:-0}
+WEBRTC_EXTRA=${WEBRTC_EXTRA:-}
 FLV_PLAYERS=${FLV_PLAYERS:-100}
 LLHLS_PLAYERS=${LLHLS_PLAYERS:-20}
 TS_HLS_PLAYERS=${TS_HLS_PLAYERS:-20}
@@ -96,7 +101,8 @@ run_load() {
   wait_for_idle
   start_server
   local extra=()
-  [ "${SUBCOMMAND:-webrtc}" != webrtc ] && extra=(--markdown "$OUT/http.md")
+  # shellcheck disable=SC2206
+  if [ "${SUBCOMMAND:-webrtc}" != webrtc ]; then extra=(--markdown "$OUT/http.md"); else extra=($WEBRTC_EXTRA); fi
   # shellcheck disable=SC2206
   local cmd=($LOAD_SCHED taskset -c "$LOAD_CORE" "$LOAD_BIN" "${SUBCOMMAND:-webrtc}" "${extra[@]}"
     --whip "http://127.0.0.1:$HTTP_PORT/whip/{room}" --token "$TOKEN"
@@ -128,7 +134,7 @@ for scenario in $SCENARIOS; do
 done
 
 example_cmd="$SERVER_SCHED taskset -c $SERVER_CORE queqiao ${SERVER_FLAGS[*]} --data-dir DIR &
-$LOAD_SCHED taskset -c $LOAD_CORE queqiao-load webrtc --whip 'http://127.0.0.1:$HTTP_PORT/whip/{room}' --token $TOKEN --server-pid \$SERVER_PID --duration $DURATION --warmup $WARMUP --viewers N [--ramp-per-sec N]"
+$LOAD_SCHED taskset -c $LOAD_CORE queqiao-load webrtc --whip 'http://127.0.0.1:$HTTP_PORT/whip/{room}' --token $TOKEN --server-pid \$SERVER_PID --duration $DURATION --warmup $WARMUP --viewers N [--ramp-per-sec N] $WEBRTC_EXTRA"
 NOTES=(
   "Measured $(date -u +%Y-%m-%d) on $MACHINE, commit $COMMIT. Medians of $REPEATS runs per scenario; each run starts a fresh server."
   ""

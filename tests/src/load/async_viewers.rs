@@ -147,6 +147,7 @@ pub async fn run(context: Context<'_>) -> anyhow::Result<WebrtcReport> {
         loss_expected: rx_end.2 - rx_start.2,
         loss_received: rx_end.1 - rx_start.1,
         duplicates: 0,
+        viewer_feedback: Default::default(),
         delivery_ratio: (published > 0 && connected > 0)
             .then(|| (rx_end.1 - rx_start.1) as f64 / (published as f64 * connected as f64)),
         delay_ms: LatencyMs::default(),

@@ -747,6 +747,7 @@ async fn run(args: HttpArgs, protocol: Protocol) -> anyhow::Result<HttpReport> {
             pacing_factor: args.pacing,
             connect_timeout: Duration::from_secs(10),
             keep_early_dtls: true,
+            ignore_pli: false,
         },
     )
     .await?;

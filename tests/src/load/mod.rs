@@ -18,6 +18,7 @@
 //! [`http_media`]); `chat` lives in [`crate::chatload`].
 
 pub mod async_viewers;
+pub mod feedback;
 pub mod http_media;
 pub mod http_players;
 pub mod measure;

@@ -15,7 +15,7 @@ use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCI
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
-    RTCRtpEncodingParameters, RtpCodecKind,
+    RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use std::net::SocketAddr;
@@ -143,6 +143,23 @@ pub fn apply_answer(pc: &mut RTCPeerConnection, sdp: &str, now: Instant) -> anyh
         .map_err(|e| anyhow!("applying the answer: {e}"))
 }
 
+/// Who generates a viewer's RTCP feedback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum FeedbackMode {
+    /// Our Chromium-like feedback ([`crate::load::feedback`]): receiver reports, NACKs
+    /// after a reorder wait, TWCC if negotiated, PLIs only when a keyframe is needed. The
+    /// offer carries `transport-cc` and `goog-remb` like Chromium's.
+    #[default]
+    Browser,
+    /// The `rtc` engine's NACK generator and receiver report interceptors (the generator's
+    /// behaviour before browser-like feedback).
+    Engine,
+}
+
+/// The transport-wide congestion control header extension.
+pub const TRANSPORT_CC_URI: &str =
+    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+
 /// A viewer peer and its offer.
 pub struct ViewerPeer {
     /// The engine.
@@ -152,15 +169,17 @@ pub struct ViewerPeer {
 }
 
 /// Builds a recvonly audio + video viewer like a browser's WHEP client: H.264 and Opus,
-/// NACK generation and receiver reports, optionally the `room` data channel.
+/// NACK generation and receiver reports (ours or the engine's, see [`FeedbackMode`]),
+/// optionally the `room` data channel.
 pub fn viewer(
     local: SocketAddr,
     certificate: &RTCCertificate,
     data_channel: bool,
+    mode: FeedbackMode,
     now: Instant,
 ) -> anyhow::Result<ViewerPeer> {
     let mut engine = MediaEngine::default();
-    let feedback = vec![
+    let mut feedback = vec![
         RTCPFeedback {
             typ: "nack".to_owned(),
             parameter: String::new(),
@@ -170,11 +189,35 @@ pub fn viewer(
             parameter: "pli".to_owned(),
         },
     ];
+    let registry = match mode {
+        FeedbackMode::Browser => {
+            // Chromium offers these on every video codec and the transport-cc extension
+            // on every m-line; the server's answer decides what we send.
+            for (typ, parameter) in [("goog-remb", ""), ("transport-cc", ""), ("ccm", "fir")] {
+                feedback.push(RTCPFeedback {
+                    typ: typ.to_owned(),
+                    parameter: parameter.to_owned(),
+                });
+            }
+            for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
+                engine
+                    .register_header_extension(
+                        RTCRtpHeaderExtensionCapability {
+                            uri: TRANSPORT_CC_URI.to_owned(),
+                        },
+                        kind,
+                        None,
+                    )
+                    .map_err(|e| anyhow!("registering transport-cc: {e}"))?;
+            }
+            Registry::new()
+        }
+        FeedbackMode::Engine => Registry::new()
+            .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
+            .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build()),
+    };
     register(&mut engine, h264(feedback), VIDEO_PT, RtpCodecKind::Video)?;
     register(&mut engine, opus(), AUDIO_PT, RtpCodecKind::Audio)?;
-    let registry = Registry::new()
-        .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
-        .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build());
     let mut pc = build(engine, registry, certificate, now)?;
     for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
         pc.add_transceiver_from_kind(

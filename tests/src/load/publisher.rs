@@ -1,8 +1,10 @@
 //! The WHIP publisher: one sans-IO `rtc` peer on its own thread and socket, sending the
 //! packetized clip paced like a browser's encoder — a video frame every frame interval, its
 //! packets spread by a pacer at a multiple of the stream's bitrate (libwebrtc's default is
-//! 2.5×), Opus every 20 ms — answering PLI/FIR with a keyframe (the next IDR of the clip)
-//! and NACKs from the engine's NACK responder.
+//! 2.5×), Opus every 20 ms — answering PLI/FIR with a keyframe (the next IDR of the clip),
+//! at most one per [`MIN_FORCED_KEYFRAME_INTERVAL`] like libwebrtc's encoders, NACKs from
+//! the engine's NACK responder (its send history), and sender reports from the engine's
+//! sender-report interceptor. `ignore_pli` keeps the clip's fixed GOP instead.
 //!
 //! Just before each datagram leaves, the send instant of its payload goes into
 //! [`SendTimes`], the table viewers read to measure forwarding delay.
@@ -29,6 +31,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// Forced keyframes are at least this far apart (libwebrtc drops keyframe requests that
+/// come sooner after the last one it produced; x264's `keyint_min` does the same).
+pub const MIN_FORCED_KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
+
 /// How the publisher paces.
 #[derive(Debug, Clone, Copy)]
 pub struct PublisherOptions {
@@ -38,6 +44,8 @@ pub struct PublisherOptions {
     pub connect_timeout: Duration,
     /// Keep DTLS datagrams that arrive before ICE completes, as browsers do.
     pub keep_early_dtls: bool,
+    /// Ignore PLI/FIR (a fixed-GOP encoder); they are still counted.
+    pub ignore_pli: bool,
 }
 
 /// Counters the publisher thread updates and the orchestrator reads.
@@ -61,6 +69,9 @@ pub struct PublisherStats {
     pub nacks: AtomicU64,
     /// Times the clip jumped to its next keyframe because of a PLI/FIR.
     pub keyframes_forced: AtomicU64,
+    /// PLI/FIRs not answered because a keyframe went out less than
+    /// [`MIN_FORCED_KEYFRAME_INTERVAL`] before.
+    pub keyframe_requests_rate_limited: AtomicU64,
 }
 
 /// Where and how to publish.
@@ -244,6 +255,8 @@ struct Schedule {
     /// When the pacer may send its next byte.
     pacer_free_at: Instant,
     force_keyframe: bool,
+    /// When the last keyframe (natural or forced) was produced.
+    last_keyframe_at: Option<Instant>,
 }
 
 impl Publisher {
@@ -276,15 +289,16 @@ impl Publisher {
                 if let RTCMessage::RtcpPacket(_, packets) = message.message {
                     for packet in &packets {
                         let any = packet.as_any();
+                        let answer = !self.options.ignore_pli;
                         if any.downcast_ref::<PictureLossIndication>().is_some() {
                             self.stats.plis.fetch_add(1, Ordering::Relaxed);
                             if let Some(s) = schedule.as_mut() {
-                                s.force_keyframe = true;
+                                s.force_keyframe |= answer;
                             }
                         } else if any.downcast_ref::<FullIntraRequest>().is_some() {
                             self.stats.firs.fetch_add(1, Ordering::Relaxed);
                             if let Some(s) = schedule.as_mut() {
-                                s.force_keyframe = true;
+                                s.force_keyframe |= answer;
                             }
                         } else if any.downcast_ref::<TransportLayerNack>().is_some() {
                             self.stats.nacks.fetch_add(1, Ordering::Relaxed);
@@ -405,6 +419,7 @@ impl Publisher {
                             audio_ts: rand::random(),
                             pacer_free_at: now,
                             force_keyframe: false,
+                            last_keyframe_at: None,
                         });
                     }
                     RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
@@ -428,7 +443,14 @@ impl Publisher {
             }
             if s.force_keyframe {
                 s.force_keyframe = false;
-                if !clip.video[s.clip_frame].keyframe {
+                let too_soon = s.last_keyframe_at.is_some_and(|at| {
+                    due.saturating_duration_since(at) < MIN_FORCED_KEYFRAME_INTERVAL
+                });
+                if too_soon {
+                    self.stats
+                        .keyframe_requests_rate_limited
+                        .fetch_add(1, Ordering::Relaxed);
+                } else if !clip.video[s.clip_frame].keyframe {
                     let next = (1..clip.video.len())
                         .map(|step| (s.clip_frame + step) % clip.video.len())
                         .find(|&i| clip.video[i].keyframe);
@@ -439,6 +461,9 @@ impl Publisher {
                 }
             }
             let frame = &clip.video[s.clip_frame];
+            if frame.keyframe {
+                s.last_keyframe_at = Some(due);
+            }
             let mut release = if pacing_bps > 0.0 {
                 s.pacer_free_at.max(due)
             } else {

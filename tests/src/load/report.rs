@@ -115,6 +115,27 @@ pub struct PublisherReport {
     pub rtp_per_second: f64,
     /// Keyframes sent early because of PLI/FIR.
     pub keyframes_forced: u64,
+    /// The publisher ignored PLI/FIR (`--ignore-pli`, a fixed-GOP encoder).
+    #[serde(default)]
+    pub ignores_pli: bool,
+    /// PLI/FIRs not answered: a keyframe had gone out less than 300 ms before.
+    #[serde(default)]
+    pub keyframe_requests_rate_limited: u64,
+}
+
+/// What the viewers sent back over the whole run (join included).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ViewerFeedbackReport {
+    /// `browser` (ours, counted) or `engine` (the rtc interceptors, not counted).
+    pub mode: String,
+    /// Sequence numbers NACKed per connected viewer (retries included).
+    pub nacks_per_viewer: Option<f64>,
+    /// Of those, asked within 2 s of the viewer's first packet.
+    pub nacks_at_join_per_viewer: Option<f64>,
+    /// PLIs per connected viewer.
+    pub plis_per_viewer: Option<f64>,
+    /// Sums over every viewer, by packet type.
+    pub totals: crate::load::feedback::FeedbackCounts,
 }
 
 /// The load generator's own cost.
@@ -178,6 +199,9 @@ pub struct WebrtcReport {
     pub duplicates: u64,
     /// Viewers' receipts over (publisher's sends × connected viewers).
     pub delivery_ratio: Option<f64>,
+    /// The viewers' RTCP feedback.
+    #[serde(default)]
+    pub viewer_feedback: ViewerFeedbackReport,
     /// Publisher send → viewer kernel receive.
     pub delay_ms: LatencyMs,
     /// Packets whose payload gave no send time.
@@ -203,15 +227,15 @@ fn opt(value: Option<f64>, digits: usize) -> String {
 impl WebrtcReport {
     /// The Markdown table header matching [`WebrtcReport::markdown_row`].
     pub fn markdown_header() -> String {
-        "| scenario | viewers | fwd pkt/s | loss | server µs/pkt | server CPU | delay p50 / p99 ms | TTFF p50 / p95 ms | RSS/viewer KiB | PLIs | gen µs/pkt |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| scenario | viewers | fwd pkt/s | loss | server µs/pkt | server CPU | delay p50 / p99 ms | TTFF p50 / p95 ms | RSS/viewer KiB | PLIs | gen µs/pkt | NACKs/viewer | viewer PLIs | kf forced |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
             .to_owned()
     }
 
     /// One Markdown table row.
     pub fn markdown_row(&self) -> String {
         format!(
-            "| {} | {}/{} | {:.0} | {:.3}% | {} | {} | {} / {} | {} / {} | {} | {} | {} |",
+            "| {} | {}/{} | {:.0} | {:.3}% | {} | {} | {} / {} | {} / {} | {} | {} | {} | {} | {} | {} |",
             self.label,
             self.viewers_connected,
             self.viewers,
@@ -228,6 +252,9 @@ impl WebrtcReport {
             opt(self.server.rss_per_viewer_kib, 0),
             self.publisher.plis,
             opt(self.generator.cpu_us_per_packet, 2),
+            opt(self.viewer_feedback.nacks_per_viewer, 1),
+            self.viewer_feedback.totals.plis,
+            self.publisher.keyframes_forced,
         )
     }
 }

@@ -63,15 +63,15 @@ pub fn table(reports: &[WebrtcReport]) -> String {
     }
     let mut out = String::new();
     out.push_str(
-        "| scenario | runs | viewers connected | fwd pkt/s | loss | server µs/pkt | server CPU (kernel share) | delay p50 / p99 ms | TTFF p50 / p95 ms | RSS/viewer KiB | PLIs at publisher | gen µs/pkt | gen CPU |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| scenario | runs | viewers connected | fwd pkt/s | loss | server µs/pkt | server CPU (kernel share) | delay p50 / p99 ms | TTFF p50 / p95 ms | RSS/viewer KiB | PLIs at publisher | gen µs/pkt | gen CPU | NACKs/viewer | keyframes forced |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for label in labels {
         let runs: Vec<&WebrtcReport> = reports.iter().filter(|r| r.label == label).collect();
         let m = |f: &dyn Fn(&WebrtcReport) -> Option<f64>| median(runs.iter().map(|r| f(r)));
         let viewers = runs.first().map_or(0, |r| r.viewers);
         out.push_str(&format!(
-            "| {label} | {} | {}/{viewers} | {} | {} | {} | {}{} | {} / {} | {} / {} | {} | {} | {} | {} |\n",
+            "| {label} | {} | {}/{viewers} | {} | {} | {} | {}{} | {} / {} | {} / {} | {} | {} | {} | {} | {} | {} |\n",
             runs.len(),
             cell(m(&|r| Some(r.viewers_connected as f64)), 0),
             cell(m(&|r| Some(r.forwarded_per_second)), 0),
@@ -88,6 +88,8 @@ pub fn table(reports: &[WebrtcReport]) -> String {
             cell(m(&|r| Some(r.publisher.plis as f64)), 0),
             cell(m(&|r| r.generator.cpu_us_per_packet), 2),
             m(&|r| r.generator.cpu_percent).map_or_else(|| "–".into(), |v| format!("{v:.0}%")),
+            cell(m(&|r| r.viewer_feedback.nacks_per_viewer), 1),
+            cell(m(&|r| Some(r.publisher.keyframes_forced as f64)), 0),
         ));
     }
     out

@@ -11,16 +11,19 @@
 //! delay (kernel receive time minus the publisher's send time of the same payload), and
 //! per viewer the time to the first complete keyframe.
 
+use crate::load::feedback::{FeedbackCounts, ViewerFeedback};
 use crate::load::measure::{FirstFrame, Histogram, SeqEvent, SeqMark, SeqTracker};
 use crate::load::media::{PacketizedClip, SendTimes};
 use crate::load::net::{self, Outgoing, RecvBatch, SendQueue};
-use crate::load::peer::VIDEO_PT;
+use crate::load::peer::{FeedbackMode, VIDEO_PT};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::state::{RTCIceConnectionState, RTCPeerConnectionState};
+use rtc::rtcp::sender_report::SenderReport;
+use rtc::rtp_transceiver::RTCRtpReceiverId;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use socket2::Socket;
@@ -93,6 +96,10 @@ pub struct Join {
     pub socket: Option<Socket>,
     /// When the WHEP POST was sent (`CLOCK_REALTIME` ns).
     pub post_ns: u64,
+    /// Who sends the viewer's RTCP feedback.
+    pub feedback: FeedbackMode,
+    /// The transport-cc header extension id the answer negotiated, if any.
+    pub twcc_extension: Option<u8>,
 }
 
 /// Times of one viewer's join, `CLOCK_REALTIME` ns.
@@ -110,6 +117,8 @@ pub struct JoinTimes {
     pub first_frame_ns: Option<u64>,
     /// The connection failed.
     pub failed: bool,
+    /// RTCP feedback sent, by type (browser-like feedback only).
+    pub feedback: FeedbackCounts,
 }
 
 /// Counters since the previous interval report.
@@ -304,6 +313,12 @@ struct Viewer {
     needs_flush: bool,
     tracks: [SeqTracker; 2],
     first_frame: Option<FirstFrame>,
+    feedback_mode: FeedbackMode,
+    twcc_extension: Option<u8>,
+    /// Browser-like feedback, once connected (with [`FeedbackMode::Browser`]).
+    feedback: Option<ViewerFeedback>,
+    /// The receiver our RTCP is written through.
+    receiver: Option<RTCRtpReceiverId>,
 }
 
 struct Worker {
@@ -435,7 +450,15 @@ impl Worker {
                 let _ = reply.send(report);
             }
             Command::Joins(reply) => {
-                let _ = reply.send(self.viewers.iter().map(|v| v.times).collect());
+                let times = self
+                    .viewers
+                    .iter()
+                    .map(|v| JoinTimes {
+                        feedback: v.feedback.as_ref().map(|f| f.counts()).unwrap_or_default(),
+                        ..v.times
+                    })
+                    .collect();
+                let _ = reply.send(times);
             }
             Command::Stop(_) => unreachable!("handled by the loop"),
         }
@@ -460,6 +483,8 @@ impl Worker {
             local,
             socket,
             post_ns,
+            feedback,
+            twcc_extension,
         } = join;
         let socket_slot = match socket {
             Some(socket) => {
@@ -510,6 +535,10 @@ impl Worker {
             needs_flush: true,
             tracks: [SeqTracker::new(), SeqTracker::new()],
             first_frame: Some(FirstFrame::new()),
+            feedback_mode: feedback,
+            twcc_extension,
+            feedback: None,
+            receiver: None,
         });
         if self.window_open {
             self.window_marks.push([SeqMark::default(); 2]);
@@ -600,9 +629,7 @@ impl Worker {
             // Media only: nothing but media can have come out, and `poll_media_read` pops
             // it without sweeping the whole pipeline again as `poll_read` does.
             while let Some(message) = self.viewers[slot].pc.poll_media_read() {
-                if let RTCMessage::RtpPacket(_, packet) = message.message {
-                    self.on_rtp(slot, &packet, rx_ns);
-                }
+                self.on_message(slot, message.message, rx_ns, now);
             }
         } else {
             // Handshakes: engine events must be handled before the next datagram, as a
@@ -610,9 +637,7 @@ impl Worker {
             // behind the binding response would otherwise be dropped).
             self.poll_events(slot, now);
             while let Some(message) = self.viewers[slot].pc.poll_read() {
-                if let RTCMessage::RtpPacket(_, packet) = message.message {
-                    self.on_rtp(slot, &packet, rx_ns);
-                }
+                self.on_message(slot, message.message, rx_ns, now);
             }
             self.viewers[slot].needs_flush = true;
         }
@@ -646,6 +671,15 @@ impl Worker {
                     RTCPeerConnectionState::Connected if viewer.connected_at.is_none() => {
                         viewer.connected_at = Some(now);
                         viewer.times.connected_ns = Some(net::wall_ns());
+                        if viewer.feedback_mode == FeedbackMode::Browser {
+                            viewer.receiver = viewer.pc.get_receivers().next();
+                            viewer.feedback = Some(ViewerFeedback::new(
+                                rand::random(),
+                                viewer.twcc_extension,
+                                now,
+                            ));
+                            viewer.needs_flush = true;
+                        }
                     }
                     RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
                         viewer.closed = true;
@@ -657,9 +691,33 @@ impl Worker {
         }
     }
 
-    fn on_rtp(&mut self, slot: usize, packet: &rtc::rtp::packet::Packet, rx_ns: u64) {
+    /// One message from a viewer's engine: RTP is measured, sender reports feed the
+    /// receiver reports, the rest is dropped.
+    fn on_message(&mut self, slot: usize, message: RTCMessage, rx_ns: u64, now: Instant) {
+        match message {
+            RTCMessage::RtpPacket(_, packet) => self.on_rtp(slot, &packet, rx_ns, now),
+            RTCMessage::RtcpPacket(_, packets) => {
+                if let Some(feedback) = self.viewers[slot].feedback.as_mut() {
+                    for packet in &packets {
+                        if let Some(report) = packet.as_any().downcast_ref::<SenderReport>() {
+                            feedback.on_sender_report(report.ssrc, report.ntp_time, now);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_rtp(&mut self, slot: usize, packet: &rtc::rtp::packet::Packet, rx_ns: u64, now: Instant) {
         let viewer = &mut self.viewers[slot];
         let video = packet.header.payload_type == VIDEO_PT;
+        if let Some(feedback) = viewer.feedback.as_mut()
+            && feedback.on_rtp(video, packet, now)
+        {
+            // A new hole: its NACK deadline may be earlier than the armed timer.
+            viewer.needs_flush = true;
+        }
         let event = viewer.tracks[video as usize].record(packet.header.sequence_number);
         if viewer.times.first_rtp_ns.is_none() {
             viewer.times.first_rtp_ns = Some(rx_ns);
@@ -718,6 +776,21 @@ impl Worker {
             if let Err(err) = viewer.pc.handle_timeout(now) {
                 tracing::debug!(%err, "viewer engine timeout error");
             }
+            if let Some(feedback) = viewer.feedback.as_mut()
+                && feedback.poll_timeout() <= now
+            {
+                let packets = feedback.handle_timeout(now);
+                if !packets.is_empty() {
+                    let written = viewer
+                        .receiver
+                        .and_then(|id| viewer.pc.rtp_receiver(id))
+                        .map(|mut receiver| receiver.write_rtcp(now, packets));
+                    if !matches!(written, Some(Ok(()))) {
+                        tracing::debug!(?written, "viewer RTCP not written");
+                        feedback.record_write_failure();
+                    }
+                }
+            }
             viewer.needs_flush = true;
             self.touch(slot);
         }
@@ -745,7 +818,12 @@ impl Worker {
                     data: datagram.message,
                 });
             }
-            if let Some(deadline) = viewer.pc.poll_timeout() {
+            let feedback_deadline = viewer.feedback.as_ref().map(|f| f.poll_timeout());
+            let deadline = match (viewer.pc.poll_timeout(), feedback_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if let Some(deadline) = deadline {
                 let deadline = deadline.max(now + Duration::from_micros(500));
                 if viewer.timer.is_none_or(|current| deadline < current) {
                     viewer.timer = Some(deadline);

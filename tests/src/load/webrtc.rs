@@ -12,7 +12,8 @@ use crate::load::peer;
 use crate::load::probe::{self, ServerProbe, ServerSample};
 use crate::load::publisher::{PublisherOptions, WhipTarget, start_whip_publisher};
 use crate::load::report::{
-    GeneratorReport, LatencyMs, PublisherReport, ReportArgs, ServerReport, StreamInfo, WebrtcReport,
+    GeneratorReport, LatencyMs, PublisherReport, ReportArgs, ServerReport, StreamInfo,
+    ViewerFeedbackReport, WebrtcReport,
 };
 use crate::load::viewers::{IntervalReport, Join, JoinTimes, WorkerHandle, WorkerOptions};
 use anyhow::{Context, bail};
@@ -120,6 +121,14 @@ pub struct WebrtcArgs {
     /// Socket buffer size in bytes (receive; send gets a quarter).
     #[arg(long, default_value_t = 32 << 20)]
     pub socket_buffer: usize,
+    /// Who sends the viewers' RTCP: `browser` (Chromium-like RR, NACK, TWCC, PLI, counted
+    /// in the report) or `engine` (the rtc crate's NACK generator and receiver reports).
+    #[arg(long, value_enum, default_value_t = peer::FeedbackMode::Browser)]
+    pub viewer_feedback: peer::FeedbackMode,
+    /// The publisher ignores PLI/FIR and keeps its fixed GOP (for comparison with an
+    /// encoder that answers them, the default).
+    #[arg(long)]
+    pub ignore_pli: bool,
     /// Where the report goes.
     #[command(flatten)]
     pub output: ReportArgs,
@@ -211,6 +220,7 @@ pub async fn run(args: WebrtcArgs) -> anyhow::Result<WebrtcReport> {
             pacing_factor: args.pacing,
             connect_timeout: Duration::from_secs(10),
             keep_early_dtls: !args.drop_early_dtls,
+            ignore_pli: args.ignore_pli,
         },
     )
     .await?;
@@ -305,6 +315,7 @@ pub async fn run(args: WebrtcArgs) -> anyhow::Result<WebrtcReport> {
             local_ip,
             shared_port: workers[worker_index].shared_port,
             buffer_bytes: args.socket_buffer,
+            feedback: args.viewer_feedback,
         };
         let (workers, locations, failures) = (
             Arc::clone(&workers),
@@ -423,6 +434,14 @@ pub async fn run(args: WebrtcArgs) -> anyhow::Result<WebrtcReport> {
         .filter_map(|t| Some(t.connected_ns?.saturating_sub(t.post_ns)))
         .collect();
     let connected_ever = times.iter().filter(|t| t.connected_ns.is_some()).count();
+    let mut feedback_totals = crate::load::feedback::FeedbackCounts::default();
+    for t in &times {
+        feedback_totals.add(&t.feedback);
+    }
+    let per_viewer = |n: u64| {
+        (connected_ever > 0 && args.viewer_feedback == peer::FeedbackMode::Browser)
+            .then(|| n as f64 / connected_ever as f64)
+    };
     let published = publisher_rtp_end.saturating_sub(publisher_rtp_start);
     let report = WebrtcReport {
         label,
@@ -468,6 +487,18 @@ pub async fn run(args: WebrtcArgs) -> anyhow::Result<WebrtcReport> {
             nacks_window: publisher.stats.nacks.load(Ordering::Relaxed) - nacks_start,
             rtp_per_second: published as f64 / window_seconds,
             keyframes_forced: publisher.stats.keyframes_forced.load(Ordering::Relaxed),
+            ignores_pli: args.ignore_pli,
+            keyframe_requests_rate_limited: publisher
+                .stats
+                .keyframe_requests_rate_limited
+                .load(Ordering::Relaxed),
+        },
+        viewer_feedback: ViewerFeedbackReport {
+            mode: format!("{:?}", args.viewer_feedback).to_lowercase(),
+            nacks_per_viewer: per_viewer(feedback_totals.nacked_sequence_numbers),
+            nacks_at_join_per_viewer: per_viewer(feedback_totals.nacked_at_join),
+            plis_per_viewer: per_viewer(feedback_totals.plis),
+            totals: feedback_totals,
         },
         generator: GeneratorReport {
             cpu_percent: generator_ticks.map(|t| t as f64 / ticks as f64 / window_seconds * 100.0),
@@ -529,6 +560,7 @@ struct JoinContext {
     local_ip: IpAddr,
     shared_port: Option<u16>,
     buffer_bytes: usize,
+    feedback: peer::FeedbackMode,
 }
 
 /// Offers, POSTs, applies the answer and hands the viewer to its worker. Returns the
@@ -557,6 +589,7 @@ async fn join_one(
         local,
         &context.certificate,
         context.data_channel,
+        context.feedback,
         Instant::now(),
     )?;
     let post_ns = net::wall_ns();
@@ -579,6 +612,8 @@ async fn join_one(
         local,
         socket,
         post_ns,
+        feedback: context.feedback,
+        twcc_extension: crate::load::feedback::twcc_extension_id(&exchange.body),
     })?;
     Ok(exchange.location)
 }
