@@ -18,7 +18,7 @@ use std::time::Instant;
 static PEER: Mutex<Option<rtc::peer_connection::RTCPeerConnection>> = Mutex::new(None);
 
 fuzz_target!(|data: &[u8]| {
-    let crypto = rtc::crypto::default_provider().unwrap();
+    let crypto = rtc::crypto::default_provider().expect("rtc ships a default crypto provider");
     let mut table = DemuxTable::new(crypto);
     table.register(PeerId(1), "abcd", "the-ice-password");
     let from = "10.0.0.1:5000".parse().unwrap();
