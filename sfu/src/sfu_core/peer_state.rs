@@ -139,6 +139,33 @@ pub(super) struct Peer {
     pub(super) outbox: Outbox,
 }
 
+impl Peer {
+    /// A session just negotiated: ICE checks not yet seen, nothing queued.
+    pub(super) fn new(
+        room: RoomId,
+        connection: RTCPeerConnection,
+        role: Role,
+        has_data_channel: bool,
+        now: Instant,
+    ) -> Self {
+        Self {
+            room,
+            connection,
+            role,
+            lifecycle: Lifecycle::Checking,
+            created_at: now,
+            last_received: now,
+            channel: if has_data_channel {
+                RoomChannel::Awaited
+            } else {
+                RoomChannel::NotOffered
+            },
+            timer: None,
+            outbox: Outbox::default(),
+        }
+    }
+}
+
 /// What a peer's engine holds for the wire since it was last drained.
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct Outbox {

@@ -4,7 +4,7 @@
 //! (a new epoch; the forwarders keep sequence numbers and timestamps continuous), and an
 //! empty room is forgotten after the idle timeout.
 
-use super::peer_state::{Lifecycle, Outbox, Peer, PublisherState, Role, RoomChannel, ViewerTrack};
+use super::peer_state::{Peer, PublisherState, Role, ViewerTrack};
 use super::{SfuCore, Transmit};
 use crate::error::SfuError;
 use crate::events::{CloseReason, SfuEvent};
@@ -159,10 +159,10 @@ impl SfuCore {
         self.demux.register(id, &local_ufrag, &local_pwd);
         self.peers.insert(
             id,
-            Peer {
-                room: room_id.clone(),
+            Peer::new(
+                room_id.clone(),
                 connection,
-                role: Role::Publisher(PublisherState {
+                Role::Publisher(PublisherState {
                     tracks,
                     receivers: [None, None],
                     ssrcs: [None, None],
@@ -170,17 +170,9 @@ impl SfuCore {
                     epoch,
                     last_media_at: None,
                 }),
-                lifecycle: Lifecycle::Checking,
-                created_at: now,
-                last_received: now,
-                channel: if has_data_channel {
-                    RoomChannel::Awaited
-                } else {
-                    RoomChannel::NotOffered
-                },
-                timer: None,
-                outbox: Outbox::default(),
-            },
+                has_data_channel,
+                now,
+            ),
         );
         self.counters.peers_created += 1;
         tracing::info!(room = %room_id, peer = %id, epoch, "publisher session created");
@@ -244,21 +236,13 @@ impl SfuCore {
         self.demux.register(id, &local_ufrag, &local_pwd);
         self.peers.insert(
             id,
-            Peer {
-                room: room_id.clone(),
+            Peer::new(
+                room_id.clone(),
                 connection,
-                role: Role::Viewer(viewer_tracks),
-                lifecycle: Lifecycle::Checking,
-                created_at: now,
-                last_received: now,
-                channel: if has_data_channel {
-                    RoomChannel::Awaited
-                } else {
-                    RoomChannel::NotOffered
-                },
-                timer: None,
-                outbox: Outbox::default(),
-            },
+                Role::Viewer(viewer_tracks),
+                has_data_channel,
+                now,
+            ),
         );
         self.counters.peers_created += 1;
         tracing::debug!(room = %room_id, peer = %id, "viewer session created");
