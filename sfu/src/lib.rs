@@ -54,6 +54,7 @@ pub mod sfu_core;
 pub mod stats;
 pub mod tap;
 pub mod udp;
+pub mod unknown_sources;
 
 pub use config::SfuConfig;
 pub use error::SfuError;

@@ -7,6 +7,8 @@
 //! the figures are totals over shards. Relaxed ordering suffices: nobody synchronises on
 //! them.
 
+use crate::unknown_sources::UnknownSources;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 macro_rules! counters {
@@ -15,6 +17,9 @@ macro_rules! counters {
         #[derive(Debug, Default)]
         pub struct SfuStats {
             $( $(#[$doc])* pub $name: AtomicU64, )*
+            /// Unknown datagrams per source, over every shard (a fixed-size table,
+            /// locked only when a core publishes new counts and when metrics read it).
+            unknown_sources: Mutex<UnknownSources>,
         }
 
         /// A point-in-time copy of [`SfuStats`].
@@ -125,6 +130,22 @@ counters! {
 }
 
 impl SfuStats {
+    /// Adds a core's per-source counts of unknown traffic (and empties its table).
+    pub fn record_unknown_sources(&self, from_core: &mut UnknownSources) {
+        self.unknown_sources
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .drain_into(from_core);
+    }
+
+    /// The sources of unknown traffic, heaviest first (see [`UnknownSources`]).
+    pub fn unknown_sources(&self) -> UnknownSources {
+        self.unknown_sources
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// Adds to a counter (driver-side counts such as datagrams sent).
     #[inline]
     pub fn add(counter: &AtomicU64, value: u64) {

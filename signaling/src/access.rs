@@ -367,6 +367,26 @@ impl StandingCache {
     }
 }
 
+/// Someone lost access: a kick, a revoked grant (`room` set) or a ban (every room).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cut {
+    /// The room, or `None` for every room.
+    pub room: Option<String>,
+    /// The user.
+    pub user: i64,
+}
+
+impl Cut {
+    /// Whether this cut ends `user`'s stream of `room`.
+    pub fn ends(&self, room: &str, user: i64) -> bool {
+        self.user == user && self.room.as_deref().is_none_or(|r| r == room)
+    }
+}
+
+/// Most cuts queued for one open stream; a stream that falls further behind ends (the
+/// player reconnects and is checked again).
+const CUTS_QUEUED: usize = 256;
+
 /// The access policy's mutable state, shared by the routes.
 #[derive(Debug)]
 pub struct AccessState {
@@ -374,6 +394,8 @@ pub struct AccessState {
     pub profile_reads: ProfileReads,
     /// Recently read standings for the gift path.
     pub standings: StandingCache,
+    /// Access changes that open streams (HTTP-FLV) obey: each stream subscribes.
+    cuts: tokio::sync::broadcast::Sender<Cut>,
 }
 
 impl AccessState {
@@ -382,7 +404,24 @@ impl AccessState {
         Self {
             profile_reads: ProfileReads::new(settings.profile_reads_per_minute_per_ip),
             standings: StandingCache::default(),
+            cuts: tokio::sync::broadcast::channel(CUTS_QUEUED).0,
         }
+    }
+
+    /// Announces that `user` lost access to `room` (`None`: to every room): their open
+    /// streams end.
+    pub fn cut(&self, room: Option<&str>, user: i64) {
+        // No receiver means no open stream: nothing to end.
+        let _ = self.cuts.send(Cut {
+            room: room.map(str::to_owned),
+            user,
+        });
+    }
+
+    /// The access changes from now on (subscribe before checking access, so no change
+    /// between the check and the subscription is missed).
+    pub fn cuts(&self) -> tokio::sync::broadcast::Receiver<Cut> {
+        self.cuts.subscribe()
     }
 }
 
@@ -448,8 +487,10 @@ pub fn administer(user: &User) -> Result<(), AppError> {
     decide(who, none, Door::Administer).into_result()
 }
 
-/// Ends `user`'s live sessions in `room`: WebRTC (media and data channel) and sockets.
+/// Ends `user`'s live sessions in `room`: WebRTC (media and data channel), sockets and
+/// open HTTP-FLV streams.
 pub async fn end_sessions_in_room(state: &AppState, room: &str, user: i64) {
+    state.access.cut(Some(room), user);
     if let Some(room_id) = sfu::RoomId::parse(room) {
         let peers = state
             .interaction

@@ -189,6 +189,7 @@ struct FileSettings {
     trusted_proxies: Option<Vec<String>>,
     limits_exempt: Option<Vec<String>>,
     http_header_timeout_secs: Option<f64>,
+    http_body_timeout_secs: Option<f64>,
     max_connections: Option<usize>,
     max_connections_per_ip: Option<usize>,
     whep_sessions_per_minute_per_ip: Option<u32>,
@@ -271,6 +272,9 @@ pub struct Config {
     /// Seconds a client has to send a request's headers; also how long an idle
     /// keep-alive connection is kept waiting for its next request.
     pub http_header_timeout_secs: f64,
+    /// Seconds a client has to send a request's body once its headers arrived (a slow
+    /// upload is answered 408 and its connection closed).
+    pub http_body_timeout_secs: f64,
     /// Most open HTTP connections (WebSockets and media streams included).
     pub max_connections: usize,
     /// Most open HTTP connections from one address.
@@ -367,6 +371,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             limits_exempt: Vec::new(),
             http_header_timeout_secs: 10.0,
+            http_body_timeout_secs: 30.0,
             max_connections: 10_000,
             max_connections_per_ip: 64,
             whep_sessions_per_minute_per_ip: 30,
@@ -515,6 +520,9 @@ impl Config {
             http_header_timeout_secs: file
                 .http_header_timeout_secs
                 .unwrap_or(defaults.http_header_timeout_secs),
+            http_body_timeout_secs: file
+                .http_body_timeout_secs
+                .unwrap_or(defaults.http_body_timeout_secs),
             max_connections: file.max_connections.unwrap_or(defaults.max_connections),
             max_connections_per_ip: file
                 .max_connections_per_ip

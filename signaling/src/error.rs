@@ -27,6 +27,12 @@ pub enum AppError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// The request's body did not arrive in time (a slow or stalled upload).
+    #[error("the request body did not arrive within {secs} s")]
+    RequestTimeout {
+        /// The time allowed, seconds.
+        secs: u64,
+    },
     /// The request is malformed.
     #[error("{0}")]
     BadRequest(String),
@@ -94,6 +100,7 @@ impl AppError {
             AppError::PayloadTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }
+            AppError::RequestTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             AppError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
             AppError::Validation { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "validation"),

@@ -18,10 +18,13 @@ use bridge::target_policy::IpNetwork;
 use governor::{Quota, RateLimiter};
 use sfu::PeerId;
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -229,6 +232,77 @@ fn check_rate<K: Hash + Eq + Clone>(limiter: &KeyedRate<K>, key: &K) -> Result<(
         limiter.retain_recent();
     }
     result
+}
+
+/// A request body that must arrive by a deadline (set when its headers arrived): past
+/// it, the body fails with [`BodyTimedOut`], which the routes answer 408 (and hyper then
+/// closes the connection, since the body was not read to its end). A slow upload cannot
+/// hold a handler, a connection and its buffers for longer than that.
+pub struct TimedBody<B> {
+    inner: B,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    secs: u64,
+    done: bool,
+}
+
+impl<B> TimedBody<B> {
+    /// `inner`, which must end within `timeout` from now.
+    pub fn new(inner: B, timeout: Duration) -> Self {
+        TimedBody {
+            inner,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            secs: timeout.as_secs().max(1),
+            done: false,
+        }
+    }
+}
+
+/// A request body did not arrive in time (see [`TimedBody`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the request body did not arrive within {secs} s")]
+pub struct BodyTimedOut {
+    /// The time allowed, seconds.
+    pub secs: u64,
+}
+
+impl<B> hyper::body::Body for TimedBody<B>
+where
+    B: hyper::body::Body + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
+    type Data = B::Data;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.done = frame.is_none();
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => match this.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    this.done = true;
+                    Poll::Ready(Some(Err(Box::new(BodyTimedOut { secs: this.secs }))))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// How long a request waits for a password-hashing slot before it is told to come back.

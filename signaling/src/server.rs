@@ -106,6 +106,8 @@ impl Server {
         let limits = Arc::new(Limits::new(&config));
         let header_timeout =
             Duration::from_secs_f64(config.http_header_timeout_secs.clamp(0.5, 3600.0));
+        let body_timeout =
+            Duration::from_secs_f64(config.http_body_timeout_secs.clamp(0.5, 3600.0));
         tokio::spawn(release_closed_sessions(sfu.clone(), Arc::clone(&limits)));
         let retention = tokio::spawn(crate::retention::run(
             store.clone(),
@@ -138,6 +140,7 @@ impl Server {
             router,
             Arc::clone(&limits),
             header_timeout,
+            body_timeout,
             stopped,
         ));
         tracing::info!(%http_addr, "HTTP listening");
@@ -202,6 +205,7 @@ async fn serve(
     router: Router,
     limits: Arc<Limits>,
     header_timeout: Duration,
+    body_timeout: Duration,
     mut stopped: oneshot::Receiver<()>,
 ) {
     let (closing, closing_seen) = watch::channel(false);
@@ -241,6 +245,7 @@ async fn serve(
             router.clone(),
             Arc::clone(&limits),
             header_timeout,
+            body_timeout,
             closing_seen.clone(),
         ));
     }
@@ -264,6 +269,7 @@ async fn serve_connection(
     router: Router,
     limits: Arc<Limits>,
     header_timeout: Duration,
+    body_timeout: Duration,
     mut closing: watch::Receiver<bool>,
 ) {
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
@@ -272,7 +278,10 @@ async fn serve_connection(
             .extensions_mut()
             .insert(ConnectInfo(SocketAddr::new(client, peer.port())));
         let router = router.clone();
-        async move { tower::ServiceExt::oneshot(router, request.map(axum::body::Body::new)).await }
+        // The body must follow its headers within the body timeout (slow uploads).
+        let request = request
+            .map(|body| axum::body::Body::new(crate::limits::TimedBody::new(body, body_timeout)));
+        async move { tower::ServiceExt::oneshot(router, request).await }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

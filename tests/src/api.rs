@@ -79,6 +79,21 @@ impl Api {
             .unwrap()
     }
 
+    /// `GET path` as `token`.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        self.call(Method::GET, path, token, None).await
+    }
+
+    /// `POST path` with the JSON `body` as `token`.
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+
+    /// `DELETE path` as `token`.
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        self.call(Method::DELETE, path, token, None).await
+    }
+
     /// See the test code.
     pub async fn register(&self, username: &str) -> (i64, String) {
         let (status, body) = self

@@ -12,6 +12,7 @@ pub mod http;
 pub mod load;
 pub mod offers;
 pub mod postgres;
+pub mod scenario;
 pub mod server;
 pub mod whep;
 pub mod whip;

@@ -2,8 +2,9 @@
 //! each attack of issue 10 (banned admin, kicked re-entry, private-room leaks, guessable
 //! sessions, invisible characters, disguised blocked words) as a refusal.
 
-use queqiao_tests::api::{ADMIN_PASSWORD, Api, server_with};
+use queqiao_tests::api::Api;
 use queqiao_tests::clip::Clip;
+use queqiao_tests::scenario::{FlvStream, Scenario, account, wait_bridged, ws_status};
 use queqiao_tests::server::TestServer;
 use queqiao_tests::whip::Publisher;
 use queqiao_tests::ws::RoomSocket;
@@ -25,23 +26,6 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-/// Registers `name` and gives it `role` (admin's token), returning `(id, token)`.
-async fn account(api: &Api, admin: &str, name: &str, role: &str) -> (i64, String) {
-    let (id, token) = api.register(name).await;
-    if role != "viewer" {
-        let (status, body) = api
-            .call(
-                Method::PUT,
-                &format!("/api/users/{id}/role"),
-                Some(admin),
-                Some(json!({"role": role})),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-    }
-    (id, token)
-}
-
 /// Bans an account in storage without touching its token version: what another node's
 /// ban looks like to this one before the token is refused — the ban itself must hold.
 async fn ban_in_storage(server: &TestServer, id: i64) {
@@ -52,49 +36,15 @@ async fn ban_in_storage(server: &TestServer, id: i64) {
         .unwrap();
 }
 
-/// The status of a WebSocket upgrade (101 when it opened).
-async fn ws_status(base: &str, room: &str, token: Option<&str>) -> u16 {
-    let ws = base.replacen("http", "ws", 1);
-    let url = match token {
-        Some(t) => format!("{ws}/ws/rooms/{room}?token={t}"),
-        None => format!("{ws}/ws/rooms/{room}"),
-    };
-    match tokio_tungstenite::connect_async(&url).await {
-        Ok((mut stream, _)) => {
-            let _ = stream.close(None).await;
-            101
-        }
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
-        Err(other) => panic!("websocket {url}: {other}"),
-    }
-}
-
 /// How many media sessions `user` holds (admin's view).
 async fn sessions_of(api: &Api, admin: &str, user: i64) -> usize {
-    let (_, sessions) = api
-        .call(Method::GET, "/api/sessions", Some(admin), None)
-        .await;
+    let (_, sessions) = api.get("/api/sessions", Some(admin)).await;
     sessions
         .as_array()
         .unwrap()
         .iter()
         .filter(|s| s["user_id"] == user)
         .count()
-}
-
-/// Waits until the bridge serves `room` (its FLV/HLS exist).
-async fn wait_bridged(server: &TestServer, room: &str) {
-    let id = sfu::RoomId::parse(room).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !server
-        .server
-        .bridge
-        .room_status(&id)
-        .is_some_and(|s| s.live && s.unavailable.is_none())
-    {
-        assert!(Instant::now() < deadline, "room {room} never bridged");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// The status a door answers `token` in `room`, and the response's Cache-Control.
@@ -184,9 +134,7 @@ struct Subject {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_role_room_and_state_gets_the_policys_status_at_every_door() {
-    let server = server_with(None, |_| {}).await;
-    let api = Api::new(&server);
-    let admin = api.token("admin", ADMIN_PASSWORD).await;
+    let Scenario { server, api, admin } = Scenario::start().await;
     let (_, host) = account(&api, &admin, "roomhost", "host").await;
     let (granted_id, granted) = account(&api, &admin, "granted", "viewer").await;
     let (_, outsider) = account(&api, &admin, "outsider", "viewer").await;
@@ -202,11 +150,10 @@ async fn every_role_room_and_state_gets_the_policys_status_at_every_door() {
         .await;
     for user in [granted_id, kicked_id, banned_id, kicked_host_id] {
         let (status, _) = api
-            .call(
-                Method::POST,
+            .post(
                 &format!("/api/rooms/{private}/grants"),
                 Some(&host),
-                Some(json!({"user_id": user})),
+                json!({"user_id": user}),
             )
             .await;
         assert_eq!(status, 204);
@@ -214,11 +161,10 @@ async fn every_role_room_and_state_gets_the_policys_status_at_every_door() {
     for room in [&public, &private] {
         for user in [kicked_id, kicked_host_id, admin2_id] {
             let (status, body) = api
-                .call(
-                    Method::POST,
+                .post(
                     &format!("/api/rooms/{room}/kick"),
                     Some(&host),
-                    Some(json!({"user_id": user, "seconds": 600})),
+                    json!({"user_id": user, "seconds": 600}),
                 )
                 .await;
             assert_eq!(status, 204, "{body}");
@@ -375,20 +321,17 @@ async fn every_role_room_and_state_gets_the_policys_status_at_every_door() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_banned_admin_cannot_log_in_again_nor_unban_itself_and_the_last_admin_stays() {
-    let server = server_with(None, |_| {}).await;
-    let api = Api::new(&server);
-    let admin = api.token("admin", ADMIN_PASSWORD).await;
+    let Scenario { server, api, admin } = Scenario::start().await;
     let (admin_id, _) = {
-        let (_, me) = api.call(Method::GET, "/api/me", Some(&admin), None).await;
+        let (_, me) = api.get("/api/me", Some(&admin)).await;
         (me["id"].as_i64().unwrap(), ())
     };
     // The only admin cannot be banned (not even by themselves): 409 with a clear reason.
     let (status, body) = api
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/users/{admin_id}/ban"),
             Some(&admin),
-            Some(json!({"reason": "oops"})),
+            json!({"reason": "oops"}),
         )
         .await;
     assert_eq!(status, 409, "{body}");
@@ -404,11 +347,10 @@ async fn a_banned_admin_cannot_log_in_again_nor_unban_itself_and_the_last_admin_
     // A second admin is banned by the first.
     let (rogue_id, rogue) = account(&api, &admin, "rogueadmin", "admin").await;
     let (status, _) = api
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/users/{rogue_id}/ban"),
             Some(&admin),
-            Some(json!({"reason": "abuse"})),
+            json!({"reason": "abuse"}),
         )
         .await;
     assert_eq!(status, 200);
@@ -419,13 +361,8 @@ async fn a_banned_admin_cannot_log_in_again_nor_unban_itself_and_the_last_admin_
     let unban = |token: String| {
         let api = Api::new(&server);
         async move {
-            api.call(
-                Method::DELETE,
-                &format!("/api/users/{rogue_id}/ban"),
-                Some(&token),
-                None,
-            )
-            .await
+            api.delete(&format!("/api/users/{rogue_id}/ban"), Some(&token))
+                .await
         }
     };
     assert_eq!(unban(rogue.clone()).await.0, 401, "revoked token");
@@ -462,9 +399,7 @@ async fn a_banned_admin_cannot_log_in_again_nor_unban_itself_and_the_last_admin_
             .await;
         assert_eq!(status, 403, "{path}: {body}");
     }
-    let (status, me) = api
-        .call(Method::GET, &format!("/api/users/{rogue_id}"), None, None)
-        .await;
+    let (status, me) = api.get(&format!("/api/users/{rogue_id}"), None).await;
     assert_eq!(status, 200);
     assert!(
         me.get("phone").is_none() && me.get("username").is_none(),
@@ -475,9 +410,7 @@ async fn a_banned_admin_cannot_log_in_again_nor_unban_itself_and_the_last_admin_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kicks_hold_at_whep_ws_and_flv_for_their_duration_and_across_a_restart() {
-    let server = server_with(None, |_| {}).await;
-    let api = Api::new(&server);
-    let admin = api.token("admin", ADMIN_PASSWORD).await;
+    let Scenario { server, api, admin } = Scenario::start().await;
     let (_, host) = account(&api, &admin, "kickhost", "host").await;
     let (viewer_id, viewer) = account(&api, &admin, "kicked", "viewer").await;
     let (brief_id, brief) = account(&api, &admin, "brief", "viewer").await;
@@ -501,33 +434,50 @@ async fn kicks_hold_at_whep_ws_and_flv_for_their_duration_and_across_a_restart()
         .await
         .unwrap();
     let (_, stream) = api
-        .call(
-            Method::GET,
-            &format!("/api/rooms/{room}/stream"),
-            Some(&viewer),
-            None,
-        )
+        .get(&format!("/api/rooms/{room}/stream"), Some(&viewer))
         .await;
     let flv_link = stream["flv"].as_str().unwrap().to_owned();
-    assert_eq!(client().get(&flv_link).send().await.unwrap().status(), 200);
+    let hls_link = stream["hls"].as_str().unwrap().to_owned();
+    assert_eq!(client().get(&hls_link).send().await.unwrap().status(), 200);
+    // Open FLV streams: the viewer's (by the playback link, as a WeChat player plays it)
+    // and an anonymous bystander's.
+    let mut open_flv = FlvStream::open(&flv_link, None).await;
+    let mut bystander = FlvStream::open(&server.url(&format!("/live/{room}.flv")), None).await;
 
     for (user, seconds) in [(viewer_id, 600), (brief_id, 2)] {
         let (status, _) = api
-            .call(
-                Method::POST,
+            .post(
                 &format!("/api/rooms/{room}/kick"),
                 Some(&host),
-                Some(json!({"user_id": user, "seconds": seconds})),
+                json!({"user_id": user, "seconds": seconds}),
             )
             .await;
         assert_eq!(status, 204);
     }
+    // The kick cuts the viewer's already-open FLV stream, not only new requests; the
+    // bystander's stream flows on.
+    let ended = open_flv.ended_within(Duration::from_secs(2)).await;
+    assert!(ended.is_some(), "the kicked viewer's open FLV kept flowing");
+    assert!(
+        bystander.flows_for(Duration::from_secs(1)).await,
+        "a bystander's FLV was cut by someone else's kick"
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     while socket.closed().is_none() {
         assert!(Instant::now() < deadline, "the kicked socket stayed open");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let refused = |status: u16, door: &str| assert_eq!(status, 403, "kicked re-entry by {door}");
+    refused(
+        client()
+            .get(&hls_link)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        "HLS with the playback link",
+    );
     refused(
         http.post_sdp(&server.whep(&room), Some(&viewer), &offer)
             .await
@@ -596,25 +546,22 @@ async fn kicks_hold_at_whep_ws_and_flv_for_their_duration_and_across_a_restart()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_a_grant_ends_the_viewers_sessions_in_the_private_room() {
-    let server = server_with(None, |_| {}).await;
-    let api = Api::new(&server);
-    let admin = api.token("admin", ADMIN_PASSWORD).await;
+    let Scenario { server, api, admin } = Scenario::start().await;
     let (_, host) = account(&api, &admin, "privhost", "host").await;
     let (viewer_id, viewer) = account(&api, &admin, "guest", "viewer").await;
     let room = api
         .create_room(&host, json!({"title": "p", "visibility": "private"}))
         .await;
-    api.call(
-        Method::POST,
+    api.post(
         &format!("/api/rooms/{room}/grants"),
         Some(&host),
-        Some(json!({"user_id": viewer_id})),
+        json!({"user_id": viewer_id}),
     )
     .await;
     let publisher = Publisher::start(&server.whip(&room), Some(&host), clip())
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_bridged(&server, &room).await;
     let offer = queqiao_tests::offers::publisher_offer()
         .await
         .unwrap()
@@ -625,19 +572,42 @@ async fn revoking_a_grant_ends_the_viewers_sessions_in_the_private_room() {
         .await
         .unwrap();
     assert_eq!(whep.status, 201, "{}", whep.body);
+    let flv_url = server.url(&format!("/live/{room}.flv"));
+    let mut open_flv = FlvStream::open(&flv_url, Some(&viewer)).await;
+    let mut hosts_flv = FlvStream::open(&flv_url, Some(&host)).await;
     let socket = RoomSocket::connect(&server.base, &room, Some(&viewer))
         .await
         .unwrap();
     assert_eq!(sessions_of(&api, &admin, viewer_id).await, 1);
     let (status, _) = api
-        .call(
-            Method::DELETE,
+        .delete(
             &format!("/api/rooms/{room}/grants/{viewer_id}"),
             Some(&host),
-            None,
         )
         .await;
     assert_eq!(status, 204);
+    assert!(
+        open_flv
+            .ended_within(Duration::from_secs(2))
+            .await
+            .is_some(),
+        "the revoked viewer's open FLV kept flowing"
+    );
+    assert!(
+        hosts_flv.flows_for(Duration::from_secs(1)).await,
+        "the host's own FLV was cut"
+    );
+    assert_eq!(
+        client()
+            .get(&flv_url)
+            .bearer_auth(&viewer)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404,
+        "FLV after the revocation"
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     while socket.closed().is_none() || sessions_of(&api, &admin, viewer_id).await > 0 {
         assert!(
@@ -660,9 +630,7 @@ async fn revoking_a_grant_ends_the_viewers_sessions_in_the_private_room() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_ids_are_random_and_a_foreign_session_cannot_be_ended() {
-    let server = server_with(None, |_| {}).await;
-    let api = Api::new(&server);
-    let admin = api.token("admin", ADMIN_PASSWORD).await;
+    let Scenario { server, api, admin } = Scenario::start().await;
     let (_, host) = account(&api, &admin, "sesshost", "host").await;
     let (_, other_host) = account(&api, &admin, "sessother", "host").await;
     let (_, alice) = account(&api, &admin, "sessalice", "viewer").await;
@@ -763,12 +731,10 @@ async fn session_ids_are_random_and_a_foreign_session_cannot_be_ended() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invisible_characters_are_refused_and_blocked_words_match_normalised() {
-    let server = server_with(None, |c| {
+    let Scenario { server, api, admin } = Scenario::start_with(None, |c| {
         c.blocked_words = vec!["spam".into()];
     })
     .await;
-    let api = Api::new(&server);
-    let admin = api.token("admin", ADMIN_PASSWORD).await;
     for nickname in [
         "ad\u{202E}nimda",
         "a\u{200B}b",
@@ -776,13 +742,10 @@ async fn invisible_characters_are_refused_and_blocked_words_match_normalised() {
         "x\u{FEFF}",
     ] {
         let (status, body) = api
-            .call(
-                Method::POST,
+            .post(
                 "/api/auth/register",
                 None,
-                Some(
-                    json!({"username": "sneaky", "password": "password-123", "nickname": nickname}),
-                ),
+                json!({"username": "sneaky", "password": "password-123", "nickname": nickname}),
             )
             .await;
         assert_eq!(status, 422, "{nickname:?}: {body}");
@@ -842,14 +805,12 @@ async fn invisible_characters_are_refused_and_blocked_words_match_normalised() {
 async fn turn_credentials_are_ephemeral_playback_tokens_are_scoped_and_profiles_limited() {
     use base64::Engine;
     use hmac::Mac;
-    let server = server_with(None, |c| {
+    let Scenario { server, api, admin } = Scenario::start_with(None, |c| {
         c.access.turn_secret = Some("coturn-shared-secret".into());
         c.access.turn_urls = vec!["turn:turn.example.net:3478?transport=udp".into()];
         c.access.profile_reads_per_minute_per_ip = 3;
     })
     .await;
-    let api = Api::new(&server);
-    let admin = api.token("admin", ADMIN_PASSWORD).await;
     let (_, host) = account(&api, &admin, "turnhost", "host").await;
     let (viewer_id, viewer) = account(&api, &admin, "turnviewer", "viewer").await;
     let room = api.create_room(&host, json!({"title": "turn"})).await;
@@ -879,12 +840,7 @@ async fn turn_credentials_are_ephemeral_playback_tokens_are_scoped_and_profiles_
         );
     };
     let (status, stream) = api
-        .call(
-            Method::GET,
-            &format!("/api/rooms/{room}/stream"),
-            Some(&viewer),
-            None,
-        )
+        .get(&format!("/api/rooms/{room}/stream"), Some(&viewer))
         .await;
     assert_eq!(status, 200);
     assert_eq!(
@@ -930,19 +886,12 @@ async fn turn_credentials_are_ephemeral_playback_tokens_are_scoped_and_profiles_
 
     // A playback token opens only its room, and is not an account token.
     let (_, stream) = api
-        .call(
-            Method::GET,
-            &format!("/api/rooms/{room}/stream"),
-            Some(&viewer),
-            None,
-        )
+        .get(&format!("/api/rooms/{room}/stream"), Some(&viewer))
         .await;
     let playback = stream["playback_token"].as_str().unwrap().to_owned();
     assert!(stream["playback_token_expires_at"].as_u64().is_some());
     assert_eq!(
-        api.call(Method::GET, "/api/me", Some(&playback), None)
-            .await
-            .0,
+        api.get("/api/me", Some(&playback)).await.0,
         401,
         "a playback token is not an account token"
     );
@@ -953,14 +902,7 @@ async fn turn_credentials_are_ephemeral_playback_tokens_are_scoped_and_profiles_
         .unwrap()
         .status();
     assert_eq!(status, 401, "a playback token for another (private) room");
-    let (status, _) = api
-        .call(
-            Method::GET,
-            &format!("/api/rooms/{room}/stream"),
-            None,
-            None,
-        )
-        .await;
+    let (status, _) = api.get(&format!("/api/rooms/{room}/stream"), None).await;
     assert_eq!(status, 200);
     http.delete(&server.url(whip.location.as_deref().unwrap()), Some(&host))
         .await
@@ -968,20 +910,168 @@ async fn turn_credentials_are_ephemeral_playback_tokens_are_scoped_and_profiles_
 
     // Public profiles: public fields only, and a few reads per minute per address.
     for _ in 0..3 {
-        let (status, profile) = api
-            .call(Method::GET, &format!("/api/users/{viewer_id}"), None, None)
-            .await;
+        let (status, profile) = api.get(&format!("/api/users/{viewer_id}"), None).await;
         assert_eq!(status, 200);
         for private in ["phone", "username", "banned", "ban_reason"] {
             assert!(profile.get(private).is_none(), "{private} in {profile}");
         }
     }
-    let (status, body) = api
-        .call(Method::GET, &format!("/api/users/{viewer_id}"), None, None)
-        .await;
+    let (status, body) = api.get(&format!("/api/users/{viewer_id}"), None).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (429, Some("too_many_requests"))
     );
     server.stop().await;
+}
+
+/// Sends a chat line as `socket` and returns the first answer about it: its echo (the
+/// `chat` event) or the `error` that refers to it.
+async fn chat_answer(socket: &RoomSocket, text: &str, client_id: &str) -> Value {
+    socket.send(&json!({"type": "chat", "text": text, "client_id": client_id}));
+    socket
+        .wait_for(Duration::from_secs(5), |e| {
+            (e["type"] == "error" && e["ref"] == client_id)
+                || (e["type"] == "chat" && e["text"] == text)
+        })
+        .await
+        .unwrap_or_else(|err| panic!("no answer to chat {client_id}: {err:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutes_are_stored_and_hold_across_a_restart_until_they_expire() {
+    let scenario = Scenario::start().await;
+    let (_, host) = scenario.account("mutehost", "host").await;
+    let (muted_id, muted) = scenario.account("muted", "viewer").await;
+    let (brief_id, brief) = scenario.account("brieflymuted", "viewer").await;
+    let room = scenario.room(&host, "mutes", false).await;
+    scenario.mute(&host, &room, muted_id, 600).await;
+    scenario.mute(&host, &room, brief_id, 2).await;
+    let base = scenario.server.base.clone();
+    let socket = RoomSocket::connect(&base, &room, Some(&muted))
+        .await
+        .unwrap();
+    let answer = chat_answer(&socket, "before the restart", "m-1").await;
+    assert_eq!(
+        (answer["type"].as_str(), answer["code"].as_str()),
+        (Some("error"), Some("muted")),
+        "{answer}"
+    );
+    socket.close().await;
+
+    // Same data directory, new process state: the mute is read back from storage.
+    let server = scenario
+        .server
+        .restart(|c| {
+            c.standalone = false;
+        })
+        .await
+        .unwrap();
+    let socket = RoomSocket::connect(&server.base, &room, Some(&muted))
+        .await
+        .unwrap();
+    let answer = chat_answer(&socket, "after the restart", "m-2").await;
+    assert_eq!(
+        (answer["type"].as_str(), answer["code"].as_str()),
+        (Some("error"), Some("muted")),
+        "the mute did not survive the restart: {answer}"
+    );
+    assert!(
+        answer["message"].as_str().unwrap().contains("more seconds"),
+        "{answer}"
+    );
+    socket.close().await;
+    // A stored mute ends when it expires, restart or not.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let socket = RoomSocket::connect(&server.base, &room, Some(&brief))
+        .await
+        .unwrap();
+    let answer = chat_answer(&socket, "my mute is over", "b-1").await;
+    assert_eq!(answer["type"], "chat", "{answer}");
+    socket.close().await;
+    // Lifting a mute is stored too.
+    let api = Api::new(&server);
+    let host = api.token("mutehost", "password-123").await;
+    let (status, _) = api
+        .delete(&format!("/api/rooms/{room}/mutes/{muted_id}"), Some(&host))
+        .await;
+    assert_eq!(status, 204);
+    let server = server
+        .restart(|c| {
+            c.standalone = false;
+        })
+        .await
+        .unwrap();
+    let socket = RoomSocket::connect(&server.base, &room, Some(&muted))
+        .await
+        .unwrap();
+    let answer = chat_answer(&socket, "unmuted for good", "m-3").await;
+    assert_eq!(answer["type"], "chat", "{answer}");
+    socket.close().await;
+    server.stop().await;
+}
+
+/// Two admins ban each other at the same moment, `rounds` times, over HTTP and straight
+/// through the store: never may both bans succeed (no active admin would be left).
+async fn two_admins_ban_each_other(database_url: Option<String>, rounds: usize) {
+    let scenario = Scenario::start_with(database_url, |_| {}).await;
+    let store = scenario.server.server.store.clone();
+    let mut pairs = Vec::new();
+    for round in 0..rounds {
+        let a = scenario.account(&format!("racer{round}a"), "admin").await;
+        let b = scenario.account(&format!("racer{round}b"), "admin").await;
+        pairs.push((a, b));
+    }
+    let ban = |by: String, target: i64| {
+        let api = Api::new(&scenario.server);
+        async move {
+            api.post(
+                &format!("/api/users/{target}/ban"),
+                Some(&by),
+                json!({"reason": "race"}),
+            )
+            .await
+            .0
+        }
+    };
+    let active = || async { store.active_admins().await.unwrap() };
+    for (round, ((a_id, a), (b_id, b))) in pairs.into_iter().enumerate() {
+        // Only this round's racers are active admins.
+        sqlx::query(&format!(
+            "UPDATE users SET banned_at = 1 WHERE role = 'admin' AND id NOT IN ({a_id}, {b_id})"
+        ))
+        .execute(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(active().await, 2);
+        let (ab, ba) = tokio::join!(ban(a.clone(), b_id), ban(b.clone(), a_id));
+        assert_eq!(
+            [ab, ba].iter().filter(|s| **s == 200).count(),
+            1,
+            "round {round} over HTTP: {ab} {ba}"
+        );
+        assert_eq!(active().await, 1, "round {round} over HTTP");
+        // The same race with nothing in front of the store.
+        store.set_ban(a_id, None).await.unwrap();
+        store.set_ban(b_id, None).await.unwrap();
+        assert_eq!(active().await, 2);
+        let (ab, ba) = tokio::join!(
+            store.ban_keeping_an_admin(b_id, "race"),
+            store.ban_keeping_an_admin(a_id, "race")
+        );
+        let banned = [ab.unwrap(), ba.unwrap()]
+            .iter()
+            .filter(|done| done.is_some())
+            .count();
+        assert_eq!(banned, 1, "round {round} in the store");
+        assert_eq!(active().await, 1, "round {round} in the store");
+    }
+    scenario.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_admins_banning_each_other_at_once_leave_one_admin_on_sqlite_and_postgres() {
+    two_admins_ban_each_other(None, 10).await;
+    if let Some(url) = queqiao_tests::postgres::fresh_database().await {
+        two_admins_ban_each_other(Some(url), 10).await;
+    }
 }

@@ -15,11 +15,12 @@
 
 use queqiao_tests::api::{ADMIN_PASSWORD, Api, server_with};
 use queqiao_tests::clip::Clip;
+use queqiao_tests::scenario::Scenario;
 use queqiao_tests::server::{TEST_TOKEN, TestServer};
 use queqiao_tests::whep::{Viewer, ViewerOptions};
 use queqiao_tests::whip::Publisher;
 use queqiao_tests::ws::RoomSocket;
-use reqwest::Method;
+
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -87,8 +88,7 @@ async fn rtmp_push_targets_on_internal_addresses_are_refused() {
     .await;
     let api = Api::new(&server);
     let admin = api.token("admin", ADMIN_PASSWORD).await;
-    let (host, host_token) = api.register("ssrfhost").await;
-    api.make_host(&admin, host).await;
+    let (_, host_token) = queqiao_tests::scenario::account(&api, &admin, "ssrfhost", "host").await;
     let room = api.create_room(&host_token, json!({"title": "ssrf"})).await;
     let restream = format!("/api/rooms/{room}/restream");
 
@@ -116,12 +116,7 @@ async fn rtmp_push_targets_on_internal_addresses_are_refused() {
         "rtmp://[fd00::1]/live/k".to_owned(),
     ] {
         let (status, body) = api
-            .call(
-                Method::POST,
-                &restream,
-                Some(&host_token),
-                Some(json!({"url": target})),
-            )
+            .post(&restream, Some(&host_token), json!({"url": target}))
             .await;
         assert_eq!(status, 422, "{target} must be refused: {body}");
         assert_error_shape(&body, "validation");
@@ -138,9 +133,7 @@ async fn rtmp_push_targets_on_internal_addresses_are_refused() {
     .await
     .unwrap();
     let listed = wait_for(Duration::from_secs(30), async || {
-        let (_, list) = api
-            .call(Method::GET, &restream, Some(&host_token), None)
-            .await;
+        let (_, list) = api.get(&restream, Some(&host_token)).await;
         let first = list.get(0)?.clone();
         (first["state"] == "retrying").then_some(first)
     })
@@ -320,6 +313,187 @@ impl OpenConnections for TestServer {
     fn server_open_connections(&self) -> usize {
         self.server.open_connections()
     }
+}
+
+/// A WebSocket to `room` from the local address `local` (with `token`, if any): the
+/// open socket, or the refusal's status and JSON body.
+async fn websocket_from(
+    local: &str,
+    server: &TestServer,
+    room: &str,
+    token: Option<&str>,
+) -> Result<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, (u16, Value)> {
+    let tcp = connect_from(local, server.server.http_addr).await.unwrap();
+    let ws = server.base.replacen("http", "ws", 1);
+    let url = match token {
+        Some(t) => format!("{ws}/ws/rooms/{room}?token={t}"),
+        None => format!("{ws}/ws/rooms/{room}"),
+    };
+    match tokio_tungstenite::client_async(url.as_str(), tcp).await {
+        Ok((stream, _)) => Ok(stream),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body = response
+                .body()
+                .as_deref()
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or(Value::Null);
+            Err((response.status().as_u16(), body))
+        }
+        Err(other) => panic!("websocket {url}: {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_are_capped_per_address_and_per_account() {
+    let scenario = Scenario::start_with(None, |config| {
+        config.limits_exempt.clear();
+        config.max_websockets_per_ip = 3;
+        config.max_websockets_per_user = 2;
+    })
+    .await;
+    let (_, host) = scenario.account("wshost", "host").await;
+    let (_, viewer) = scenario.account("wsviewer", "viewer").await;
+    let room = scenario.room(&host, "sockets", false).await;
+    let server = &scenario.server;
+    // Per address: three anonymous sockets from 127.0.0.5 open, the fourth is refused
+    // with the one error shape; another address still gets in.
+    let mut from_five = Vec::new();
+    for n in 0..3 {
+        let socket = websocket_from("127.0.0.5", server, &room, None).await;
+        from_five.push(socket.unwrap_or_else(|e| panic!("socket {n} refused: {e:?}")));
+    }
+    let (status, body) = websocket_from("127.0.0.5", server, &room, None)
+        .await
+        .err()
+        .expect("a fourth socket from one address opened");
+    assert_eq!(status, 429, "{body}");
+    assert_error_shape(&body, "too_many_requests");
+    let other = websocket_from("127.0.0.9", server, &room, None).await;
+    assert!(
+        other.is_ok(),
+        "another address was refused: {:?}",
+        other.err()
+    );
+    // A closed socket gives its place back.
+    let mut closed = from_five.pop().unwrap();
+    closed.close(None).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let again = loop {
+        match websocket_from("127.0.0.5", server, &room, None).await {
+            Ok(socket) => break socket,
+            Err(refused) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the place never came back: {refused:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    // Per account: two sockets of one account, from two addresses, open; a third from a
+    // third address is refused.
+    let first = websocket_from("127.0.0.6", server, &room, Some(&viewer)).await;
+    let second = websocket_from("127.0.0.7", server, &room, Some(&viewer)).await;
+    assert!(
+        first.is_ok() && second.is_ok(),
+        "the account's first two sockets"
+    );
+    let (status, body) = websocket_from("127.0.0.8", server, &room, Some(&viewer))
+        .await
+        .err()
+        .expect("a third socket of one account opened");
+    assert_eq!(status, 429, "{body}");
+    assert_error_shape(&body, "too_many_requests");
+    drop((from_five, again, other, first, second));
+    scenario.stop().await;
+}
+
+/// Reads what the server answers on `stream` until it closes it (or `timeout`):
+/// `(bytes, closed after)`.
+async fn answer_and_close(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+    timeout: Duration,
+) -> (String, Option<Duration>) {
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(
+            tokio::time::Instant::from_std(started + timeout),
+            stream.read(&mut buf),
+        )
+        .await
+        {
+            Err(_) => return (String::from_utf8_lossy(&answer).into_owned(), None),
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                return (
+                    String::from_utf8_lossy(&answer).into_owned(),
+                    Some(started.elapsed()),
+                );
+            }
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_request_body_is_answered_408_in_time_while_a_normal_client_is_served() {
+    let server = TestServer::start_with(|config| {
+        config.http_body_timeout_secs = 1.5;
+    })
+    .await
+    .unwrap();
+    let addr = server.server.http_addr;
+    let head = "POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n";
+    // One upload stalls after a few bytes; another drips a byte every 300 ms (it never
+    // goes idle, so only a deadline for the whole body stops it).
+    let mut stalled = connect_from("127.0.0.1", addr).await.unwrap();
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    stalled.write_all(b"{\"login\":").await.unwrap();
+    let dripping = connect_from("127.0.0.1", addr).await.unwrap();
+    let (mut dripping, mut drip_writer) = dripping.into_split();
+    drip_writer.write_all(head.as_bytes()).await.unwrap();
+    let drip = tokio::spawn(async move {
+        for _ in 0..40 {
+            if drip_writer.write_all(b" ").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    // A normal client is served meanwhile, body and all.
+    let normal = client_from("127.0.0.1");
+    let started = Instant::now();
+    let response = normal
+        .post(format!("{}/api/auth/login", server.base))
+        .json(&json!({"login": "nobody", "password": "wrong-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401, "a normal request was not served");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let (answer, closed) = answer_and_close(&mut stalled, Duration::from_secs(6)).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "stalled upload: {answer:?}"
+    );
+    assert!(answer.contains("\"request_timeout\""), "{answer}");
+    assert!(
+        closed.is_some(),
+        "the stalled upload's connection stayed open"
+    );
+    // The drip would take 12 s; the deadline answers it after 1.5 s.
+    let (answer, closed) = answer_and_close(&mut dripping, Duration::from_secs(6)).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "dripping upload: {answer:?}"
+    );
+    assert!(
+        closed.is_some(),
+        "the dripping upload's connection stayed open"
+    );
+    drip.abort();
+    server.stop().await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -943,4 +1117,244 @@ async fn idle_connections() {
     drop(held);
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------------------------------
+// The UDP port
+
+/// The value of the metric line that starts with `name` (label set included), if any.
+fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// A STUN binding request naming `ufrag` (ours) signed with a guessed password.
+fn forged_binding_request(ufrag: &str) -> Vec<u8> {
+    use rtc::stun::integrity::MessageIntegrity;
+    use rtc::stun::message::{BINDING_REQUEST, Message, Setter};
+    use rtc::stun::textattrs::TextAttribute;
+    let crypto = rtc::crypto::default_provider().expect("a crypto provider");
+    let mut forged = Message::new();
+    forged.set_type(BINDING_REQUEST);
+    forged.new_transaction_id().expect("a transaction id");
+    forged.write_header();
+    TextAttribute::new(
+        rtc::stun::attributes::ATTR_USERNAME,
+        format!("{ufrag}:evil"),
+    )
+    .add_to(&mut forged)
+    .expect("USERNAME fits");
+    MessageIntegrity::new_short_term_integrity_with_provider("guessed".into(), crypto.crypto())
+        .add_to(&mut forged)
+        .expect("MESSAGE-INTEGRITY fits");
+    forged.raw
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_udp_traffic_is_counted_per_source_in_bounded_memory_and_forged_stun_learns_nothing()
+ {
+    let server = TestServer::start().await.unwrap();
+    let udp = server.server.sfu.local_addr();
+    let metrics = || async {
+        reqwest::get(server.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    // A viewer session exists: the forged request names its real ufrag.
+    let publisher = Publisher::start(&server.whip("udp"), Some(TEST_TOKEN), clip())
+        .await
+        .unwrap();
+    let offer = queqiao_tests::offers::publisher_offer()
+        .await
+        .unwrap()
+        .replace("a=sendonly", "a=recvonly");
+    let answer = queqiao_tests::http::HttpClient::new()
+        .post_sdp(&server.whep("udp"), None, &offer)
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    let ufrag = answer
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+        .expect("the answer has a ufrag")
+        .trim()
+        .to_owned();
+    let learned_before = server.server.sfu.snapshot().await.unwrap().demux_addresses;
+
+    // One flooder (127.0.0.20, from many ports) and a spray of 300 one-off sources.
+    let flooder = std::net::UdpSocket::bind("127.0.0.20:0").unwrap();
+    flooder
+        .send_to(&forged_binding_request(&ufrag), udp)
+        .unwrap();
+    for n in 0..3000 {
+        flooder.send_to(&[0x80; 40], udp).unwrap();
+        if n % 100 == 99 {
+            // Paced, so the kernel's receive buffer does not drop what we want counted.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    for _ in 0..20 {
+        let hop = std::net::UdpSocket::bind("127.0.0.20:0").unwrap();
+        hop.send_to(&[0x17; 30], udp).unwrap();
+    }
+    for n in 0..300u32 {
+        let source = format!("127.1.{}.{}:0", n / 250, n % 250 + 1);
+        let sprayer = std::net::UdpSocket::bind(source.as_str()).unwrap();
+        sprayer.send_to(&[0x80; 40], udp).unwrap();
+        if n % 100 == 99 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    let text = wait_for(Duration::from_secs(5), async || {
+        let text = metrics().await;
+        let flood = metric(
+            &text,
+            "queqiao_sfu_unknown_datagrams_by_source{source=\"127.0.0.20\"}",
+        )?;
+        (flood >= 3000).then_some(text)
+    })
+    .await
+    .expect("the flooder is listed with all its datagrams");
+    let flood = metric(
+        &text,
+        "queqiao_sfu_unknown_datagrams_by_source{source=\"127.0.0.20\"}",
+    )
+    .unwrap();
+    // Every datagram of the flood is counted, its other ports included; space-saving
+    // overestimates by at most total/64.
+    assert!((3021..=3021 + 3321 / 64 + 1).contains(&flood), "{flood}");
+    let tracked = metric(&text, "queqiao_sfu_unknown_sources_tracked").unwrap();
+    assert_eq!(
+        tracked,
+        sfu::unknown_sources::SOURCES_TRACKED as u64,
+        "the per-source table is bounded"
+    );
+    assert!(metric(&text, "queqiao_sfu_unknown_source_evictions_total").unwrap() >= 237);
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("queqiao_sfu_unknown_datagrams_by_source{"))
+            .count(),
+        10,
+        "only the heaviest sources are listed"
+    );
+    // The forged STUN request was refused and taught the demux nothing.
+    assert!(metric(&text, "queqiao_sfu_dropped_bad_integrity_total").unwrap() >= 1);
+    assert_eq!(
+        server.server.sfu.snapshot().await.unwrap().demux_addresses,
+        learned_before,
+        "a forged request taught the table an address"
+    );
+    publisher.drop_silently().await;
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// What the checks cost
+
+/// A server whose per-address checks run (`checks`: no exempt addresses, caps far above
+/// the load) or are skipped (loopback exempt): the same load on both.
+async fn bench_server(checks: bool) -> Scenario {
+    Scenario::start_with(None, move |config| {
+        if checks {
+            config.limits_exempt.clear();
+        } else {
+            config.limits_exempt = vec!["127.0.0.0/8".to_owned()];
+        }
+        config.max_connections_per_ip = 10_000;
+        config.max_websockets_per_ip = 10_000;
+        config.max_websockets_per_user = 100;
+        config.max_webrtc_sessions_per_ip = 10_000;
+        config.whep_sessions_per_minute_per_ip = 100_000;
+        config.whep_session_burst_per_ip = 10_000;
+        config.registrations_per_hour_per_ip = 100_000;
+        config.login_attempts_per_minute_per_ip = 100_000;
+    })
+    .await
+}
+
+/// `(chat delay p99 ms, WHEP POST→201 p50 ms, p99 ms)` on a fresh server.
+async fn checks_cost_round(checks: bool) -> (f64, f64, f64) {
+    let scenario = bench_server(checks).await;
+    let (_, host) = scenario.account("benchhost", "host").await;
+    let room = scenario.room(&host, "bench", false).await;
+    let report = queqiao_tests::chatload::run(queqiao_tests::chatload::ChatLoadOptions {
+        base: scenario.server.base.clone(),
+        room: room.clone(),
+        members: 200,
+        measured_members: 50,
+        senders: 20,
+        messages_per_sec: 40.0,
+        likes_per_sec: 0.0,
+        duration: Duration::from_secs(5),
+        server_pid: None,
+        progress: false,
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.deliveries, report.deliveries_expected, "{report:?}");
+    let publisher = Publisher::start(&scenario.server.whip(&room), Some(&host), clip())
+        .await
+        .unwrap();
+    let offer = queqiao_tests::offers::publisher_offer()
+        .await
+        .unwrap()
+        .replace("a=sendonly", "a=recvonly");
+    let http = queqiao_tests::http::HttpClient::new();
+    let mut joins = Vec::new();
+    for _ in 0..60 {
+        let started = Instant::now();
+        let answer = http
+            .post_sdp(&scenario.server.whep(&room), None, &offer)
+            .await
+            .unwrap();
+        joins.push(started.elapsed().as_micros() as u32);
+        assert_eq!(answer.status, 201, "{}", answer.body);
+    }
+    publisher.drop_silently().await;
+    scenario.stop().await;
+    // Microseconds in, milliseconds out.
+    let p50 = queqiao_tests::chatload::percentile(&mut joins, 0.5);
+    let p99 = queqiao_tests::chatload::percentile(&mut joins, 0.99);
+    (report.delay_p99_ms, p50, p99)
+}
+
+/// `cargo test -p queqiao-tests --test hardening -- --ignored checks_cost --nocapture`:
+/// the per-address limits on and off, three alternating rounds each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, see BENCHMARKS.md"]
+async fn checks_cost() {
+    let mut rows = Vec::new();
+    for round in 0..3 {
+        for checks in [false, true] {
+            let (chat_p99, join_p50, join_p99) = checks_cost_round(checks).await;
+            eprintln!(
+                "round {round} checks {}: chat p99 {chat_p99:.2} ms, WHEP POST p50 {join_p50:.2} ms p99 {join_p99:.2} ms",
+                if checks { "on " } else { "off" }
+            );
+            rows.push((checks, chat_p99, join_p50, join_p99));
+        }
+    }
+    let median = |checks: bool, pick: fn(&(bool, f64, f64, f64)) -> f64| {
+        let mut values: Vec<f64> = rows.iter().filter(|r| r.0 == checks).map(pick).collect();
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    for (label, pick) in [
+        (
+            "chat p99",
+            (|r: &(bool, f64, f64, f64)| r.1) as fn(&_) -> f64,
+        ),
+        ("WHEP POST p50", |r| r.2),
+        ("WHEP POST p99", |r| r.3),
+    ] {
+        let (off, on) = (median(false, pick), median(true, pick));
+        eprintln!(
+            "median {label}: checks off {off:.2} ms, on {on:.2} ms ({:+.1} %)",
+            (on / off - 1.0) * 100.0
+        );
+    }
 }

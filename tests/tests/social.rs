@@ -3,8 +3,9 @@
 //! without a payment provider refusing recharges; follows, a live notice when a followed
 //! host goes live, and blocks — with the bad input each answers with a JSON error.
 
-use queqiao_tests::api::{ADMIN_PASSWORD, Api, server, server_with};
+use queqiao_tests::api::{Api, server};
 use queqiao_tests::clip::Clip;
+use queqiao_tests::scenario::Scenario;
 use queqiao_tests::whip::Publisher;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -17,52 +18,49 @@ fn code(body: &Value) -> Option<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sandbox_recharge_gift_and_leaderboard() {
-    let sandbox = server_with(None, |c| c.payment_sandbox = true).await;
-    let api = Api::new(&sandbox);
-    let admin = api.token("admin", ADMIN_PASSWORD).await;
-    let (host, host_token) = api.register("hostess").await;
-    api.make_host(&admin, host).await;
+    let scenario = Scenario::start_with(None, |c| c.payment_sandbox = true).await;
+    let (_, host_token) = scenario.account("hostess", "host").await;
+    let Scenario {
+        server: sandbox,
+        api,
+        ..
+    } = scenario;
     let room = api
         .create_room(&host_token, json!({"title": "周末相亲局"}))
         .await;
     let (alice, alice_token) = api.register("alice").await;
     let alice_token = Some(alice_token.as_str());
 
-    let (status, body) = api
-        .call(Method::GET, "/api/wallet/packages", None, None)
-        .await;
+    let (status, body) = api.get("/api/wallet/packages", None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["provider"], "sandbox");
     assert_eq!(body["packages"][0]["coins"], 60);
 
     // Bad input: no token, negative, zero, not a package, no key, unknown fields.
     let (status, body) = api
-        .call(
-            Method::POST,
+        .post(
             "/api/me/recharges",
             None,
-            Some(json!({"coins": 60, "idempotency_key": "k1"})),
+            json!({"coins": 60, "idempotency_key": "k1"}),
         )
         .await;
     assert_eq!((status, code(&body)), (401, Some("unauthorized")), "{body}");
     for coins in [-60, 0, 61, i64::MAX] {
         let (status, body) = api
-            .call(
-                Method::POST,
+            .post(
                 "/api/me/recharges",
                 alice_token,
-                Some(json!({"coins": coins, "idempotency_key": "k1"})),
+                json!({"coins": coins, "idempotency_key": "k1"}),
             )
             .await;
         assert_eq!((status, code(&body)), (422, Some("validation")), "{body}");
         assert_eq!(body["error"]["field"], "coins", "{body}");
     }
     let (status, body) = api
-        .call(
-            Method::POST,
+        .post(
             "/api/me/recharges",
             alice_token,
-            Some(json!({"coins": 60, "idempotency_key": ""})),
+            json!({"coins": 60, "idempotency_key": ""}),
         )
         .await;
     assert_eq!(
@@ -71,26 +69,22 @@ async fn sandbox_recharge_gift_and_leaderboard() {
         "{body}"
     );
     let (status, body) = api
-        .call(
-            Method::POST,
+        .post(
             "/api/me/recharges",
             alice_token,
-            Some(json!({"coins": 60, "idempotency_key": "k1", "price_cents": 1})),
+            json!({"coins": 60, "idempotency_key": "k1", "price_cents": 1}),
         )
         .await;
     assert_eq!(status, 422, "unknown fields are refused: {body}");
-    let (_, wallet) = api
-        .call(Method::GET, "/api/me/wallet", alice_token, None)
-        .await;
+    let (_, wallet) = api.get("/api/me/wallet", alice_token).await;
     assert_eq!(wallet["coins"], 0, "nothing credited by refused requests");
 
     // A recharge credits once per key.
     let (status, first) = api
-        .call(
-            Method::POST,
+        .post(
             "/api/me/recharges",
             alice_token,
-            Some(json!({"coins": 60, "idempotency_key": "k1"})),
+            json!({"coins": 60, "idempotency_key": "k1"}),
         )
         .await;
     assert_eq!(status, 200, "{first}");
@@ -100,11 +94,10 @@ async fn sandbox_recharge_gift_and_leaderboard() {
     assert_eq!(first["order"]["price_cents"], 600);
     assert_eq!(first["order"]["user_id"], alice);
     let (status, again) = api
-        .call(
-            Method::POST,
+        .post(
             "/api/me/recharges",
             alice_token,
-            Some(json!({"coins": 60, "idempotency_key": "k1"})),
+            json!({"coins": 60, "idempotency_key": "k1"}),
         )
         .await;
     assert_eq!(status, 200, "{again}");
@@ -115,55 +108,41 @@ async fn sandbox_recharge_gift_and_leaderboard() {
     );
     assert_eq!(again["order"]["id"], first["order"]["id"]);
     let (status, body) = api
-        .call(
-            Method::POST,
+        .post(
             "/api/me/recharges",
             alice_token,
-            Some(json!({"coins": 300, "idempotency_key": "k1"})),
+            json!({"coins": 300, "idempotency_key": "k1"}),
         )
         .await;
     assert_eq!((status, code(&body)), (409, Some("conflict")), "{body}");
-    let (status, history) = api
-        .call(Method::GET, "/api/me/recharges", alice_token, None)
-        .await;
+    let (status, history) = api.get("/api/me/recharges", alice_token).await;
     assert_eq!(status, 200, "{history}");
     assert_eq!(history.as_array().map(Vec::len), Some(1), "{history}");
 
     // The coins pay for a gift; the gifter tops the room's leaderboard.
     let (status, body) = api
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/rooms/{room}/gifts"),
             alice_token,
-            Some(json!({"gift": "heart", "count": 2, "idempotency_key": "g1"})),
+            json!({"gift": "heart", "count": 2, "idempotency_key": "g1"}),
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let (_, wallet) = api
-        .call(Method::GET, "/api/me/wallet", alice_token, None)
-        .await;
+    let (_, wallet) = api.get("/api/me/wallet", alice_token).await;
     assert_eq!(wallet["coins"], 40, "{wallet}");
     // More than the balance is refused and leaves it as it was.
     let (status, body) = api
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/rooms/{room}/gifts"),
             alice_token,
-            Some(json!({"gift": "ring", "idempotency_key": "g2"})),
+            json!({"gift": "ring", "idempotency_key": "g2"}),
         )
         .await;
     assert_eq!(status, 409, "{body}");
-    let (_, wallet) = api
-        .call(Method::GET, "/api/me/wallet", alice_token, None)
-        .await;
+    let (_, wallet) = api.get("/api/me/wallet", alice_token).await;
     assert_eq!(wallet["coins"], 40, "never negative: {wallet}");
     let (status, board) = api
-        .call(
-            Method::GET,
-            &format!("/api/rooms/{room}/leaderboard"),
-            None,
-            None,
-        )
+        .get(&format!("/api/rooms/{room}/leaderboard"), None)
         .await;
     assert_eq!(status, 200, "{board}");
     assert_eq!(board[0]["user_id"], alice, "{board}");
@@ -174,33 +153,26 @@ async fn sandbox_recharge_gift_and_leaderboard() {
     let plain = server(None).await;
     let api = Api::new(&plain);
     let (_, bob_token) = api.register("bob").await;
-    let (_, body) = api
-        .call(Method::GET, "/api/wallet/packages", None, None)
-        .await;
+    let (_, body) = api.get("/api/wallet/packages", None).await;
     assert_eq!(body["provider"], "none");
     let (status, body) = api
-        .call(
-            Method::POST,
+        .post(
             "/api/me/recharges",
             Some(&bob_token),
-            Some(json!({"coins": 60, "idempotency_key": "k1"})),
+            json!({"coins": 60, "idempotency_key": "k1"}),
         )
         .await;
     assert_eq!((status, code(&body)), (503, Some("unavailable")), "{body}");
-    let (_, wallet) = api
-        .call(Method::GET, "/api/me/wallet", Some(&bob_token), None)
-        .await;
+    let (_, wallet) = api.get("/api/me/wallet", Some(&bob_token)).await;
     assert_eq!(wallet["coins"], 0);
     plain.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follow_live_notice_and_block() {
-    let server = server(None).await;
-    let api = Api::new(&server);
-    let admin = api.token("admin", ADMIN_PASSWORD).await;
-    let (host, host_token) = api.register("hostess").await;
-    api.make_host(&admin, host).await;
+    let scenario = Scenario::start().await;
+    let (host, host_token) = scenario.account("hostess", "host").await;
+    let Scenario { server, api, .. } = scenario;
     let room = api
         .create_room(&host_token, json!({"title": "周末相亲局"}))
         .await;
@@ -239,12 +211,7 @@ async fn follow_live_notice_and_block() {
         );
     }
     let (status, body) = api
-        .call(
-            Method::GET,
-            "/api/me/notices?since=yesterday",
-            alice_token,
-            None,
-        )
+        .get("/api/me/notices?since=yesterday", alice_token)
         .await;
     assert_eq!(
         (status, body["error"]["field"].as_str()),
@@ -265,14 +232,10 @@ async fn follow_live_notice_and_block() {
         assert_eq!(status, 200, "{body}");
         assert_eq!(body, json!({"following": true, "followers": 1}));
     }
-    let (_, follows) = api
-        .call(Method::GET, "/api/me/follows", alice_token, None)
-        .await;
+    let (_, follows) = api.get("/api/me/follows", alice_token).await;
     assert_eq!(follows[0]["user_id"], host, "{follows}");
     assert_eq!(follows[0]["nickname"], "hostess", "{follows}");
-    let (_, notices) = api
-        .call(Method::GET, "/api/me/notices", alice_token, None)
-        .await;
+    let (_, notices) = api.get("/api/me/notices", alice_token).await;
     assert_eq!(notices, json!([]), "nothing live yet");
 
     // The host goes live: alice gets a notice pointing at the room.
@@ -285,9 +248,7 @@ async fn follow_live_notice_and_block() {
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     let notice = loop {
-        let (status, notices) = api
-            .call(Method::GET, "/api/me/notices", alice_token, None)
-            .await;
+        let (status, notices) = api.get("/api/me/notices", alice_token).await;
         assert_eq!(status, 200, "{notices}");
         if let Some(first) = notices.get(0) {
             break first.clone();
@@ -301,29 +262,17 @@ async fn follow_live_notice_and_block() {
     assert_eq!(notice["live"], true, "{notice}");
     let started = notice["started_at"].as_i64().unwrap();
     let (_, later) = api
-        .call(
-            Method::GET,
-            &format!("/api/me/notices?since={started}"),
-            alice_token,
-            None,
-        )
+        .get(&format!("/api/me/notices?since={started}"), alice_token)
         .await;
     assert_eq!(later, json!([]), "a seen notice is not repeated");
     drop(publisher);
 
     // Unfollow; block and unblock.
     let (_, body) = api
-        .call(
-            Method::DELETE,
-            &format!("/api/users/{host}/follow"),
-            alice_token,
-            None,
-        )
+        .delete(&format!("/api/users/{host}/follow"), alice_token)
         .await;
     assert_eq!(body, json!({"following": false, "followers": 0}));
-    let (_, notices) = api
-        .call(Method::GET, "/api/me/notices", alice_token, None)
-        .await;
+    let (_, notices) = api.get("/api/me/notices", alice_token).await;
     assert_eq!(
         notices,
         json!([]),
@@ -339,17 +288,10 @@ async fn follow_live_notice_and_block() {
         .await;
     assert_eq!(status, 200, "{blocks}");
     assert_eq!(blocks[0]["user_id"], host, "{blocks}");
-    let (_, blocks) = api
-        .call(Method::GET, "/api/me/blocks", alice_token, None)
-        .await;
+    let (_, blocks) = api.get("/api/me/blocks", alice_token).await;
     assert_eq!(blocks.as_array().map(Vec::len), Some(1), "{blocks}");
     let (_, blocks) = api
-        .call(
-            Method::DELETE,
-            &format!("/api/users/{host}/block"),
-            alice_token,
-            None,
-        )
+        .delete(&format!("/api/users/{host}/block"), alice_token)
         .await;
     assert_eq!(blocks, json!([]));
     server.stop().await;

@@ -53,6 +53,7 @@ impl SfuCore {
             ),
         };
         *counter += 1;
+        self.unknown_sources.record(from.ip(), 1);
         if self
             .unknown_logged_at
             .is_none_or(|at| now.saturating_duration_since(at) >= UNKNOWN_TRAFFIC_LOG_INTERVAL)

@@ -170,6 +170,8 @@ pub struct SfuCore {
     transmits: VecDeque<Transmit>,
     /// When unknown traffic was last logged (it is sampled, see `unknown_traffic`).
     unknown_logged_at: Option<Instant>,
+    /// Unknown traffic per source since the last publish (a fixed-size table).
+    unknown_sources: crate::unknown_sources::UnknownSources,
 }
 
 impl SfuCore {
@@ -198,6 +200,7 @@ impl SfuCore {
             to_flush: VecDeque::new(),
             transmits: VecDeque::new(),
             unknown_logged_at: None,
+            unknown_sources: Default::default(),
         })
     }
 
@@ -316,6 +319,9 @@ impl SfuCore {
     /// Adds what the counters gained since the last call to the shared atomics.
     pub fn publish_counters(&mut self) {
         self.counters.publish(&mut self.published, &self.stats);
+        if !self.unknown_sources.is_empty() {
+            self.stats.record_unknown_sources(&mut self.unknown_sources);
+        }
     }
 
     /// The lifecycle state of a session, if it exists.

@@ -203,6 +203,22 @@ impl Hub {
             Err(_) => (0, 0),
         };
         let host_id = store.room(room.as_str()).await.ok().and_then(|r| r.host_id);
+        // Mutes are stored (with their expiry): they hold across restarts and hub restarts.
+        let now_ms = crate::store::now_ms();
+        let stored_mutes = match store.active_mutes(room.as_str(), now_ms).await {
+            Ok(mutes) => mutes,
+            Err(err) => {
+                tracing::warn!(room = %room, %err, "could not load the room's mutes");
+                Vec::new()
+            }
+        };
+        let mutes = stored_mutes
+            .into_iter()
+            .map(|(user, until_ms)| {
+                let left = Duration::from_millis(until_ms.saturating_sub(now_ms).max(0) as u64);
+                (user, Instant::now() + left)
+            })
+            .collect();
         let mut history = VecDeque::new();
         if let Ok(messages) = store
             .chat_history(room.as_str(), HISTORY_ON_JOIN as i64)
@@ -241,7 +257,7 @@ impl Hub {
             data_channel_members: 0,
             history,
             ring: VecDeque::new(),
-            mutes: HashMap::new(),
+            mutes,
             kicked: HashMap::new(),
             presence_dirty: false,
             pending: Vec::new(),

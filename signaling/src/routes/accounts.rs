@@ -378,7 +378,8 @@ pub(super) async fn ban(
     for peer in state.interaction.disconnect_user(id).await {
         let _ = state.sfu.close(peer).await;
     }
-    // A banned user keeps no power at all: every media session of theirs ends.
+    // A banned user keeps no power at all: every media session and stream of theirs ends.
+    state.access.cut(None, id);
     for session in state.live.sessions(Some(id)).await {
         let _ = state.sfu.close(session.peer).await;
     }

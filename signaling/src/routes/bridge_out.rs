@@ -89,10 +89,17 @@ async fn guard(
     let path = request.uri().path().to_owned();
     let query = request.uri().query().map(str::to_owned);
     let authorization = request.headers().clone();
+    // Subscribed before the check: a kick between the check and the stream still ends it.
+    let cuts = path.starts_with("/live/").then(|| state.access.cuts());
     match check(&state, &cache, &path, query.as_deref(), &authorization).await {
-        Ok(private) => {
+        Ok((private, user)) => {
             note_hls_player(&state, &path, &request);
             let mut response = next.run(request).await;
+            if let (Some(cuts), Some(user), Some(room)) = (cuts, user, room_of(&path))
+                && response.status().is_success()
+            {
+                response = ends_on_cut(response, cuts, room.to_owned(), user);
+            }
             if private {
                 // Private media, playlists and recordings stay out of shared caches (CDNs,
                 // proxies) and off the disk of the player's browser.
@@ -119,6 +126,39 @@ async fn guard(
         }
         Err(err) => err.into_response(),
     }
+}
+
+/// An endless media response (HTTP-FLV) of `user` in `room` that ends when they lose
+/// access to the room (kick, revoked grant, ban). Segment and playlist requests need no
+/// such thing: each one is checked.
+fn ends_on_cut(
+    response: Response,
+    cuts: tokio::sync::broadcast::Receiver<crate::access::Cut>,
+    room: String,
+    user: i64,
+) -> Response {
+    use futures::StreamExt;
+    use tokio::sync::broadcast::error::RecvError;
+    let (parts, body) = response.into_parts();
+    let open = (body.into_data_stream(), cuts, room);
+    let stream = futures::stream::unfold(open, move |(mut data, mut cuts, room)| async move {
+        loop {
+            tokio::select! {
+                chunk = data.next() => return chunk.map(|chunk| (chunk, (data, cuts, room))),
+                cut = cuts.recv() => match cut {
+                    Ok(cut) if !cut.ends(&room, user) => continue,
+                    // Their access changed, or this stream missed changes (it fell behind
+                    // by CUTS_QUEUED of them, or the server is stopping): end; a player
+                    // that reconnects is checked again.
+                    Ok(_) | Err(RecvError::Lagged(_) | RecvError::Closed) => {
+                        tracing::info!(room = %room, user, "open media stream cut");
+                        return None;
+                    }
+                },
+            }
+        }
+    });
+    Response::from_parts(parts, axum::body::Body::from_stream(stream))
 }
 
 /// A live HLS playlist fetch: the player counts in the room's audience for a while
@@ -203,7 +243,8 @@ fn carry_token(playlist: &str, token: &str) -> String {
 }
 
 /// Asks the access policy whether this request may reach the bridge's route; returns
-/// whether the room is private (its responses must not be cached by anyone else).
+/// whether the room is private (its responses must not be cached by anyone else) and
+/// the account the request came with.
 /// Anonymous requests are decided from the cached room facts; a token (an account token
 /// as `Authorization: Bearer`, or a room's playback token as `?token=`) is checked
 /// against storage on every request, so bans, revoked grants and kicks hold at once.
@@ -213,10 +254,10 @@ async fn check(
     path: &str,
     query: Option<&str>,
     headers: &axum::http::HeaderMap,
-) -> Result<bool, AppError> {
+) -> Result<(bool, Option<i64>), AppError> {
     use crate::access::{Actor, Door, RoomFacts, Standing, decide};
     let Some(room) = room_of(path) else {
-        return Ok(false);
+        return Ok((false, None));
     };
     let door = if path.starts_with("/recordings/") {
         Door::Recordings
@@ -238,9 +279,9 @@ async fn check(
             None => None,
         },
     };
-    if user.is_some() {
-        let stored = crate::access::authorize(state, user.as_ref(), room, door).await?;
-        return Ok(stored.visibility == Visibility::Private);
+    if let Some(user) = &user {
+        let stored = crate::access::authorize(state, Some(user), room, door).await?;
+        return Ok((stored.visibility == Visibility::Private, Some(user.id)));
     }
     let facts = RoomFacts {
         exists: !matches!(access, Access::Missing),
@@ -248,7 +289,7 @@ async fn check(
         anonymous_viewers: state.config.anonymous_viewers,
     };
     decide(Standing::plain(Actor::Anonymous), facts, door).into_result()?;
-    Ok(facts.private)
+    Ok((facts.private, None))
 }
 
 #[cfg(test)]

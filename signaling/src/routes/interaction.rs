@@ -290,6 +290,21 @@ pub(super) async fn mute(
         return Err(AppError::invalid("seconds", "must be 1 s – 7 days"));
     }
     let until = Instant::now() + Duration::from_secs(body.seconds);
+    state
+        .store
+        .user(body.user_id)
+        .await
+        .map_err(|e| not_found(e, "user"))?;
+    // Stored, so the mute holds across restarts for its duration.
+    state
+        .store
+        .mute(
+            &room.id,
+            body.user_id,
+            crate::store::now_ms() + (body.seconds as i64) * 1000,
+            user.id,
+        )
+        .await?;
     send(
         &state,
         &room,
@@ -309,6 +324,7 @@ pub(super) async fn unmute(
     Path((id, target)): Path<(String, i64)>,
 ) -> Result<StatusCode, AppError> {
     let room = authorize(&state, Some(&user), &id, Door::Moderate).await?;
+    state.store.unmute(&room.id, target).await?;
     send(&state, &room, HubCommand::Unmute { user: target })?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -354,7 +370,8 @@ pub(super) async fn kick(
         })
         .await
         .unwrap_or_default();
-    // Their WebRTC sessions in this room end too.
+    // Their open HTTP-FLV streams and WebRTC sessions in this room end too.
+    state.access.cut(Some(&room.id), body.user_id);
     for session in state.live.sessions(Some(body.user_id)).await {
         if session.room == room.id {
             let _ = state.sfu.close(session.peer).await;

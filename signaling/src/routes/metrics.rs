@@ -21,6 +21,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "# TYPE queqiao_sfu_{name}_total counter\nqueqiao_sfu_{name}_total {value}"
         );
     }
+    write_unknown_sources(&state.sfu.stats().unknown_sources(), &mut out);
     let interaction = state.interaction.stats();
     let counters = [
         ("events", interaction.events.load(Ordering::Relaxed)),
@@ -79,4 +80,30 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         );
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// Most sources of unknown UDP traffic listed by address.
+const UNKNOWN_SOURCES_LISTED: usize = 10;
+
+/// The heaviest sources of unknown UDP traffic (a bounded table, see
+/// `sfu::unknown_sources`), how many are tracked, and how often a new source replaced a
+/// lighter one.
+fn write_unknown_sources(sources: &sfu::unknown_sources::UnknownSources, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "# TYPE queqiao_sfu_unknown_sources_tracked gauge\nqueqiao_sfu_unknown_sources_tracked {}",
+        sources.len()
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE queqiao_sfu_unknown_source_evictions_total counter\nqueqiao_sfu_unknown_source_evictions_total {}",
+        sources.evictions()
+    );
+    let _ = writeln!(out, "# TYPE queqiao_sfu_unknown_datagrams_by_source gauge");
+    for (source, datagrams) in sources.heaviest().into_iter().take(UNKNOWN_SOURCES_LISTED) {
+        let _ = writeln!(
+            out,
+            "queqiao_sfu_unknown_datagrams_by_source{{source=\"{source}\"}} {datagrams}"
+        );
+    }
 }

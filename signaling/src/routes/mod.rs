@@ -45,16 +45,23 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Reads a request body up to `limit` bytes: 413 beyond, 400 if the stream fails.
+/// Reads a request body up to `limit` bytes: 413 beyond, 408 when it arrives too slowly
+/// ([`crate::limits::TimedBody`]), 400 if the stream fails.
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, AppError> {
     axum::body::to_bytes(body, limit).await.map_err(|err| {
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
         let mut too_large = false;
+        let mut too_slow = None;
         while let Some(current) = source {
             too_large |= current.is::<http_body_util::LengthLimitError>();
+            if let Some(timeout) = current.downcast_ref::<crate::limits::BodyTimedOut>() {
+                too_slow = Some(timeout.secs);
+            }
             source = current.source();
         }
-        if too_large {
+        if let Some(secs) = too_slow {
+            AppError::RequestTimeout { secs }
+        } else if too_large {
             AppError::PayloadTooLarge { limit }
         } else {
             AppError::BadRequest(format!("could not read the request body: {err}"))

@@ -442,6 +442,62 @@ impl Store {
         Ok(())
     }
 
+    /// Mutes `user` in `room` until `until_ms` (a later mute replaces an earlier one).
+    pub async fn mute(
+        &self,
+        room: &str,
+        user: i64,
+        until_ms: i64,
+        muted_by: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(&self.sql(
+            "INSERT INTO room_mutes (room_id, user_id, until_ms, muted_by, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (room_id, user_id) DO UPDATE SET until_ms = $3, muted_by = $4, created_at = $5",
+        ))
+        .bind(room.to_owned())
+        .bind(user)
+        .bind(until_ms)
+        .bind(muted_by)
+        .bind(now_ms())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Lifts `user`'s mute in `room` (nothing when there is none).
+    pub async fn unmute(&self, room: &str, user: i64) -> Result<(), StoreError> {
+        sqlx::query(&self.sql("DELETE FROM room_mutes WHERE room_id = $1 AND user_id = $2"))
+            .bind(room.to_owned())
+            .bind(user)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The mutes of `room` that have not expired at `now_ms`: `(user, until_ms)`.
+    pub async fn active_mutes(
+        &self,
+        room: &str,
+        now_ms: i64,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        let rows =
+            sqlx::query(&self.sql(
+                "SELECT user_id, until_ms FROM room_mutes WHERE room_id = $1 AND until_ms > $2",
+            ))
+            .bind(room.to_owned())
+            .bind(now_ms)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<i64, _>("user_id")?,
+                    r.try_get::<i64, _>("until_ms")?,
+                ))
+            })
+            .collect()
+    }
+
     /// Until when (Unix ms) `user` is kept out of `room`, if a kick was ever stored
     /// (the caller compares with the clock).
     pub async fn kicked_until(&self, room: &str, user: i64) -> Result<Option<i64>, StoreError> {

@@ -346,15 +346,27 @@ impl Store {
         self.user(id).await
     }
 
-    /// Bans `id` unless that would leave no active (unbanned) admin, in one statement (two
-    /// admins banning each other at once cannot both succeed on SQLite). `Ok(None)` when
-    /// refused for that reason.
+    /// Bans `id` unless that would leave no active (unbanned) admin. `Ok(None)` when
+    /// refused for that reason. Two admins banning each other at once cannot both
+    /// succeed: the check and the ban are one statement, which SQLite runs alone, and on
+    /// PostgreSQL the transaction first locks every active admin's row (in id order, so
+    /// two bans cannot deadlock) — the second ban waits, then its statement's fresh
+    /// snapshot sees the first.
     pub async fn ban_keeping_an_admin(
         &self,
         id: i64,
         reason: &str,
     ) -> Result<Option<User>, StoreError> {
         let now = now_ms();
+        let mut tx = self.pool().begin().await?;
+        if self.backend() == super::Backend::Postgres {
+            sqlx::query(
+                "SELECT id FROM users WHERE role = $1 AND banned_at IS NULL ORDER BY id FOR UPDATE",
+            )
+            .bind(Role::Admin.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+        }
         let done = sqlx::query(&self.sql(
             "UPDATE users SET banned_at = $1, ban_reason = $2, token_version = token_version + 1, updated_at = $1 \
              WHERE id = $3 AND (role <> $4 OR banned_at IS NOT NULL OR \
@@ -364,8 +376,9 @@ impl Store {
         .bind(reason.to_owned())
         .bind(id)
         .bind(Role::Admin.as_str())
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         if done.rows_affected() == 0 {
             // Either no such user (the caller checked) or the last active admin.
             self.user(id).await?;
