@@ -364,8 +364,7 @@ async fn websockets_are_capped_per_address_and_per_account() {
     }
     let (status, body) = websocket_from("127.0.0.5", server, &room, None)
         .await
-        .err()
-        .expect("a fourth socket from one address opened");
+        .expect_err("a fourth socket from one address opened");
     assert_eq!(status, 429, "{body}");
     assert_error_shape(&body, "too_many_requests");
     let other = websocket_from("127.0.0.9", server, &room, None).await;
@@ -400,8 +399,7 @@ async fn websockets_are_capped_per_address_and_per_account() {
     );
     let (status, body) = websocket_from("127.0.0.8", server, &room, Some(&viewer))
         .await
-        .err()
-        .expect("a third socket of one account opened");
+        .expect_err("a third socket of one account opened");
     assert_eq!(status, 429, "{body}");
     assert_error_shape(&body, "too_many_requests");
     drop((from_five, again, other, first, second));
