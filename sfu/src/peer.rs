@@ -73,7 +73,7 @@ impl PeerEnvironment {
         Ok(Self {
             certificate,
             advertised,
-            answer_nacks: false,
+            answer_nacks: true,
             fast_path: true,
         })
     }
