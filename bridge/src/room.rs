@@ -188,6 +188,8 @@ pub(crate) struct RoomTask {
     part_clock: PartClock,
     keyframe_wanted: bool,
     last_keyframe_request: Option<Instant>,
+    /// When the newest keyframe reached the segmenters.
+    last_keyframe_at: Option<Instant>,
     idle_since: Option<Instant>,
     release_tap: bool,
     want_tap: bool,
@@ -223,6 +225,7 @@ impl RoomTask {
             part_clock: PartClock::default(),
             keyframe_wanted: false,
             last_keyframe_request: None,
+            last_keyframe_at: None,
             idle_since: Some(Instant::now()),
             release_tap: false,
             want_tap: false,
@@ -474,6 +477,9 @@ impl RoomTask {
             match unit {
                 MediaUnit::Video(au) => {
                     BridgeStats::add(&stats.video_units, 1);
+                    if au.keyframe {
+                        self.last_keyframe_at = Some(Instant::now());
+                    }
                     let size = (au.params.width, au.params.height);
                     if show.size != Some(size) {
                         show.size = Some(size);
@@ -578,7 +584,14 @@ impl RoomTask {
                 }
             }
         }
-        if show.hls.keyframe_wanted() || show.llhls.keyframe_wanted() {
+        // A segment near its target would like a keyframe, but the encoder's own GOP is
+        // fine unless it is really long: ask only after `segment_keyframe_max_gap`
+        // without one (each PLI costs the publisher a keyframe's bitrate).
+        let keyframe_overdue = self.last_keyframe_at.is_none_or(|at| {
+            Instant::now().saturating_duration_since(at)
+                >= self.shared.config.segment_keyframe_max_gap
+        });
+        if keyframe_overdue && (show.hls.keyframe_wanted() || show.llhls.keyframe_wanted()) {
             self.keyframe_wanted = true;
         }
         if show.llhls.version() != version {

@@ -60,6 +60,12 @@ pub struct BridgeConfig {
     /// Least spacing of keyframe requests the bridge sends to the SFU (which coalesces
     /// them further with the WebRTC viewers' PLIs).
     pub keyframe_request_interval: Duration,
+    /// The segmenters ask for a keyframe near a segment's target duration only when no
+    /// keyframe arrived for this long: an encoder with a GOP within it (2 s is typical)
+    /// gets no PLI from the bridge at all, segments just follow its GOP. Start-up and
+    /// gaps (a keyframe really missing) ask at once, rate-limited by
+    /// `keyframe_request_interval`.
+    pub segment_keyframe_max_gap: Duration,
     /// Commands queued per room (HTTP requests waiting for the room task).
     pub command_queue: usize,
     /// RTMP push sessions.
@@ -88,6 +94,7 @@ impl Default for BridgeConfig {
             blocking_reload_timeout: Duration::from_secs(6),
             linger: Duration::from_secs(20),
             keyframe_request_interval: Duration::from_millis(500),
+            segment_keyframe_max_gap: Duration::from_secs(4),
             command_queue: 4_096,
             rtmp: RtmpPushConfig::default(),
             rtmp_templates: Vec::new(),

@@ -7,10 +7,9 @@
 //! one of those and leaves the rest (receiver reports, transport-wide feedback) to the
 //! engine. It runs per inbound RTCP packet, never per forwarded packet.
 //!
-//! NACKs are delivered only when asked for: answering them from the ring works (see
-//! `tests/core_scenarios.rs`), but today's viewers NACK a burst around every join, and
-//! answering those bursts costs the end-to-end tests their continuity margins. Until the
-//! join-time NACKs are fixed (issue 15), production keeps NACK answering off as it was.
+//! NACKs are delivered when [`crate::peer::PeerEnvironment::answer_nacks`] is on (the
+//! default): the core answers them from the room's ring through the SRTP fast path, with
+//! the packet's own sequence number and rollover counter (`tests/core_scenarios.rs`).
 
 use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;

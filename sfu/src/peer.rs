@@ -8,6 +8,7 @@
 //! plain value moved into the shard.
 
 use crate::error::SfuError;
+use crate::fast_path::SrtpKeyTap;
 use crate::feedback_delivery::{FEEDBACK_DELIVERY_SLOT, FeedbackDelivery};
 use crate::media::{Codec, MediaKind};
 use crate::offer::{OfferSummary, OfferedCodec, VIDEO_ORIENTATION_URI};
@@ -50,8 +51,11 @@ pub struct PeerEnvironment {
     /// The address advertised as our only (host) candidate: the public IP and UDP port.
     pub advertised: SocketAddr,
     /// Whether viewers' NACKs reach the core (and are answered from the room's ring).
-    /// Off by default: see [`crate::feedback_delivery`].
+    /// On by default: NACKs are answered from the ring through the fast path.
     pub answer_nacks: bool,
+    /// Whether viewers' forwarded RTP is protected by our own SRTP context and sent as a
+    /// prebuilt header plus the shared payload ([`crate::fast_path`]). On by default.
+    pub fast_path: bool,
 }
 
 impl PeerEnvironment {
@@ -69,7 +73,8 @@ impl PeerEnvironment {
         Ok(Self {
             certificate,
             advertised,
-            answer_nacks: false,
+            answer_nacks: true,
+            fast_path: true,
         })
     }
 }
@@ -116,6 +121,9 @@ pub struct NegotiatedPeer<T> {
     pub tracks: [Option<T>; 2],
     /// Whether the offer had a data-channel section.
     pub has_data_channel: bool,
+    /// The tap on the engine's crypto provider that learns the SRTP keys (viewers with the
+    /// fast path on).
+    pub srtp_tap: Option<SrtpKeyTap>,
 }
 
 /// The codecs a room forwards: what viewers are offered.
@@ -180,7 +188,7 @@ pub fn negotiate_publisher(
             FeedbackDelivery::new(env.answer_nacks),
         );
 
-    let (connection, credentials) = build(media_engine, registry, env, now)?;
+    let (connection, credentials) = build(media_engine, registry, env, None, now)?;
     finish(connection, credentials, offer_sdp, offer, env, now, tracks)
 }
 
@@ -247,7 +255,12 @@ pub fn negotiate_viewer(
             FEEDBACK_DELIVERY_SLOT,
             FeedbackDelivery::new(env.answer_nacks),
         );
-    let (mut connection, credentials) = build(media_engine, registry, env, now)?;
+    let srtp_tap = if env.fast_path {
+        Some(SrtpKeyTap::new().map_err(|e| SfuError::Engine(e.to_string()))?)
+    } else {
+        None
+    };
+    let (mut connection, credentials) = build(media_engine, registry, env, srtp_tap.as_ref(), now)?;
 
     let mut rng = rand::rng();
     let mut tracks: [Option<OutboundTrackPlan>; 2] = [None, None];
@@ -281,7 +294,9 @@ pub fn negotiate_viewer(
             sender,
         });
     }
-    finish(connection, credentials, offer_sdp, offer, env, now, tracks)
+    let mut negotiated = finish(connection, credentials, offer_sdp, offer, env, now, tracks)?;
+    negotiated.srtp_tap = srtp_tap;
+    Ok(negotiated)
 }
 
 fn finish<T>(
@@ -319,6 +334,7 @@ fn finish<T>(
         local_pwd: credentials.pwd,
         tracks,
         has_data_channel: offer.has_data_channel,
+        srtp_tap: None,
     })
 }
 
@@ -326,16 +342,20 @@ fn build(
     media_engine: MediaEngine,
     registry: Registry,
     env: &PeerEnvironment,
+    srtp_tap: Option<&SrtpKeyTap>,
     now: Instant,
 ) -> Result<(RTCPeerConnection, IceCredentials), SfuError> {
     let credentials = IceCredentials {
         ufrag: random_token(16),
         pwd: random_token(32),
     };
-    let settings = SettingEngineBuilder::new()
+    let mut settings = SettingEngineBuilder::new()
         .with_lite(true)
-        .with_ice_credentials(credentials.ufrag.clone(), credentials.pwd.clone())
-        .build();
+        .with_ice_credentials(credentials.ufrag.clone(), credentials.pwd.clone());
+    if let Some(tap) = srtp_tap {
+        settings = settings.with_crypto_provider(tap.provider());
+    }
+    let settings = settings.build();
     let configuration = RTCConfigurationBuilder::new()
         .with_certificates(vec![env.certificate.clone()])
         .build();

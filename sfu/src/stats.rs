@@ -127,6 +127,21 @@ counters! {
     /// Datagrams dropped: a STUN request naming a known ufrag whose MESSAGE-INTEGRITY did
     /// not verify (forged or corrupted; no address learned).
     dropped_bad_integrity,
+    /// RTP packets protected and sent by the SRTP fast path (of `rtp_forwarded`, plus
+    /// retransmissions).
+    rtp_fast_path,
+    /// Viewers that connected without the fast path (keys or nominated address unknown):
+    /// their RTP goes through the engine.
+    fast_path_unavailable,
+    /// Sender reports written for fast-path streams.
+    fast_path_sender_reports,
+    /// PLIs/FIRs received from viewers (compound packets carrying one).
+    viewer_keyframe_requests,
+    /// Viewer keyframe requests left unanswered: a keyframe reached the viewer a moment
+    /// ago, or it waits for its first.
+    viewer_keyframe_requests_already_served,
+    /// Viewer keyframe requests answered by replaying the cached GOP to that viewer.
+    viewer_keyframe_requests_replayed,
 }
 
 impl SfuStats {

@@ -42,6 +42,12 @@ fn a_viewer_connects_and_receives_the_stream() {
     let audio = bed.clients[viewer].received().len() - video.len();
     assert!(audio >= 90, "audio packets received: {audio}");
     assert!(bed.core.counters().rtp_forwarded > 100);
+    // Every packet went through the SRTP fast path (the viewer's engine decrypted it),
+    // and the fast path's sender reports went out through the engine's RTCP path.
+    let counters = bed.core.counters();
+    assert_eq!(counters.fast_path_unavailable, 0);
+    assert_eq!(counters.rtp_fast_path, counters.rtp_forwarded);
+    assert!(counters.fast_path_sender_reports >= 2, "{counters:?}");
 }
 
 #[test]
@@ -155,16 +161,21 @@ fn a_nack_is_answered_from_the_ring() {
     assert_eq!(bed.core.counters().nacks_received, missing.len() as u64);
     assert_eq!(bed.core.counters().retransmissions, missing.len() as u64);
     assert_eq!(bed.core.counters().retransmission_misses, 0);
+    // The answers went out through the SRTP fast path (same SSRC, same sequence numbers,
+    // protected with the rollover counter they had), and the viewer's engine took them.
+    let counters = bed.core.counters();
+    assert_eq!(counters.rtp_fast_path, counters.rtp_forwarded);
+    let video: Vec<u16> = bed.clients[viewer]
+        .video()
+        .iter()
+        .map(|r| r.sequence_number)
+        .collect();
+    assert!(gaps(&video).is_empty(), "nothing missing after the answers");
 }
 
-#[test]
-fn a_viewer_pli_reaches_the_publisher_coalesced() {
+/// Five PLIs from one viewer, 20 ms apart.
+fn viewer_plis(bed: &mut Bed, viewer: usize) {
     use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-    let (mut bed, publisher) = live_room("vpli", Duration::from_millis(200));
-    let viewer = bed.add_viewer("vpli");
-    bed.connect(&[viewer]);
-    bed.publish_for(publisher, Duration::from_millis(1500), Some(50));
-    let before = bed.clients[publisher].plis_on_wire;
     let ssrc = bed.clients[viewer].video_ssrc();
     for _ in 0..5 {
         bed.send_rtcp(
@@ -176,11 +187,47 @@ fn a_viewer_pli_reaches_the_publisher_coalesced() {
         );
         bed.advance(Duration::from_millis(20));
     }
-    assert!(bed.core.counters().keyframe_requests >= 5);
+}
+
+#[test]
+fn a_viewer_pli_reaches_the_publisher_coalesced() {
+    let (mut bed, publisher) = live_room("vpli", Duration::from_millis(200));
+    let viewer = bed.add_viewer("vpli");
+    bed.connect(&[viewer]);
+    bed.publish_for(publisher, Duration::from_millis(1500), Some(50));
+
+    // Right after a keyframe reached the viewer: the request crossed it, nobody is asked.
+    bed.publish_for(publisher, Duration::from_millis(20), Some(1));
+    let before = bed.clients[publisher].plis_on_wire;
+    viewer_plis(&mut bed, viewer);
+    let counters = bed.core.counters();
+    assert_eq!(counters.viewer_keyframe_requests, 5);
+    assert_eq!(counters.viewer_keyframe_requests_already_served, 5);
+    assert_eq!(bed.clients[publisher].plis_on_wire - before, 0);
+
+    // Long after the last keyframe, with a complete GOP cached: replayed to that viewer
+    // alone, the publisher is not asked.
+    bed.publish_for(publisher, Duration::from_millis(1200), None);
+    let received = bed.clients[viewer].video().len();
+    let before = bed.clients[publisher].plis_on_wire;
+    viewer_plis(&mut bed, viewer);
+    assert_eq!(bed.core.counters().viewer_keyframe_requests_replayed, 1);
+    assert_eq!(bed.clients[publisher].plis_on_wire - before, 0);
+    let replayed = &bed.clients[viewer].video()[received..];
+    assert!(
+        replayed.iter().any(|r| is_keyframe(&r.payload)),
+        "the cached keyframe was sent again"
+    );
+
+    // No usable cache (the GOP outgrew it): the publisher is asked, five PLIs as one.
+    bed.publish_for(publisher, Duration::from_secs(24), None);
+    let before = bed.clients[publisher].plis_on_wire;
+    viewer_plis(&mut bed, viewer);
     assert_eq!(
         bed.clients[publisher].plis_on_wire - before,
         1,
-        "five PLIs in 100 ms reach the publisher as one"
+        "five PLIs in 100 ms reach the publisher as one: {:?}",
+        bed.core.counters()
     );
 }
 

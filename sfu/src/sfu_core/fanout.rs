@@ -6,17 +6,22 @@
 //! viewer's [`crate::forwarder::Forwarder`] rewrites only the header, and nothing here
 //! locks, awaits or allocates per viewer beyond what the engine's write does.
 
-use super::peer_state::{Role, drain_engine};
-use super::{MAX_RTP_PER_DRAIN, SfuCore};
+use super::peer_state::{FastPath, Outbox, Peer, Role, ViewerTrack, drain_engine};
+use super::room::Room;
+use super::{MAX_RTP_PER_DRAIN, SfuCore, Transmit};
 use crate::events::SfuEvent;
+use crate::fast_path::{
+    FastPathError, FastPathSender, NegotiatedSrtp, OutboundStream, PacketFields, RtpHeaderTemplate,
+};
 use crate::forwarder::{DropReason, OutputHeader};
 use crate::ids::{PeerId, RoomId};
 use crate::keyframe;
 use crate::media::{MediaKind, SourcePacket};
 use crate::packet_ring::Insert;
+use crate::pli_coalescer::{ViewerKeyframeAnswer, answer_viewer_keyframe_request};
 use crate::stats::SfuCounters;
 use crate::tap::TapEvent;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
@@ -24,9 +29,13 @@ use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication
 use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::sansio::Protocol;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// How often each fast-path stream gets a sender report (the engine's own interceptor
+/// sees none of the fast path's packets, so it sends none for these streams).
+const SENDER_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 /// Most sequence numbers answered from one NACK packet.
 const MAX_RETRANSMISSIONS_PER_NACK: usize = 256;
 /// The 3GPP coordination-of-video-orientation values, so attaching one needs no allocation.
@@ -63,37 +72,38 @@ impl SfuCore {
             room: room_id.clone(),
             viewers: room.viewers.len(),
         });
-        let Role::Viewer(tracks) = &mut peer.role else {
+        let (Some(tracks), mut viewer) = ViewerWire::of(id, peer) else {
             return;
         };
         let Some(video) = tracks[MediaKind::Video.index()].as_mut() else {
             return;
         };
+        let mut wire = Wire {
+            counters: &mut *counters,
+            transmits: &mut *transmits,
+            to_flush: &mut *to_flush,
+        };
         match room.keyframe_cache.snapshot(room.epoch) {
             Some((packets, frames)) => {
-                counters.keyframe_cache_hits += 1;
+                wire.counters.keyframe_cache_hits += 1;
                 video.forwarder.prepare_replay(&packets[0], frames, now);
                 for packet in packets {
                     if let Ok(header) = video.forwarder.forward(packet, now) {
-                        write_rtp(&mut peer.connection, &header, packet, now, counters);
-                        counters.keyframe_cache_replayed += 1;
-                        peer.outbox.rtp += 1;
                         // The GOP goes out in slices, never whole into the engine.
-                        if peer.outbox.rtp >= MAX_RTP_PER_DRAIN {
-                            drain_engine(&mut peer.connection, &mut peer.outbox, transmits);
-                        }
+                        viewer.send(video.stream.as_mut(), &header, packet, now, &mut wire);
+                        wire.counters.keyframe_cache_replayed += 1;
                     }
                 }
-                peer.outbox.full = true;
-                if !peer.outbox.queued {
-                    peer.outbox.queued = true;
-                    to_flush.push_back(id);
+                viewer.outbox.full = true;
+                if !viewer.outbox.queued {
+                    viewer.outbox.queued = true;
+                    wire.to_flush.push_back(id);
                 }
             }
             None => {
-                counters.keyframe_cache_misses += 1;
+                wire.counters.keyframe_cache_misses += 1;
                 if room.publisher.is_some() {
-                    counters.keyframe_requests += 1;
+                    wire.counters.keyframe_requests += 1;
                     self.request_keyframe(room_id, now);
                 }
             }
@@ -200,36 +210,32 @@ impl SfuCore {
             }
         }
         let mut wants_keyframe = false;
+        let mut wire = Wire {
+            counters: &mut *counters,
+            transmits: &mut *transmits,
+            to_flush: &mut *to_flush,
+        };
         for &viewer in &room.viewers {
             let Some(peer) = peers.get_mut(&viewer) else {
                 continue;
             };
-            let Role::Viewer(tracks) = &mut peer.role else {
+            let (Some(tracks), mut wire_to) = ViewerWire::of(viewer, peer) else {
                 continue;
             };
             let Some(track) = tracks[kind.index()].as_mut() else {
                 continue;
             };
             match track.forwarder.forward(&source, now) {
-                Ok(header) => {
-                    write_rtp(&mut peer.connection, &header, &source, now, counters);
-                    peer.outbox.rtp += 1;
-                    if peer.outbox.rtp >= MAX_RTP_PER_DRAIN {
-                        drain_engine(&mut peer.connection, &mut peer.outbox, transmits);
-                    } else if !peer.outbox.queued {
-                        peer.outbox.queued = true;
-                        to_flush.push_back(viewer);
-                    }
-                }
+                Ok(header) => wire_to.send(track.stream.as_mut(), &header, &source, now, &mut wire),
                 Err(DropReason::WaitingForKeyframe) => {
                     wants_keyframe = true;
-                    counters.forward_waiting_for_keyframe += 1;
+                    wire.counters.forward_waiting_for_keyframe += 1;
                 }
-                Err(DropReason::Stale | DropReason::OldEpoch) => counters.forward_stale += 1,
+                Err(DropReason::Stale | DropReason::OldEpoch) => wire.counters.forward_stale += 1,
             }
         }
         if !room.taps.is_empty() {
-            room.send_to_taps(TapEvent::Packet(source), &mut counters.tap_dropped);
+            room.send_to_taps(TapEvent::Packet(source), &mut wire.counters.tap_dropped);
         }
         if wants_keyframe {
             let room_id = room.id.clone();
@@ -279,13 +285,22 @@ impl SfuCore {
                     }
                 }
             }
-            Role::Viewer(tracks) => {
+            Role::Viewer(_) => {
+                let (Some(tracks), mut viewer) = ViewerWire::of(id, peer) else {
+                    return;
+                };
+                let mut wire = Wire {
+                    counters: &mut *counters,
+                    transmits: &mut *transmits,
+                    to_flush: &mut *to_flush,
+                };
                 let mut answered = 0;
+                let mut viewer_asks_keyframe = false;
                 for packet in &packets {
                     let any = packet.as_any();
                     if let Some(nack) = any.downcast_ref::<TransportLayerNack>() {
                         let Some(track) = tracks
-                            .iter()
+                            .iter_mut()
                             .flatten()
                             .find(|t| t.plan.ssrc == nack.media_ssrc)
                         else {
@@ -294,7 +309,7 @@ impl SfuCore {
                         let ring = &room.rings[track.plan.codec.kind().index()];
                         for pair in &nack.nacks {
                             for output_seq in *pair {
-                                counters.nacks_received += 1;
+                                wire.counters.nacks_received += 1;
                                 if answered >= MAX_RETRANSMISSIONS_PER_NACK {
                                     continue;
                                 }
@@ -307,36 +322,31 @@ impl SfuCore {
                                 }) {
                                     Some((packet, header)) => {
                                         answered += 1;
-                                        write_rtp(
-                                            &mut peer.connection,
+                                        wire.counters.retransmissions += 1;
+                                        viewer.send(
+                                            track.stream.as_mut(),
                                             &header,
                                             packet,
                                             now,
-                                            counters,
+                                            &mut wire,
                                         );
-                                        peer.outbox.rtp += 1;
-                                        if peer.outbox.rtp >= MAX_RTP_PER_DRAIN {
-                                            drain_engine(
-                                                &mut peer.connection,
-                                                &mut peer.outbox,
-                                                transmits,
-                                            );
-                                        }
-                                        counters.retransmissions += 1;
                                     }
-                                    None => counters.retransmission_misses += 1,
+                                    None => wire.counters.retransmission_misses += 1,
                                 }
                             }
                         }
                     } else if any.downcast_ref::<PictureLossIndication>().is_some()
                         || any.downcast_ref::<FullIntraRequest>().is_some()
                     {
-                        wants_keyframe = true;
+                        viewer_asks_keyframe = true;
                     }
                 }
-                if answered > 0 && !peer.outbox.queued {
-                    peer.outbox.queued = true;
-                    to_flush.push_back(id);
+                if viewer_asks_keyframe
+                    && let Some(video) = tracks[MediaKind::Video.index()].as_mut()
+                {
+                    wire.counters.viewer_keyframe_requests += 1;
+                    wants_keyframe =
+                        answer_keyframe_request(room, video, &mut viewer, &mut wire, now);
                 }
             }
         }
@@ -396,6 +406,207 @@ impl SfuCore {
             self.counters.plis_sent += 1;
             tracing::debug!(peer = %publisher, "PLI sent to publisher");
             self.mark_flush(publisher);
+        }
+    }
+}
+
+/// Where forwarded packets go: the core's counters and transmit queue, and the queue of
+/// engines to drain.
+struct Wire<'a> {
+    counters: &'a mut SfuCounters,
+    transmits: &'a mut VecDeque<Transmit>,
+    to_flush: &'a mut VecDeque<PeerId>,
+}
+
+/// One viewer's sending side: its fast path if it has one, else its engine.
+struct ViewerWire<'a> {
+    id: PeerId,
+    connection: &'a mut RTCPeerConnection,
+    outbox: &'a mut Outbox,
+    fast_path: Option<&'a mut FastPath>,
+}
+
+impl<'a> ViewerWire<'a> {
+    /// Splits a peer into its viewer tracks (`None` for a publisher) and its sending side.
+    fn of(id: PeerId, peer: &'a mut Peer) -> (Option<&'a mut [Option<ViewerTrack>; 2]>, Self) {
+        let Peer {
+            role,
+            connection,
+            outbox,
+            fast_path,
+            ..
+        } = peer;
+        let tracks = match role {
+            Role::Viewer(tracks) => Some(tracks),
+            Role::Publisher(_) => None,
+        };
+        let wire = Self {
+            id,
+            connection,
+            outbox,
+            fast_path: fast_path.as_mut(),
+        };
+        (tracks, wire)
+    }
+
+    /// Sends one rewritten packet (live, replayed or a retransmission): protected by the
+    /// fast path straight into the transmit queue, or, without a fast path, written into
+    /// the engine (drained every [`MAX_RTP_PER_DRAIN`] packets).
+    fn send(
+        &mut self,
+        stream: Option<&mut OutboundStream>,
+        header: &OutputHeader,
+        source: &SourcePacket,
+        now: Instant,
+        wire: &mut Wire<'_>,
+    ) {
+        if let (Some(fast_path), Some(stream)) = (self.fast_path.as_deref_mut(), stream) {
+            let len = fast_path.sender.protected_len(stream, source.payload.len());
+            let mut contents = BytesMut::zeroed(len);
+            let fields = PacketFields::from(header);
+            match fast_path
+                .sender
+                .protect_rtp(stream, &fields, &source.payload, now, &mut contents)
+            {
+                Ok(protected) => {
+                    contents.truncate(protected.len);
+                    wire.transmits.push_back(Transmit {
+                        destination: fast_path.destination,
+                        contents,
+                    });
+                    wire.counters.rtp_forwarded += 1;
+                    wire.counters.rtp_fast_path += 1;
+                }
+                Err(_) => wire.counters.forward_write_errors += 1,
+            }
+            return;
+        }
+        write_rtp(self.connection, header, source, now, wire.counters);
+        self.outbox.rtp += 1;
+        if self.outbox.rtp >= MAX_RTP_PER_DRAIN {
+            drain_engine(self.connection, self.outbox, wire.transmits);
+        } else if !self.outbox.queued {
+            self.outbox.queued = true;
+            wire.to_flush.push_back(self.id);
+        }
+    }
+}
+
+/// A viewer's PLI or FIR: nothing if a keyframe reached it a moment ago (or it waits for
+/// its first), a replay of the room's cached GOP to it alone if the cache is complete, and
+/// only otherwise a request to the publisher (returns `true`; coalesced by the caller).
+fn answer_keyframe_request(
+    room: &Room,
+    video: &mut ViewerTrack,
+    viewer: &mut ViewerWire<'_>,
+    wire: &mut Wire<'_>,
+    now: Instant,
+) -> bool {
+    let answer = answer_viewer_keyframe_request(
+        now,
+        video.forwarder.last_keyframe_sent(),
+        video.forwarder.needs_keyframe(room.epoch),
+        room.keyframe_cache.is_complete(room.epoch),
+    );
+    match answer {
+        ViewerKeyframeAnswer::AlreadyServed => {
+            wire.counters.viewer_keyframe_requests_already_served += 1;
+            false
+        }
+        ViewerKeyframeAnswer::ReplayFromCache => {
+            let Some((packets, frames)) = room.keyframe_cache.snapshot(room.epoch) else {
+                return true;
+            };
+            if !video
+                .forwarder
+                .prepare_replay_on_request(&packets[0], frames, now)
+            {
+                return true;
+            }
+            wire.counters.viewer_keyframe_requests_replayed += 1;
+            for packet in packets {
+                if let Ok(header) = video.forwarder.forward(packet, now) {
+                    viewer.send(video.stream.as_mut(), &header, packet, now, wire);
+                    wire.counters.keyframe_cache_replayed += 1;
+                }
+            }
+            false
+        }
+        ViewerKeyframeAnswer::AskPublisher => true,
+    }
+}
+
+/// Turns a connected viewer's fast path on: reads the negotiated profile and DTLS role,
+/// re-derives the SRTP keys from the tap, and builds one stream per track. Nothing changes
+/// on error (the viewer stays on the engine's write path).
+pub(super) fn start_fast_path(peer: &mut Peer, now: Instant) -> Result<(), FastPathError> {
+    let (Some(tap), Some(destination)) = (peer.srtp_tap.take(), peer.nominated) else {
+        return Err(FastPathError::KeysNotExported);
+    };
+    let Role::Viewer(tracks) = &mut peer.role else {
+        return Err(FastPathError::KeysNotExported);
+    };
+    let negotiated = NegotiatedSrtp::of_connection(&mut peer.connection, now)?;
+    let keys = tap.session_keys(negotiated)?;
+    let sender = FastPathSender::new(&keys, tap.crypto())?;
+    let mut streams = [None, None];
+    for (slot, track) in streams.iter_mut().zip(tracks.iter()) {
+        if let Some(track) = track {
+            let template = RtpHeaderTemplate::for_forwarder(track.forwarder.config())?;
+            *slot = Some(OutboundStream::new(template, track.plan.codec.clock_rate()));
+        }
+    }
+    for (track, stream) in tracks.iter_mut().zip(streams) {
+        if let Some(track) = track {
+            track.stream = stream;
+        }
+    }
+    peer.fast_path = Some(FastPath {
+        sender,
+        destination,
+        wall_clock_base: (now, SystemTime::now()),
+        next_sender_report: now + SENDER_REPORT_INTERVAL,
+    });
+    Ok(())
+}
+
+impl SfuCore {
+    /// Sender reports for the fast-path streams that are due (about one a second each),
+    /// written through the viewer's engine, which protects them with its SRTCP context.
+    pub(super) fn send_sender_reports(&mut self, now: Instant) {
+        let mut written = Vec::new();
+        for (&id, peer) in self.peers.iter_mut() {
+            let Some(fast_path) = peer.fast_path.as_mut() else {
+                continue;
+            };
+            if now < fast_path.next_sender_report {
+                continue;
+            }
+            fast_path.next_sender_report = now + SENDER_REPORT_INTERVAL;
+            let ntp = fast_path.ntp_time(now);
+            let Role::Viewer(tracks) = &peer.role else {
+                continue;
+            };
+            for track in tracks.iter().flatten() {
+                let Some(report) = track
+                    .stream
+                    .as_ref()
+                    .and_then(|stream| stream.build_sender_report(now, ntp))
+                else {
+                    continue;
+                };
+                let sent = peer
+                    .connection
+                    .rtp_sender(track.plan.sender)
+                    .map(|mut sender| sender.write_rtcp(now, vec![Box::new(report)]));
+                if let Some(Ok(())) = sent {
+                    self.counters.fast_path_sender_reports += 1;
+                    written.push(id);
+                }
+            }
+        }
+        for id in written {
+            self.mark_flush(id);
         }
     }
 }

@@ -74,7 +74,15 @@ impl SfuCore {
             return;
         };
         peer.last_received = now;
-        let nominates = peer.lifecycle == Lifecycle::Checking && stun_nominates(datagram);
+        let nominating = stun_nominates(datagram);
+        if nominating {
+            // Where the fast path sends: the pair the (controlling) client nominated.
+            peer.nominated = Some(from);
+            if let Some(fast_path) = peer.fast_path.as_mut() {
+                fast_path.destination = from;
+            }
+        }
+        let nominates = peer.lifecycle == Lifecycle::Checking && nominating;
         let message = TaggedBytesMut {
             now,
             transport: TransportContext {
@@ -207,7 +215,16 @@ impl SfuCore {
             role,
         });
         match role {
-            PeerRole::Viewer => self.start_viewer(id, &room_id, now),
+            PeerRole::Viewer => {
+                if let Some(peer) = self.peers.get_mut(&id)
+                    && peer.srtp_tap.is_some()
+                    && let Err(err) = super::fanout::start_fast_path(peer, now)
+                {
+                    self.counters.fast_path_unavailable += 1;
+                    tracing::warn!(peer = %id, %err, "viewer stays on the engine's RTP path");
+                }
+                self.start_viewer(id, &room_id, now)
+            }
             // An encoder starts with a keyframe: nothing to ask for yet.
             PeerRole::Publisher => {}
         }
@@ -361,6 +378,7 @@ impl SfuCore {
         for publisher in pli_due {
             self.send_pli(publisher, now);
         }
+        self.send_sender_reports(now);
         for id in idle {
             if let Some(mut room) = self.rooms.remove(&id) {
                 room.send_to_taps(TapEvent::RoomClosed, &mut self.counters.tap_dropped);

@@ -2,6 +2,7 @@
 //! what its engine holds for the wire.
 
 use super::Transmit;
+use crate::fast_path::{FastPathSender, OutboundStream, SrtpKeyTap, ntp_time};
 use crate::forwarder::Forwarder;
 use crate::ids::{PeerId, RoomId};
 use crate::peer::{InboundTrackPlan, OutboundTrackPlan};
@@ -12,7 +13,8 @@ use rtc::rtp_transceiver::RTCRtpReceiverId;
 use rtc::sansio::Protocol;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::time::Instant;
+use std::net::SocketAddr;
+use std::time::{Instant, SystemTime};
 
 /// Peers by id. The map is read once per viewer per forwarded packet, and SipHash (the
 /// std default, built against untrusted keys) costs more there than the rest of the
@@ -107,6 +109,33 @@ pub(super) struct PublisherState {
 pub(super) struct ViewerTrack {
     pub(super) plan: OutboundTrackPlan,
     pub(super) forwarder: Forwarder,
+    /// The fast path's state of this SSRC (header template, rollover counter, sender
+    /// report), once the viewer's fast path is on.
+    pub(super) stream: Option<OutboundStream>,
+}
+
+/// A viewer's SRTP fast path: forwarded RTP bypasses the engine's write path.
+///
+/// Once this exists the engine never sees the viewer's RTP again (two SRTP contexts with
+/// one key on one SSRC would reuse keystream); the engine keeps ICE, DTLS, SCTP and RTCP.
+pub(super) struct FastPath {
+    /// Our SRTP transform for the viewer.
+    pub(super) sender: FastPathSender,
+    /// The address of the ICE pair the viewer nominated (where forwarded RTP goes).
+    pub(super) destination: SocketAddr,
+    /// `now` and the wall clock read once when the fast path started: sender reports map
+    /// the core's clock to NTP time from it (the core reads no clock per packet).
+    pub(super) wall_clock_base: (Instant, SystemTime),
+    /// When the next sender reports are due.
+    pub(super) next_sender_report: Instant,
+}
+
+impl FastPath {
+    /// The wall-clock NTP time of `now` (see [`FastPath::wall_clock_base`]).
+    pub(super) fn ntp_time(&self, now: Instant) -> u64 {
+        let (base, wall) = self.wall_clock_base;
+        ntp_time(wall + now.saturating_duration_since(base))
+    }
 }
 
 /// What the peer does in its room.
@@ -137,6 +166,12 @@ pub(super) struct Peer {
     pub(super) timer: Option<Instant>,
     /// What its engine holds for the wire.
     pub(super) outbox: Outbox,
+    /// Learns the SRTP keys of a viewer's DTLS handshake (fast path wanted).
+    pub(super) srtp_tap: Option<SrtpKeyTap>,
+    /// The source address of the viewer's latest nominating STUN request.
+    pub(super) nominated: Option<SocketAddr>,
+    /// The viewer's SRTP fast path, once it is connected and its keys are known.
+    pub(super) fast_path: Option<FastPath>,
 }
 
 impl Peer {
@@ -162,6 +197,9 @@ impl Peer {
             },
             timer: None,
             outbox: Outbox::default(),
+            srtp_tap: None,
+            nominated: None,
+            fast_path: None,
         }
     }
 }

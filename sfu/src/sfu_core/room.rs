@@ -212,6 +212,7 @@ impl SfuCore {
             local_pwd,
             tracks,
             has_data_channel,
+            srtp_tap,
             ..
         } = negotiated;
         let mut rng_seq: u16 = rand::random();
@@ -230,20 +231,20 @@ impl SfuCore {
                         initial_timestamp: rand::random(),
                     }),
                     plan,
+                    stream: None,
                 }
             });
         }
         self.demux.register(id, &local_ufrag, &local_pwd);
-        self.peers.insert(
-            id,
-            Peer::new(
-                room_id.clone(),
-                connection,
-                Role::Viewer(viewer_tracks),
-                has_data_channel,
-                now,
-            ),
+        let mut peer = Peer::new(
+            room_id.clone(),
+            connection,
+            Role::Viewer(viewer_tracks),
+            has_data_channel,
+            now,
         );
+        peer.srtp_tap = srtp_tap;
+        self.peers.insert(id, peer);
         self.counters.peers_created += 1;
         tracing::debug!(room = %room_id, peer = %id, "viewer session created");
         self.drain_peer(id, now);
