@@ -199,3 +199,43 @@ export async function waitFor(fn, { timeout = 20000, interval = 250, message = '
     await new Promise((r) => setTimeout(r, interval));
   }
 }
+
+/** Chinese characters and full-width punctuation. */
+export const CJK = /[\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff01-\uff60]/;
+
+/** Visible text (and labels) outside user content (`translate="no"`) that is still Chinese. */
+export const chineseLeft = (page) => page.evaluate((source) => {
+  const cjk = new RegExp(source);
+  const found = [];
+  const userContent = (el) => el.closest('[translate="no"]');
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const el = node.parentElement;
+    if (!el || userContent(el) || !cjk.test(node.textContent)) continue;
+    if (!el.checkVisibility({ visibilityProperty: true })) continue;
+    found.push(node.textContent.trim());
+  }
+  for (const el of document.querySelectorAll('[placeholder], [aria-label], [title]')) {
+    if (userContent(el) || !el.checkVisibility({ visibilityProperty: true })) continue;
+    for (const attr of ['placeholder', 'aria-label', 'title']) {
+      const value = el.getAttribute(attr);
+      if (value && cjk.test(value)) found.push(`${attr}=${value}`);
+    }
+  }
+  if (cjk.test(document.title)) found.push(`title=${document.title}`);
+  return found;
+}, CJK.source);
+
+
+/**
+ * Publishes the page's fake camera to `room` by WHIP (H.264) as the holder of `token`, from
+ * the quick test page; resolves once the publisher is connected (window.publisher).
+ */
+export async function publishFromPage(page, base, room, token) {
+  await page.goto(`${base}/#/quick`);
+  await page.evaluate(async ({ room: id, token: jwt }) => {
+    const { publish } = await import('./whip.js');
+    const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 360 }, audio: true });
+    window.publisher = await publish(`${location.origin}/whip/${encodeURIComponent(id)}`, jwt, stream, 'video/H264', { dataChannel: false });
+  }, { room, token });
+}

@@ -11,12 +11,11 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import {
-  startAccountsServer, launchIsolatedBrowser, waitFor, artifacts, login, register, apiCall,
+  startAccountsServer, launchIsolatedBrowser, waitFor, artifacts, login, register, apiCall, chineseLeft,
 } from './harness.mjs';
 
 const PHONE = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 };
 const DESKTOP = { viewport: { width: 1366, height: 768 } };
-const CJK = /[\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff01-\uff60]/;
 
 let server;
 let chromium;
@@ -44,29 +43,6 @@ const playing = (page) => page.evaluate(() => {
   const v = document.getElementById('live-video');
   return !!v && v.currentTime > 0.3 && !v.paused && v.videoWidth > 0;
 });
-
-/** Visible text (and labels) outside user content (`translate="no"`) that is still Chinese. */
-const chineseLeft = (page) => page.evaluate((source) => {
-  const cjk = new RegExp(source);
-  const found = [];
-  const userContent = (el) => el.closest('[translate="no"]');
-  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
-  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
-    const el = node.parentElement;
-    if (!el || userContent(el) || !cjk.test(node.textContent)) continue;
-    if (!el.checkVisibility({ visibilityProperty: true })) continue;
-    found.push(node.textContent.trim());
-  }
-  for (const el of document.querySelectorAll('[placeholder], [aria-label], [title]')) {
-    if (userContent(el) || !el.checkVisibility({ visibilityProperty: true })) continue;
-    for (const attr of ['placeholder', 'aria-label', 'title']) {
-      const value = el.getAttribute(attr);
-      if (value && cjk.test(value)) found.push(`${attr}=${value}`);
-    }
-  }
-  if (cjk.test(document.title)) found.push(`title=${document.title}`);
-  return found;
-}, CJK.source);
 
 before(async () => {
   server = await startAccountsServer();
