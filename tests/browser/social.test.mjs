@@ -272,8 +272,11 @@ test('the studio lists 在线观众 and schedules a show; viewers reserve it (�
   await waitFor(async () => (await studio.$$eval('#viewer-list .viewer-row', (els) => els.map((e) => Number(e.dataset.user)))).includes(accounts.alice.user.id),
     { message: 'Alice in the viewers list' });
   assert.match(await studio.textContent('#viewer-list'), /Alice 小爱/);
-  const viewers = await apiCall(server.base, 'GET', '/api/rooms/demo/viewers', undefined, accounts.host.token);
-  assert.equal(await studio.getAttribute('#viewer-summary', 'data-count'), String(viewers.count));
+  // The count agrees with the API (re-read on every presence change).
+  await waitFor(async () => {
+    const viewers = await apiCall(server.base, 'GET', '/api/rooms/demo/viewers', undefined, accounts.host.token);
+    return (await studio.getAttribute('#viewer-summary', 'data-count')) === String(viewers.count);
+  }, { message: 'the studio count is the API count' });
 
   // A show tomorrow at 20:00 (local time, as the input takes it).
   const tomorrow = new Date(Date.now() + 24 * 3600 * 1000);
@@ -307,6 +310,8 @@ test('in English no Chinese is left on the new pages and sheets (user content as
   await alice.goto(`${server.base}/#/wallet`);
   await alice.click('#lang-toggle');
   const check = async (what) => {
+    // Toasts shown before the switch are transient and stay in their language.
+    await alice.evaluate(() => document.getElementById('toasts').replaceChildren());
     const left = await chineseLeft(alice);
     assert.deepEqual(left, [], `${what}: ${left.join(' | ')}`);
   };

@@ -94,7 +94,7 @@ export function createPhotoGrid({ id, photos = [], labelKey }) {
     el: h('div', { class: 'field upload-field' },
       h('label', { for: `${id}-input`, i18n: labelKey }),
       grid, input,
-      h('small', { class: 'hint', text: t('upload.photosHint', { n: MAX_PHOTOS }) }),
+      h('small', { class: 'hint', i18n: 'upload.photosHint' }),
       status),
     get value() { return urls; },
   };
