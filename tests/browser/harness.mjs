@@ -239,3 +239,33 @@ export async function publishFromPage(page, base, room, token) {
     window.publisher = await publish(`${location.origin}/whip/${encodeURIComponent(id)}`, jwt, stream, 'video/H264', { dataChannel: false });
   }, { room, token });
 }
+
+/** A phone (390×844, touch) and a laptop screen, as the issue 16 tests use them. */
+export const PHONE = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 };
+export const DESKTOP = { viewport: { width: 1366, height: 768 } };
+
+/**
+ * Pages of an isolated browser, each logged in as `session` (a login answer) or not;
+ * `closeAll()` closes every page opened.
+ */
+export function sessionPages(isolated) {
+  const opened = [];
+  return {
+    async open(session, options = PHONE) {
+      const page = await isolated.newPage(options);
+      opened.push(page);
+      if (session) {
+        await page.addInitScript((value) => {
+          if (!localStorage.getItem('queqiao.session')) localStorage.setItem('queqiao.session', value);
+        }, JSON.stringify(session));
+      }
+      return page;
+    },
+    async closeAll() {
+      for (const page of opened.splice(0)) await page.close().catch(() => {});
+    },
+  };
+}
+
+/** The texts of the chat lines that arrived (not one's own still on their way). */
+export const chatTexts = (page) => page.$$eval('#chat-list .chat-msg:not(.chat-pending) .chat-text', (els) => els.map((e) => e.textContent));

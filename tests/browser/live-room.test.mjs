@@ -11,32 +11,18 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import {
-  startAccountsServer, launchIsolatedBrowser, waitFor, artifacts, login, register, apiCall, chineseLeft,
+  startAccountsServer, launchIsolatedBrowser, waitFor, artifacts, login, register, apiCall, chineseLeft, sessionPages, chatTexts, DESKTOP,
 } from './harness.mjs';
-
-const PHONE = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 };
-const DESKTOP = { viewport: { width: 1366, height: 768 } };
 
 let server;
 let chromium;
 let accounts;
 let studio;
 let alice;
-const pages = [];
-
-async function userPage(session, options = PHONE) {
-  const page = await chromium.newPage(options);
-  pages.push(page);
-  if (session) {
-    await page.addInitScript((value) => {
-      if (!localStorage.getItem('queqiao.session')) localStorage.setItem('queqiao.session', value);
-    }, JSON.stringify(session));
-  }
-  return page;
-}
+let pages;
+const userPage = (session, options) => pages.open(session, options);
 
 const shot = (page, name) => page.screenshot({ path: join(artifacts, `live-room-${name}.png`) });
-const chatTexts = (page) => page.$$eval('#chat-list .chat-msg:not(.chat-pending) .chat-text', (els) => els.map((e) => e.textContent));
 const formError = (page, form) => page.textContent(`${form} .form-error`);
 const viewerCount = (page) => page.getAttribute('#viewer-count', 'data-count').then(Number);
 const playing = (page) => page.evaluate(() => {
@@ -47,6 +33,7 @@ const playing = (page) => page.evaluate(() => {
 before(async () => {
   server = await startAccountsServer();
   chromium = await launchIsolatedBrowser();
+  pages = sessionPages(chromium);
   const admin = await login(server.base, server.accounts.admin.login, server.accounts.admin.password);
   accounts = {
     admin,
@@ -58,7 +45,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const page of pages) await page.close().catch(() => {});
+  if (pages) await pages.closeAll();
   if (chromium) await chromium.close();
   if (server) assert.equal(await server.stop(), 0, 'queqiao exits cleanly on SIGTERM');
 });

@@ -10,32 +10,18 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import {
-  startAccountsServer, launchIsolatedBrowser, waitFor, artifacts, login, register, apiCall, chineseLeft, publishFromPage,
+  startAccountsServer, launchIsolatedBrowser, waitFor, artifacts, login, register, apiCall, chineseLeft, sessionPages, chatTexts, DESKTOP, publishFromPage,
 } from './harness.mjs';
-
-const PHONE = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 };
-const DESKTOP = { viewport: { width: 1366, height: 768 } };
 
 let server;
 let chromium;
 let accounts;
 let alice;
 let publisher;
-const pages = [];
-
-async function userPage(session, options = PHONE) {
-  const page = await chromium.newPage(options);
-  pages.push(page);
-  if (session) {
-    await page.addInitScript((value) => {
-      if (!localStorage.getItem('queqiao.session')) localStorage.setItem('queqiao.session', value);
-    }, JSON.stringify(session));
-  }
-  return page;
-}
+let pages;
+const userPage = (session, options) => pages.open(session, options);
 
 const shot = (page, name) => page.screenshot({ path: join(artifacts, `social-${name}.png`) });
-const chatTexts = (page) => page.$$eval('#chat-list .chat-msg:not(.chat-pending) .chat-text', (els) => els.map((e) => e.textContent));
 
 /** A room WebSocket as `token` (opened in a helper page) that says `text`, closed once stored. */
 let speaker = null;
@@ -53,6 +39,7 @@ async function say(token, text) {
 before(async () => {
   server = await startAccountsServer(['--payment-sandbox']);
   chromium = await launchIsolatedBrowser();
+  pages = sessionPages(chromium);
   accounts = {
     host: await login(server.base, server.accounts.host.login, server.accounts.host.password),
     alice: await register(server.base, 'alice', 'Alice 小爱'),
@@ -66,7 +53,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const page of pages) await page.close().catch(() => {});
+  if (pages) await pages.closeAll();
   if (chromium) await chromium.close();
   if (server) assert.equal(await server.stop(), 0, 'queqiao exits cleanly on SIGTERM');
 });

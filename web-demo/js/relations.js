@@ -26,5 +26,8 @@ export async function loadBlocks() {
 
 export const isBlocked = (userId) => blocked.has(userId);
 
+/** The ids I block. */
+export const blockedIds = () => [...blocked];
+
 export async function block(userId) { set(await api.block(userId)); }
 export async function unblock(userId) { set(await api.unblock(userId)); }

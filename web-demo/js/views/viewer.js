@@ -320,6 +320,9 @@ export async function viewerView(container, { id: room }) {
   player.start();
   video.addEventListener('volumechange', drawUnmute);
 
+  // Lines drawn before the block list arrived (or blocked elsewhere) are taken away.
+  const onBlocks = () => relations.blockedIds().forEach((id) => chat.hideUser(id));
+  window.addEventListener('blockschange', onBlocks);
   const onSession = () => { const jwt = token(); if (jwt) link.authenticate(jwt); relations.loadBlocks(); };
   leaderboard.refresh();
   const relabel = () => { drawMode(player.mode); drawStatus(); drawViewers(); };
@@ -343,6 +346,7 @@ export async function viewerView(container, { id: room }) {
     share.destroy();
     giftPanel.destroy();
     window.removeEventListener('sessionchange', onSession);
+    window.removeEventListener('blockschange', onBlocks);
     window.removeEventListener('langchange', relabel);
     document.removeEventListener('visibilitychange', onVisible);
     window.queqiao.watch = null;
