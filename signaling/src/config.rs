@@ -202,6 +202,7 @@ struct FileSettings {
     recordings_max_total_bytes: Option<u64>,
     recordings_min_free_bytes: Option<u64>,
     payment_sandbox: Option<bool>,
+    webhooks: Option<crate::webhooks::WebhookSettings>,
 }
 
 /// The effective configuration.
@@ -298,6 +299,8 @@ pub struct Config {
     pub recordings_min_free_bytes: u64,
     /// Recharges go through the sandbox payment provider (no real money; tests, demos).
     pub payment_sandbox: bool,
+    /// Operator webhooks (`[webhooks]`: url, secret, retries).
+    pub webhooks: crate::webhooks::WebhookSettings,
 }
 
 impl Config {
@@ -380,6 +383,7 @@ impl Default for Config {
             recordings_max_total_bytes: 0,
             recordings_min_free_bytes: 256 * 1024 * 1024,
             payment_sandbox: false,
+            webhooks: crate::webhooks::WebhookSettings::default(),
         }
     }
 }
@@ -551,6 +555,7 @@ impl Config {
                 .unwrap_or(defaults.recordings_min_free_bytes),
             payment_sandbox: args.payment_sandbox
                 || file.payment_sandbox.unwrap_or(defaults.payment_sandbox),
+            webhooks: file.webhooks.unwrap_or(defaults.webhooks),
         })
     }
 }

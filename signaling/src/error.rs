@@ -80,6 +80,12 @@ pub enum AppError {
     /// The payment provider declined a recharge (nothing was credited).
     #[error("{0}")]
     PaymentDeclined(String),
+    /// An uploaded image does not decode.
+    #[error("{0}")]
+    BadImage(String),
+    /// An uploaded image's dimensions or decoded size exceed the limits.
+    #[error("{0}")]
+    ImageTooLarge(String),
 }
 
 impl AppError {
@@ -112,6 +118,8 @@ impl AppError {
             AppError::AccountTaken => (StatusCode::CONFLICT, "username_taken"),
             AppError::WrongCredentials => (StatusCode::UNAUTHORIZED, "wrong_password"),
             AppError::PaymentDeclined(_) => (StatusCode::PAYMENT_REQUIRED, "payment_declined"),
+            AppError::BadImage(_) => (StatusCode::UNPROCESSABLE_ENTITY, "bad_image"),
+            AppError::ImageTooLarge(_) => (StatusCode::UNPROCESSABLE_ENTITY, "image_too_large"),
         }
     }
 }
@@ -216,6 +224,19 @@ impl From<crate::payment::PaymentError> for AppError {
         match err {
             PaymentError::NotConfigured => AppError::Unavailable(err.to_string()),
             PaymentError::Declined(_) => AppError::PaymentDeclined(err.to_string()),
+        }
+    }
+}
+
+impl From<crate::images::ImageError> for AppError {
+    fn from(err: crate::images::ImageError) -> Self {
+        use crate::images::ImageError;
+        match err {
+            ImageError::UnsupportedType => AppError::UnsupportedMediaType {
+                expected: "image/jpeg, image/png or image/webp (checked from the bytes)",
+            },
+            ImageError::TooLarge(_) => AppError::ImageTooLarge(err.to_string()),
+            ImageError::Malformed(_) => AppError::BadImage(err.to_string()),
         }
     }
 }

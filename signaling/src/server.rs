@@ -115,8 +115,11 @@ impl Server {
                 max_total_bytes: config.recordings_max_total_bytes,
             },
         ));
+        let webhooks = crate::webhooks::Webhooks::start(store.clone(), &config.webhooks);
+        let notices = crate::notify::NotifyHandle::start(store.clone(), &sfu, webhooks);
         let state = AppState {
             sfu: sfu.clone(),
+            notices,
             access: Arc::new(crate::access::AccessState::new(&config.access)),
             login_limiter: Arc::new(LoginLimiter::new(
                 config.login_attempts_per_minute_per_ip,

@@ -31,6 +31,8 @@ pub struct AppState {
     pub hls_audience: crate::live::HlsAudience,
     /// The access policy's own state (profile read limits, recent standings).
     pub access: Arc<crate::access::AccessState>,
+    /// Live notices to the users' own sockets (`/ws/me`).
+    pub notices: crate::notify::NotifyHandle,
     /// Abuse limits (connections, sessions, sockets, registrations, password work).
     pub limits: Arc<crate::limits::Limits>,
 }

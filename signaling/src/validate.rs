@@ -143,6 +143,62 @@ pub fn gender(value: Option<&str>) -> Result<Option<String>, AppError> {
     }
 }
 
+/// Education levels a profile may state.
+pub const EDUCATION_LEVELS: [&str; 5] =
+    ["high_school", "college", "bachelor", "master", "doctorate"];
+
+/// An education level, one of [`EDUCATION_LEVELS`].
+pub fn education(value: Option<&str>) -> Result<Option<String>, AppError> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) if EDUCATION_LEVELS.contains(&v) => Ok(Some(v.to_owned())),
+        Some(_) => Err(AppError::invalid(
+            "education",
+            "must be high_school, college, bachelor, master or doctorate",
+        )),
+    }
+}
+
+/// A height in centimetres, 120–230.
+pub fn height_cm(value: Option<i64>) -> Result<Option<i64>, AppError> {
+    match value {
+        None => Ok(None),
+        Some(h) if (120..=230).contains(&h) => Ok(Some(h)),
+        Some(_) => Err(AppError::invalid("height_cm", "must be 120–230")),
+    }
+}
+
+/// Most profile photos.
+pub const MAX_PHOTOS: usize = 9;
+
+/// The upload id in `/uploads/{id}.jpg` (what `POST /api/uploads` hands out), if `url` is one.
+pub fn upload_id(url: &str) -> Option<&str> {
+    let id = url.strip_prefix("/uploads/")?.strip_suffix(".jpg")?;
+    (id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))).then_some(id)
+}
+
+/// Profile photos: at most [`MAX_PHOTOS`] distinct upload URLs (whether they exist is the
+/// caller's check against storage).
+pub fn photos(values: &[String]) -> Result<Vec<String>, AppError> {
+    if values.len() > MAX_PHOTOS {
+        return Err(AppError::invalid("photos", "at most 9 photos"));
+    }
+    let mut out: Vec<String> = Vec::new();
+    for value in values {
+        let value = value.trim();
+        if upload_id(value).is_none() {
+            return Err(AppError::invalid(
+                "photos",
+                "each photo must be an upload URL (/uploads/{id}.jpg from POST /api/uploads)",
+            ));
+        }
+        if !out.iter().any(|p| p == value) {
+            out.push(value.to_owned());
+        }
+    }
+    Ok(out)
+}
+
 /// A birth year of an adult (18+), not before 1900.
 pub fn birth_year(value: Option<i64>, current_year: i64) -> Result<Option<i64>, AppError> {
     match value {
@@ -193,5 +249,17 @@ mod tests {
         assert!(birth_year(Some(2020), 2026).is_err());
         assert_eq!(birth_year(Some(1990), 2026).unwrap(), Some(1990));
         assert!(current_year() >= 2025);
+        assert!(height_cm(Some(119)).is_err());
+        assert_eq!(height_cm(Some(230)).unwrap(), Some(230));
+        assert!(education(Some("phd")).is_err());
+        assert_eq!(
+            education(Some("master")).unwrap().as_deref(),
+            Some("master")
+        );
+        let id = "0123456789abcdef0123456789abcdef";
+        assert_eq!(upload_id(&format!("/uploads/{id}.jpg")), Some(id));
+        assert!(upload_id("/uploads/../x.jpg").is_none());
+        assert!(photos(&["https://evil.example/a.jpg".into()]).is_err());
+        assert!(photos(&vec![format!("/uploads/{id}.jpg"); 10]).is_err());
     }
 }

@@ -129,6 +129,32 @@ pub enum HubCommand {
     },
     /// Current counters.
     Snapshot { reply: oneshot::Sender<HubSnapshot> },
+    /// Who is watching now (the host's own connections excluded).
+    Viewers { reply: oneshot::Sender<ViewerList> },
+}
+
+/// The room's live audience (在线观众), as the host's viewer list shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct ViewerList {
+    /// Connections watching (logged-in and anonymous), the same number `presence` reports.
+    pub count: usize,
+    /// Of those, connections without an account.
+    pub anonymous: usize,
+    /// The logged-in viewers, one entry per user (earliest connection), earliest first.
+    pub viewers: Vec<OnlineViewer>,
+}
+
+/// One logged-in viewer in a [`ViewerList`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct OnlineViewer {
+    /// User id.
+    pub user_id: i64,
+    /// Nickname.
+    pub nickname: String,
+    /// Avatar URL.
+    pub avatar_url: Option<String>,
+    /// When this user's first open connection joined (Unix ms).
+    pub joined_at: i64,
 }
 
 /// Result of a gap fetch.
@@ -156,6 +182,8 @@ pub struct HubSnapshot {
 struct Member {
     user: Option<UserSummary>,
     sink: Sink,
+    /// When the member joined (Unix ms).
+    joined_at: i64,
 }
 
 pub(super) struct Hub {
@@ -455,6 +483,9 @@ impl Hub {
             HubCommand::CanChat { user, reply } => {
                 let _ = reply.send(self.may_chat(user));
             }
+            HubCommand::Viewers { reply } => {
+                let _ = reply.send(self.viewers());
+            }
             HubCommand::Snapshot { reply } => {
                 let _ = reply.send(HubSnapshot {
                     members: self.members.len(),
@@ -537,7 +568,13 @@ impl Hub {
         if self.is_host(user.as_ref()) {
             self.host_members += 1;
         }
-        if let Some(previous) = self.members.insert(member, Member { user, sink }) {
+        let joined_at = crate::store::now_ms();
+        let entry = Member {
+            user,
+            sink,
+            joined_at,
+        };
+        if let Some(previous) = self.members.insert(member, entry) {
             if matches!(previous.sink, Sink::DataChannel(_)) {
                 self.data_channel_members -= 1;
             }
@@ -559,6 +596,34 @@ impl Hub {
     /// viewer, the studio, the room list and the API show the same number.
     fn audience(&self) -> usize {
         self.members.len().saturating_sub(self.host_members)
+    }
+
+    /// The audience (host connections excluded), logged-in users deduplicated.
+    fn viewers(&self) -> ViewerList {
+        let mut by_user: HashMap<i64, OnlineViewer> = HashMap::new();
+        let mut anonymous = 0;
+        for m in self.members.values() {
+            match &m.user {
+                None => anonymous += 1,
+                Some(u) if Some(u.id) == self.host_id => {}
+                Some(u) => {
+                    let entry = by_user.entry(u.id).or_insert_with(|| OnlineViewer {
+                        user_id: u.id,
+                        nickname: u.nickname.clone(),
+                        avatar_url: u.avatar_url.clone(),
+                        joined_at: m.joined_at,
+                    });
+                    entry.joined_at = entry.joined_at.min(m.joined_at);
+                }
+            }
+        }
+        let mut viewers: Vec<OnlineViewer> = by_user.into_values().collect();
+        viewers.sort_by_key(|v| (v.joined_at, v.user_id));
+        ViewerList {
+            count: self.audience(),
+            anonymous,
+            viewers,
+        }
     }
 
     fn leave(&mut self, member: MemberId) {

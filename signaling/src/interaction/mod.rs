@@ -413,6 +413,11 @@ impl Interaction {
             .await
     }
 
+    /// Who is watching a room now (starts the room's hub if it is not running: an empty list).
+    pub async fn viewers(&self, room: &RoomId) -> Option<hub::ViewerList> {
+        self.ask(room, |reply| HubCommand::Viewers { reply }).await
+    }
+
     /// A hub's counters.
     pub async fn snapshot(&self, room: &RoomId) -> Option<HubSnapshot> {
         self.ask(room, |reply| HubCommand::Snapshot { reply }).await

@@ -3,7 +3,7 @@
 use super::views::{AccountView, PageQuery, Paged, ProfileView};
 use crate::access::{not_found, require_admin};
 use crate::api_json::{ApiJson, double_option};
-use crate::auth::{ClientIp, CurrentUser, decoy_hash, hash_password, verify_password};
+use crate::auth::{ClientIp, CurrentUser, MaybeUser, decoy_hash, hash_password, verify_password};
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::{NewUser, ProfileUpdate, Role, StoreError, User};
@@ -104,6 +104,22 @@ pub struct ProfileRequest {
     pub bio: Option<Option<String>>,
     /// Tags.
     pub tags: Option<Vec<String>>,
+    /// Height in centimetres (120–230).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub height_cm: Option<Option<i64>>,
+    /// high_school, college, bachelor, master or doctorate.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub education: Option<Option<String>>,
+    /// Partner preferences (择偶条件), up to 300 characters.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub partner_preferences: Option<Option<String>>,
+    /// Up to 9 upload URLs (`/uploads/{id}.jpg`, uploaded by you); `null` or `[]` clears.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub photos: Option<Option<Vec<String>>>,
 }
 
 /// A password change.
@@ -253,9 +269,45 @@ pub(super) async fn update_me(
             .as_deref()
             .map(|t| validate::tags("tags", t))
             .transpose()?,
+        height_cm: body.height_cm.map(validate::height_cm).transpose()?,
+        education: body
+            .education
+            .map(|v| validate::education(v.as_deref()))
+            .transpose()?,
+        partner_preferences: body
+            .partner_preferences
+            .map(|v| validate::optional_text("partner_preferences", v.as_deref(), 300))
+            .transpose()?,
+        photos: match body.photos {
+            None => None,
+            Some(list) => Some(own_uploads(&state, user.id, &list.unwrap_or_default()).await?),
+        },
     };
     let updated = state.store.update_profile(user.id, &change).await?;
     Ok(Json(AccountView::from(&updated)))
+}
+
+/// Validated photo URLs, each an upload of `user`'s.
+async fn own_uploads(
+    state: &AppState,
+    user: i64,
+    urls: &[String],
+) -> Result<Vec<String>, AppError> {
+    let photos = validate::photos(urls)?;
+    for url in &photos {
+        let id = validate::upload_id(url).expect("validate::photos only keeps upload URLs");
+        match state.store.upload(id).await {
+            Ok(upload) if upload.user_id == user => {}
+            Ok(_) | Err(StoreError::NotFound) => {
+                return Err(AppError::invalid(
+                    "photos",
+                    "each photo must be one of your own uploads",
+                ));
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Ok(photos)
 }
 
 #[utoipa::path(put, path = "/api/me/password", tag = "accounts", security(("bearer" = [])), request_body = PasswordRequest,
@@ -280,6 +332,7 @@ pub(super) async fn change_password(
 pub(super) async fn profile(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    MaybeUser(caller): MaybeUser,
     Path(id): Path<i64>,
 ) -> Result<Json<ProfileView>, AppError> {
     state.access.profile_reads.check(ip)?;
@@ -288,7 +341,18 @@ pub(super) async fn profile(
         .user(id)
         .await
         .map_err(|e| not_found(e, "user"))?;
-    Ok(Json(ProfileView::from(&user)))
+    let (following, followers) = state
+        .store
+        .follow_status(caller.as_ref().map_or(0, |c| c.id), id)
+        .await?;
+    let live_room = state.store.live_room_of(id).await?;
+    Ok(Json(ProfileView::new(
+        &user,
+        validate::current_year(),
+        followers,
+        caller.is_some().then_some(following),
+        live_room,
+    )))
 }
 
 #[utoipa::path(get, path = "/api/users", tag = "admin", security(("bearer" = [])), params(PageQuery),

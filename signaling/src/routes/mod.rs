@@ -7,11 +7,16 @@ mod follows;
 mod health;
 mod interaction;
 mod metrics;
+mod notify_ws;
 mod openapi;
 mod recordings;
 mod restream;
 mod rooms;
+mod schedule;
 mod sessions;
+mod share;
+mod uploads;
+mod viewers;
 pub mod views;
 mod wallet;
 mod web;
@@ -41,6 +46,11 @@ pub fn app(state: AppState) -> Router {
         .merge(web::routes(&state))
         .merge(wallet::routes())
         .merge(follows::routes())
+        .merge(viewers::routes())
+        .merge(uploads::routes())
+        .merge(share::routes())
+        .merge(schedule::routes())
+        .merge(notify_ws::routes())
         .layer(axum::middleware::from_fn(cors::cors))
         .with_state(state)
 }

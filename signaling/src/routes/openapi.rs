@@ -1,6 +1,9 @@
 //! `GET /api/openapi.json`: the REST API described from the handlers' own annotations.
 
-use super::{accounts, interaction, recordings, restream, rooms, sessions, views};
+use super::{
+    accounts, interaction, recordings, restream, rooms, schedule, sessions, share, uploads,
+    viewers, views,
+};
 use crate::state::AppState;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -20,12 +23,16 @@ use utoipa::{Modify, OpenApi};
         interaction::gifts, interaction::wallet, interaction::top_up, interaction::send_gift, interaction::leaderboard,
         interaction::events, interaction::chat, interaction::mute, interaction::unmute, interaction::kick,
         interaction::delete_message,
+        viewers::viewers, uploads::upload, share::share, share::share_svg,
+        schedule::create, schedule::list, schedule::remove, schedule::reserve, schedule::unreserve, schedule::mine,
     ),
     components(schemas(
         crate::error::ErrorBody, crate::error::ErrorDetail, views::AccountView, views::ProfileView, views::RoomView,
         views::HostView, crate::store::Role, crate::store::Visibility, crate::store::Show, crate::live::SessionInfo,
         crate::store::Gift, crate::store::Wallet, crate::store::Gifter,
         recordings::RecordingView, restream::TargetView, restream::NewTargetRequest,
+        crate::interaction::hub::ViewerList, crate::interaction::hub::OnlineViewer, uploads::UploadView, share::ShareLinks,
+        schedule::ScheduleRequest, crate::store::ScheduledShow,
     )),
     modifiers(&BearerAuth),
     tags((name = "accounts"), (name = "rooms"), (name = "interaction"), (name = "moderation"), (name = "admin"))

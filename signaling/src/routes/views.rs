@@ -28,6 +28,14 @@ pub struct AccountView {
     pub bio: Option<String>,
     /// Interest tags.
     pub tags: Vec<String>,
+    /// Height in centimetres.
+    pub height_cm: Option<i64>,
+    /// Education level.
+    pub education: Option<String>,
+    /// Partner preferences (择偶条件).
+    pub partner_preferences: Option<String>,
+    /// Profile photos (upload URLs).
+    pub photos: Vec<String>,
     /// Whether the account is banned.
     pub banned: bool,
     /// Ban reason, if banned.
@@ -50,6 +58,10 @@ impl From<&User> for AccountView {
             city: u.city.clone(),
             bio: u.bio.clone(),
             tags: u.tags.clone(),
+            height_cm: u.height_cm,
+            education: u.education.clone(),
+            partner_preferences: u.partner_preferences.clone(),
+            photos: u.photos.clone(),
             banned: u.is_banned(),
             ban_reason: u.ban_reason.clone(),
             created_at: u.created_at,
@@ -57,7 +69,7 @@ impl From<&User> for AccountView {
     }
 }
 
-/// A user's public profile (what others see on a dating platform).
+/// A user's public profile (资料卡: what others see on a dating platform).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProfileView {
     /// Identity.
@@ -70,28 +82,60 @@ pub struct ProfileView {
     pub gender: Option<String>,
     /// Birth year.
     pub birth_year: Option<i64>,
+    /// Age this calendar year (from the birth year).
+    pub age: Option<i64>,
     /// City.
     pub city: Option<String>,
+    /// Height in centimetres.
+    pub height_cm: Option<i64>,
+    /// Education level.
+    pub education: Option<String>,
     /// Self-introduction.
     pub bio: Option<String>,
+    /// Partner preferences (择偶条件).
+    pub partner_preferences: Option<String>,
+    /// Profile photos (upload URLs).
+    pub photos: Vec<String>,
     /// Interest tags.
     pub tags: Vec<String>,
     /// Role (hosts are marked in the UI).
     pub role: Role,
+    /// How many follow this user.
+    pub followers: i64,
+    /// Whether the caller follows this user (only for a logged-in caller).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub following: Option<bool>,
+    /// The public room this user is live in now, if any.
+    pub live_room_id: Option<String>,
 }
 
-impl From<&User> for ProfileView {
-    fn from(u: &User) -> Self {
+impl ProfileView {
+    /// The profile of `u`, with the follow facts and live room gathered by the caller.
+    pub fn new(
+        u: &User,
+        current_year: i64,
+        followers: i64,
+        following: Option<bool>,
+        live_room_id: Option<String>,
+    ) -> Self {
         Self {
             id: u.id,
             nickname: u.nickname.clone(),
             avatar_url: u.avatar_url.clone(),
             gender: u.gender.clone(),
             birth_year: u.birth_year,
+            age: u.birth_year.map(|y| current_year - y),
             city: u.city.clone(),
+            height_cm: u.height_cm,
+            education: u.education.clone(),
             bio: u.bio.clone(),
+            partner_preferences: u.partner_preferences.clone(),
+            photos: u.photos.clone(),
             tags: u.tags.clone(),
             role: u.role,
+            followers,
+            following,
+            live_room_id,
         }
     }
 }

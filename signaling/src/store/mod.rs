@@ -8,12 +8,16 @@
 
 mod follows;
 mod interaction;
+mod profile;
 mod recordings;
 mod rooms;
+mod schedule;
 mod secrets;
 mod shows;
+mod uploads;
 mod users;
 mod wallet;
+mod webhooks;
 
 pub use follows::{LiveNotice, UserCard};
 pub use interaction::{
@@ -22,9 +26,12 @@ pub use interaction::{
 };
 pub use recordings::{Recording, RtmpTargetRow};
 pub use rooms::{NewRoom, Room, RoomFilter, RoomPage, RoomUpdate, Visibility};
+pub use schedule::ScheduledShow;
 pub use shows::Show;
+pub use uploads::UploadRecord;
 pub use users::{NewUser, ProfileUpdate, Role, User};
 pub use wallet::{NewRecharge, RechargeOrder};
+pub use webhooks::OutboxEvent;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};

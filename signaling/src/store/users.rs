@@ -65,6 +65,14 @@ pub struct User {
     pub bio: Option<String>,
     /// Interest tags.
     pub tags: Vec<String>,
+    /// Height in centimetres.
+    pub height_cm: Option<i64>,
+    /// Education level (`high_school`, `college`, `bachelor`, `master`, `doctorate`).
+    pub education: Option<String>,
+    /// Partner preferences (择偶条件).
+    pub partner_preferences: Option<String>,
+    /// Profile photos: upload URLs, at most 9.
+    pub photos: Vec<String>,
     /// When the user was banned, if they are.
     pub banned_at: Option<i64>,
     /// Why.
@@ -94,6 +102,10 @@ impl User {
             city: None,
             bio: None,
             tags: Vec::new(),
+            height_cm: None,
+            education: None,
+            partner_preferences: None,
+            photos: Vec::new(),
             banned_at: None,
             ban_reason: None,
             token_version: 0,
@@ -152,13 +164,22 @@ pub struct ProfileUpdate {
     pub bio: Option<Option<String>>,
     /// Interest tags.
     pub tags: Option<Vec<String>>,
+    /// Height in centimetres.
+    pub height_cm: Option<Option<i64>>,
+    /// Education level.
+    pub education: Option<Option<String>>,
+    /// Partner preferences.
+    pub partner_preferences: Option<Option<String>>,
+    /// Profile photos (`Some(vec![])` clears).
+    pub photos: Option<Vec<String>>,
 }
 
-const USER_COLUMNS: &str = "id, username, phone, password_hash, role, nickname, avatar_url, gender, birth_year, city, bio, tags, banned_at, ban_reason, token_version, created_at, updated_at";
+const USER_COLUMNS: &str = "id, username, phone, password_hash, role, nickname, avatar_url, gender, birth_year, city, bio, tags, height_cm, education, partner_preferences, photos, banned_at, ban_reason, token_version, created_at, updated_at";
 
 fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
     let role: String = row.try_get("role")?;
     let tags: String = row.try_get("tags")?;
+    let photos: String = row.try_get("photos")?;
     Ok(User {
         id: row.try_get("id")?,
         username: row.try_get("username")?,
@@ -172,6 +193,10 @@ fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
         city: row.try_get("city")?,
         bio: row.try_get("bio")?,
         tags: decode_tags(&tags)?,
+        height_cm: row.try_get("height_cm")?,
+        education: row.try_get("education")?,
+        partner_preferences: row.try_get("partner_preferences")?,
+        photos: decode_tags(&photos)?,
         banned_at: row.try_get("banned_at")?,
         ban_reason: row.try_get("ban_reason")?,
         token_version: row.try_get("token_version")?,
@@ -288,9 +313,22 @@ impl Store {
         if let Some(v) = &change.tags {
             user.tags = v.clone();
         }
+        if let Some(v) = change.height_cm {
+            user.height_cm = v;
+        }
+        if let Some(v) = &change.education {
+            user.education = v.clone();
+        }
+        if let Some(v) = &change.partner_preferences {
+            user.partner_preferences = v.clone();
+        }
+        if let Some(v) = &change.photos {
+            user.photos = v.clone();
+        }
         user.updated_at = now_ms();
         sqlx::query(&self.sql(
-            "UPDATE users SET nickname = $1, avatar_url = $2, gender = $3, birth_year = $4, city = $5, bio = $6, tags = $7, updated_at = $8 WHERE id = $9",
+            "UPDATE users SET nickname = $1, avatar_url = $2, gender = $3, birth_year = $4, city = $5, bio = $6, tags = $7, updated_at = $8, \
+             height_cm = $10, education = $11, partner_preferences = $12, photos = $13 WHERE id = $9",
         ))
         .bind(user.nickname.clone())
         .bind(user.avatar_url.clone())
@@ -301,6 +339,10 @@ impl Store {
         .bind(encode_tags(&user.tags))
         .bind(user.updated_at)
         .bind(id)
+        .bind(user.height_cm)
+        .bind(user.education.clone())
+        .bind(user.partner_preferences.clone())
+        .bind(encode_tags(&user.photos))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
