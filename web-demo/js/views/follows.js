@@ -45,10 +45,10 @@ export async function followsView(container) {
             f.room ? h('small', { class: 'muted follow-room', translate: 'no', text: f.room.title }) : null),
           f.room ? h('a', { class: 'button button-small button-live', href: `#/room/${encodeURIComponent(f.room.id)}`, i18n: 'follows.watch' }) : null))
         : h('li', { class: 'empty', i18n: 'follows.empty' }));
-    const upcoming = (Array.isArray(reservations) ? reservations : []).filter((r) => (r.starts_at || 0) > Date.now() - 3600 * 1000);
+    const upcoming = (Array.isArray(reservations) ? reservations : []).filter((r) => (r.starts_at || 0) * 1000 > Date.now() - 3600 * 1000);
     render(reserved, upcoming.length
       ? upcoming.map((r) => h('li', { class: 'schedule-item', dataset: { schedule: r.id } },
-        h('span', { class: 'schedule-when', text: formatTime(r.starts_at, lang()) }),
+        h('span', { class: 'schedule-when', text: formatTime(r.starts_at * 1000, lang()) }),
         h('span', { class: 'schedule-title', translate: 'no', text: r.title }),
         r.room_id ? h('a', { class: 'button-small', href: `#/room/${encodeURIComponent(r.room_id)}`, i18n: 'follows.toRoom' }) : null))
       : h('li', { class: 'empty', i18n: 'follows.noReservations' }));

@@ -99,12 +99,12 @@ export function createProfileCard({ needLogin = null, room = null, onBlock = () 
   }
 
   function upcoming() {
-    const list = (shown.schedules || []).filter((s) => s.starts_at > Date.now() - 3600 * 1000);
+    const list = (shown.schedules || []).filter((s) => s.starts_at * 1000 > Date.now() - 3600 * 1000);
     if (!list.length) return null;
     return h('section', { class: 'profile-card-section', id: 'card-schedules' },
       h('h3', { i18n: 'schedule.upcoming' }),
       h('ul', { class: 'schedule-list' }, list.map((s) => h('li', { class: 'schedule-item', dataset: { schedule: s.id, reserved: s.reserved ? '1' : '0' } },
-        h('span', { class: 'schedule-when', text: formatTime(s.starts_at, lang()) }),
+        h('span', { class: 'schedule-when', text: formatTime(s.starts_at * 1000, lang()) }),
         h('span', { class: 'schedule-title', translate: 'no', text: s.title }),
         h('small', { class: 'muted', text: t('schedule.count', { n: s.reservations || 0 }) }),
         h('button', {

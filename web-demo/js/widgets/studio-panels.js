@@ -1,6 +1,7 @@
 // Two cards of the host studio: 在线观众 (who is watching now, from
 // `GET /api/rooms/{id}/viewers`, re-read when the room's presence changes) and 预约直播
-// (schedule a show: `POST/GET/DELETE /api/rooms/{id}/schedule`; viewers reserve it).
+// (schedule a show: `POST/GET/DELETE /api/rooms/{id}/schedule`, times in Unix seconds;
+// viewers reserve it).
 import { h, render, avatar, formatTime, showFormError, toast } from '../dom.js';
 import { t, lang } from '../i18n.js';
 import { api, errorText } from '../api.js';
@@ -46,8 +47,8 @@ export function createViewersCard({ room }) {
   };
 }
 
-/** "2026-12-03T20:00" (local time, as a datetime-local input gives it) → Unix ms. */
-const localToMs = (value) => (value ? new Date(value).getTime() : NaN);
+/** "2026-12-03T20:00" (local time, as a datetime-local input gives it) → Unix seconds. */
+const localToSecs = (value) => (value ? Math.floor(new Date(value).getTime() / 1000) : NaN);
 
 export function createScheduleCard({ room }) {
   const when = h('input', { type: 'datetime-local', name: 'starts_at', id: 'schedule-when', required: true });
@@ -64,7 +65,7 @@ export function createScheduleCard({ room }) {
   function draw() {
     render(list, items.length
       ? items.map((s) => h('li', { class: 'schedule-item', dataset: { schedule: s.id } },
-        h('span', { class: 'schedule-when', text: formatTime(s.starts_at, lang()) }),
+        h('span', { class: 'schedule-when', text: formatTime(s.starts_at * 1000, lang()) }),
         h('span', { class: 'schedule-title', translate: 'no', text: s.title }),
         h('small', { class: 'muted schedule-count', text: t('schedule.count', { n: s.reservations || 0 }) }),
         h('button', { type: 'button', class: 'link-button', i18n: 'common.delete', on: { click: () => remove(s) } })))
@@ -80,8 +81,8 @@ export function createScheduleCard({ room }) {
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     showFormError(form, null);
-    const startsAt = localToMs(when.value);
-    if (!(startsAt > Date.now())) { showFormError(form, { message: t('schedule.future'), field: 'starts_at' }); return; }
+    const startsAt = localToSecs(when.value);
+    if (!(startsAt * 1000 > Date.now())) { showFormError(form, { message: t('schedule.future'), field: 'starts_at' }); return; }
     if (!title.value.trim()) { showFormError(form, { message: t('schedule.needTitle'), field: 'title' }); return; }
     try {
       const created = await api.schedule(room, { starts_at: startsAt, title: title.value.trim() });
