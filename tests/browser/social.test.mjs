@@ -145,7 +145,7 @@ test('the host chip opens her profile card (dating fields); 关注; she goes liv
   assert.equal(await alice.$('#notice-badge'), null, 'seen: the badge is gone');
   await shot(alice, 'follows');
   await alice.click('#follow-list .follow-row a[href="#/room/demo"]');
-  await alice.waitForSelector('#room-title');
+  await alice.waitForSelector('#host-chip');
 });
 
 test('uploads: the avatar and photos are PNGs drawn here, sent as images and shown; height, education and preferences saved', async () => {
@@ -217,7 +217,7 @@ test('share: link and QR code from the server, a poster drawn on a canvas; the l
 
   const visitor = await userPage(null);
   await visitor.goto(link);
-  await visitor.waitForSelector('#room-title');
+  await visitor.waitForSelector('#host-chip');
   assert.equal(await visitor.evaluate(() => location.hash), '#/room/demo');
   await visitor.close();
 });
