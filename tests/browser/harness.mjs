@@ -199,3 +199,73 @@ export async function waitFor(fn, { timeout = 20000, interval = 250, message = '
     await new Promise((r) => setTimeout(r, interval));
   }
 }
+
+/** Chinese characters and full-width punctuation. */
+export const CJK = /[\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff01-\uff60]/;
+
+/** Visible text (and labels) outside user content (`translate="no"`) that is still Chinese. */
+export const chineseLeft = (page) => page.evaluate((source) => {
+  const cjk = new RegExp(source);
+  const found = [];
+  const userContent = (el) => el.closest('[translate="no"]');
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const el = node.parentElement;
+    if (!el || userContent(el) || !cjk.test(node.textContent)) continue;
+    if (!el.checkVisibility({ visibilityProperty: true })) continue;
+    found.push(node.textContent.trim());
+  }
+  for (const el of document.querySelectorAll('[placeholder], [aria-label], [title]')) {
+    if (userContent(el) || !el.checkVisibility({ visibilityProperty: true })) continue;
+    for (const attr of ['placeholder', 'aria-label', 'title']) {
+      const value = el.getAttribute(attr);
+      if (value && cjk.test(value)) found.push(`${attr}=${value}`);
+    }
+  }
+  if (cjk.test(document.title)) found.push(`title=${document.title}`);
+  return found;
+}, CJK.source);
+
+
+/**
+ * Publishes the page's fake camera to `room` by WHIP (H.264) as the holder of `token`, from
+ * the quick test page; resolves once the publisher is connected (window.publisher).
+ */
+export async function publishFromPage(page, base, room, token) {
+  await page.goto(`${base}/#/quick`);
+  await page.evaluate(async ({ room: id, token: jwt }) => {
+    const { publish } = await import('./whip.js');
+    const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 360 }, audio: true });
+    window.publisher = await publish(`${location.origin}/whip/${encodeURIComponent(id)}`, jwt, stream, 'video/H264', { dataChannel: false });
+  }, { room, token });
+}
+
+/** A phone (390×844, touch) and a laptop screen, as the issue 16 tests use them. */
+export const PHONE = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 };
+export const DESKTOP = { viewport: { width: 1366, height: 768 } };
+
+/**
+ * Pages of an isolated browser, each logged in as `session` (a login answer) or not;
+ * `closeAll()` closes every page opened.
+ */
+export function sessionPages(isolated) {
+  const opened = [];
+  return {
+    async open(session, options = PHONE) {
+      const page = await isolated.newPage(options);
+      opened.push(page);
+      if (session) {
+        await page.addInitScript((value) => {
+          if (!localStorage.getItem('queqiao.session')) localStorage.setItem('queqiao.session', value);
+        }, JSON.stringify(session));
+      }
+      return page;
+    },
+    async closeAll() {
+      for (const page of opened.splice(0)) await page.close().catch(() => {});
+    },
+  };
+}
+
+/** The texts of the chat lines that arrived (not one's own still on their way). */
+export const chatTexts = (page) => page.$$eval('#chat-list .chat-msg:not(.chat-pending) .chat-text', (els) => els.map((e) => e.textContent));

@@ -11,33 +11,18 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import {
-  startAccountsServer, launchIsolatedBrowser, waitFor, artifacts, login, register, apiCall,
+  startAccountsServer, launchIsolatedBrowser, waitFor, artifacts, login, register, apiCall, chineseLeft, sessionPages, chatTexts, DESKTOP,
 } from './harness.mjs';
-
-const PHONE = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 };
-const DESKTOP = { viewport: { width: 1366, height: 768 } };
-const CJK = /[\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff01-\uff60]/;
 
 let server;
 let chromium;
 let accounts;
 let studio;
 let alice;
-const pages = [];
-
-async function userPage(session, options = PHONE) {
-  const page = await chromium.newPage(options);
-  pages.push(page);
-  if (session) {
-    await page.addInitScript((value) => {
-      if (!localStorage.getItem('queqiao.session')) localStorage.setItem('queqiao.session', value);
-    }, JSON.stringify(session));
-  }
-  return page;
-}
+let pages;
+const userPage = (session, options) => pages.open(session, options);
 
 const shot = (page, name) => page.screenshot({ path: join(artifacts, `live-room-${name}.png`) });
-const chatTexts = (page) => page.$$eval('#chat-list .chat-msg:not(.chat-pending) .chat-text', (els) => els.map((e) => e.textContent));
 const formError = (page, form) => page.textContent(`${form} .form-error`);
 const viewerCount = (page) => page.getAttribute('#viewer-count', 'data-count').then(Number);
 const playing = (page) => page.evaluate(() => {
@@ -45,32 +30,10 @@ const playing = (page) => page.evaluate(() => {
   return !!v && v.currentTime > 0.3 && !v.paused && v.videoWidth > 0;
 });
 
-/** Visible text (and labels) outside user content (`translate="no"`) that is still Chinese. */
-const chineseLeft = (page) => page.evaluate((source) => {
-  const cjk = new RegExp(source);
-  const found = [];
-  const userContent = (el) => el.closest('[translate="no"]');
-  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
-  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
-    const el = node.parentElement;
-    if (!el || userContent(el) || !cjk.test(node.textContent)) continue;
-    if (!el.checkVisibility({ visibilityProperty: true })) continue;
-    found.push(node.textContent.trim());
-  }
-  for (const el of document.querySelectorAll('[placeholder], [aria-label], [title]')) {
-    if (userContent(el) || !el.checkVisibility({ visibilityProperty: true })) continue;
-    for (const attr of ['placeholder', 'aria-label', 'title']) {
-      const value = el.getAttribute(attr);
-      if (value && cjk.test(value)) found.push(`${attr}=${value}`);
-    }
-  }
-  if (cjk.test(document.title)) found.push(`title=${document.title}`);
-  return found;
-}, CJK.source);
-
 before(async () => {
   server = await startAccountsServer();
   chromium = await launchIsolatedBrowser();
+  pages = sessionPages(chromium);
   const admin = await login(server.base, server.accounts.admin.login, server.accounts.admin.password);
   accounts = {
     admin,
@@ -82,7 +45,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const page of pages) await page.close().catch(() => {});
+  if (pages) await pages.closeAll();
   if (chromium) await chromium.close();
   if (server) assert.equal(await server.stop(), 0, 'queqiao exits cleanly on SIGTERM');
 });

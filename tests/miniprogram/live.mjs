@@ -2,7 +2,7 @@
 // Chromium publishes its fake camera as the host by WHIP (H.264), so the bridge serves
 // HTTP-FLV and HLS for the mini-program players. Reuses tests/browser/harness.mjs (its
 // dependencies are installed by `npm ci` in tests/browser, which tests/run.sh does first).
-import { startAccountsServer, launchBrowser, login, register, topUp, apiCall } from '../browser/harness.mjs';
+import { startAccountsServer, launchBrowser, login, register, topUp, apiCall, publishFromPage } from '../browser/harness.mjs';
 import { waitFor } from './env.mjs';
 
 export async function startLiveRoom() {
@@ -15,12 +15,7 @@ export async function startLiveRoom() {
     const offline = await apiCall(server.base, 'POST', '/api/rooms', { title: '周五读书交友会', city: '北京', tags: ['读书'] }, admin.token);
     browser = await launchBrowser();
     const page = await browser.newPage();
-    await page.goto(`${server.base}/#/quick`);
-    await page.evaluate(async (token) => {
-      const { publish } = await import('./whip.js');
-      const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 360 }, audio: true });
-      window.publisher = await publish(`${location.origin}/whip/demo`, token, stream, 'video/H264', { dataChannel: false });
-    }, host.token);
+    await publishFromPage(page, server.base, 'demo', host.token);
     const stream = await waitFor(async () => {
       const s = await apiCall(server.base, 'GET', '/api/rooms/demo/stream');
       return s.live && s.flv && s.hls ? s : null;

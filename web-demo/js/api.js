@@ -34,15 +34,18 @@ export function token() {
   return session ? session.token : null;
 }
 
-/** fetch + JSON + bearer token + ApiError. `body` objects are sent as JSON. */
+/** fetch + JSON + bearer token + ApiError. `body` objects are sent as JSON, a Blob raw. */
 export async function request(method, path, body, { auth = true, signal } = {}) {
   const headers = {};
   const bearer = auth ? token() : null;
   if (bearer) headers.Authorization = `Bearer ${bearer}`;
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  // A Blob (an image to upload) goes as it is, with its own type; anything else as JSON.
+  const raw = typeof Blob !== 'undefined' && body instanceof Blob;
+  if (raw) headers['Content-Type'] = body.type || 'application/octet-stream';
+  else if (body !== undefined) headers['Content-Type'] = 'application/json';
   let response;
   try {
-    response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal });
+    response = await fetch(path, { method, headers, body: body === undefined || raw ? body : JSON.stringify(body), signal });
   } catch (err) {
     if (err.name === 'AbortError') throw err;
     throw new ApiError(0, { error: { code: 'network', message: t('error.network') } });
@@ -88,6 +91,27 @@ export const api = {
   gifts: () => get('/api/gifts', { auth: false }),
   sendGift: (id, body) => request('POST', `/api/rooms/${enc(id)}/gifts`, body),
   leaderboard: (id, show) => get(`/api/rooms/${enc(id)}/leaderboard${show ? `?show=${enc(show)}` : ''}`),
+  packages: () => get('/api/wallet/packages', { auth: false }),
+  recharge: (coins, idempotencyKey) => request('POST', '/api/me/recharges', { coins, idempotency_key: idempotencyKey }),
+  recharges: () => get('/api/me/recharges'),
+  followStatus: (userId) => get(`/api/users/${enc(userId)}/follow`),
+  follow: (userId) => request('PUT', `/api/users/${enc(userId)}/follow`),
+  unfollow: (userId) => request('DELETE', `/api/users/${enc(userId)}/follow`),
+  follows: () => get('/api/me/follows'),
+  block: (userId) => request('PUT', `/api/users/${enc(userId)}/block`),
+  unblock: (userId) => request('DELETE', `/api/users/${enc(userId)}/block`),
+  blocks: () => get('/api/me/blocks'),
+  notices: (since) => get(`/api/me/notices${since ? `?since=${enc(since)}` : ''}`),
+  viewers: (id) => get(`/api/rooms/${enc(id)}/viewers`),
+  share: (id) => get(`/api/rooms/${enc(id)}/share`, { auth: false }),
+  schedules: (id) => get(`/api/rooms/${enc(id)}/schedule`),
+  schedule: (id, body) => request('POST', `/api/rooms/${enc(id)}/schedule`, body),
+  unschedule: (id, sid) => request('DELETE', `/api/rooms/${enc(id)}/schedule/${enc(sid)}`),
+  reserve: (sid) => request('POST', `/api/schedules/${enc(sid)}/reservation`),
+  unreserve: (sid) => request('DELETE', `/api/schedules/${enc(sid)}/reservation`),
+  reservations: () => get('/api/me/reservations'),
+  /** An image (Blob/File) → {id, url, width, height}; kind: avatar | photo | cover. */
+  upload: (kind, file) => request('POST', `/api/uploads?kind=${enc(kind)}`, file),
   mute: (id, userId, seconds) => request('POST', `/api/rooms/${enc(id)}/mutes`, { user_id: userId, seconds }),
   deleteMessage: (id, seq) => request('DELETE', `/api/rooms/${enc(id)}/messages/${enc(seq)}`),
 };

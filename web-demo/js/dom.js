@@ -70,13 +70,17 @@ export function avatar(user, size = 'md') {
   return h('span', { class: `avatar avatar-${size} avatar-letter`, style: `--hue:${hue}`, 'aria-hidden': 'true', translate: 'no', text: [...name][0] });
 }
 
-/** Shows a short message in the toast region (announced to screen readers). */
+/**
+ * Shows a short message in the toast region (announced to screen readers); `message` is
+ * text or nodes (a link to follow, say).
+ */
 export function toast(message, kind = 'info', ms = 3500) {
   const region = document.getElementById('toasts');
-  if (!region) return;
-  const item = h('div', { class: `toast toast-${kind}`, role: kind === 'error' ? 'alert' : 'status', text: message });
+  if (!region) return null;
+  const item = h('div', { class: `toast toast-${kind}`, role: kind === 'error' ? 'alert' : 'status' }, message);
   region.append(item);
   setTimeout(() => item.remove(), ms);
+  return item;
 }
 
 /** 1234 → "1234", 12345 → "1.2万" / "12.3k". */

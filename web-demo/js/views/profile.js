@@ -1,9 +1,19 @@
-// One's own profile (a dating profile: nickname, avatar, gender, birth year, city, about,
-// interests), the wallet, and logging out.
+// One's own profile (a dating profile: nickname, uploaded avatar and up to nine photos,
+// gender, birth year, height, education, city, about, partner preferences, interests), the
+// wallet with its recharge link, my follows, and logging out.
 import { h, render, field, showFormError, toast, avatar, splitTags } from '../dom.js';
 import { t } from '../i18n.js';
 import * as session from '../session.js';
 import { api, errorText } from '../api.js';
+import { createImageUpload, createPhotoGrid } from '../widgets/image-upload.js';
+
+export const EDUCATION = ['high_school', 'college', 'bachelor', 'master', 'doctorate'];
+
+/** The fields of `change` whose value differs from `me`'s. */
+function changed(me, change) {
+  const same = (a, b) => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
+  return Object.fromEntries(Object.entries(change).filter(([k, v]) => !same(v, k === 'photos' ? (me.photos || []).map((p) => (typeof p === 'string' ? p : p.url)) : me[k])));
+}
 
 export async function profileView(container) {
   if (!session.user()) {
@@ -22,22 +32,31 @@ export async function profileView(container) {
 
   const inputs = {
     nickname: h('input', { name: 'nickname', required: true, maxlength: 32, value: me.nickname || '' }),
-    avatar_url: h('input', { name: 'avatar_url', type: 'url', inputmode: 'url', value: me.avatar_url || '' }),
     gender: h('select', { name: 'gender' },
       ['', 'female', 'male', 'other'].map((g) => h('option', { value: g, selected: (me.gender || '') === g, i18n: `profile.gender.${g || 'none'}` }))),
     birth_year: h('input', { name: 'birth_year', type: 'number', inputmode: 'numeric', value: me.birth_year || '' }),
     city: h('input', { name: 'city', maxlength: 32, value: me.city || '' }),
     bio: h('textarea', { name: 'bio', maxlength: 500, rows: 3 }),
     tags: h('input', { name: 'tags', value: (me.tags || []).join(', ') }),
+    height_cm: h('input', { name: 'height_cm', type: 'number', inputmode: 'numeric', min: 100, max: 250, value: me.height_cm || '' }),
+    education: h('select', { name: 'education' },
+      ['', ...EDUCATION].map((e) => h('option', { value: e, selected: (me.education || '') === e, i18n: `education.${e || 'none'}` }))),
+    partner_preferences: h('textarea', { name: 'partner_preferences', maxlength: 500, rows: 3 }),
   };
+  inputs.partner_preferences.value = typeof me.partner_preferences === 'string' ? me.partner_preferences : '';
+  const avatarUpload = createImageUpload({ kind: 'avatar', id: 'avatar-upload', value: me.avatar_url, labelKey: 'profile.avatar' });
+  const photos = createPhotoGrid({ id: 'photo-grid', photos: me.photos || [], labelKey: 'profile.photos' });
   inputs.bio.value = me.bio || '';
 
   const form = h('form', { class: 'form card', id: 'profile-form', novalidate: true },
     field('auth.nickname', inputs.nickname),
-    field('profile.avatar', inputs.avatar_url),
+    avatarUpload.el,
     h('div', { class: 'field-row' }, field('profile.gender', inputs.gender), field('profile.birthYear', inputs.birth_year)),
+    h('div', { class: 'field-row' }, field('profile.height', inputs.height_cm), field('profile.education', inputs.education)),
     field('profile.city', inputs.city),
     field('profile.bio', inputs.bio),
+    field('card.preferences', inputs.partner_preferences, { hint: 'profile.preferencesHint' }),
+    photos.el,
     field('profile.tags', inputs.tags),
     h('p', { class: 'form-error', role: 'alert', hidden: true }),
     h('button', { type: 'submit', i18n: 'common.save' }));
@@ -48,13 +67,21 @@ export async function profileView(container) {
     try {
       const updated = await api.updateMe({
         nickname: inputs.nickname.value.trim(),
-        avatar_url: text(inputs.avatar_url.value),
+        avatar_url: avatarUpload.value,
         gender: inputs.gender.value || null,
         birth_year: inputs.birth_year.value ? Number(inputs.birth_year.value) : null,
         city: text(inputs.city.value),
         bio: text(inputs.bio.value),
         tags: splitTags(inputs.tags.value),
+        // The dating fields go only when they changed (PATCH: what is not sent stays).
+        ...changed(me, {
+          height_cm: inputs.height_cm.value ? Number(inputs.height_cm.value) : null,
+          education: inputs.education.value || null,
+          partner_preferences: text(inputs.partner_preferences.value),
+          photos: photos.value,
+        }),
       });
+      me = updated;
       session.updateUser(updated);
       render(head, ...headContent(updated));
       toast(t('profile.saved'), 'ok');
@@ -84,7 +111,10 @@ export async function profileView(container) {
         h('h2', { id: 'wallet-title', i18n: 'profile.wallet' }),
         h('dl', { class: 'stats-grid' },
           h('div', {}, h('dt', { i18n: 'profile.coins' }), h('dd', {}, coins)),
-          h('div', {}, h('dt', { i18n: 'profile.earnings' }), h('dd', {}, earnings)))),
+          h('div', {}, h('dt', { i18n: 'profile.earnings' }), h('dd', {}, earnings))),
+        h('p', { class: 'buttons' },
+          h('a', { class: 'button button-small', id: 'to-wallet', href: '#/wallet', i18n: 'wallet.recharge' }),
+          h('a', { class: 'button button-secondary button-small', id: 'to-follows', href: '#/follows', i18n: 'follows.title' }))),
       session.isHost() ? h('p', {}, h('a', { class: 'button', href: '#/studio', i18n: 'profile.toStudio' })) : null,
       h('h2', { i18n: 'profile.title' }),
       form,

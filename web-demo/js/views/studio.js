@@ -12,6 +12,9 @@ import { publish, outboundVideoStats, connected } from '../../whip.js';
 import { createRoomLink } from '../room-link.js';
 import { createChat, userName } from '../widgets/chat.js';
 import { floatHearts, createGiftLayer } from '../widgets/effects.js';
+import { createImageUpload } from '../widgets/image-upload.js';
+import { createViewersCard, createScheduleCard } from '../widgets/studio-panels.js';
+import { createSharePanel } from '../widgets/share-panel.js';
 
 const QUALITIES = {
   '720p': { width: 1280, height: 720, frameRate: 30 },
@@ -36,9 +39,9 @@ function requireHost(container, next) {
 
 /** The room form, for creating (room = null) or editing. Calls done(room) on success. */
 function roomForm(room, done) {
+  const cover = createImageUpload({ kind: 'cover', id: room ? 'cover-upload' : 'cover-upload-new', value: room && room.cover_url, labelKey: 'studio.cover' });
   const inputs = {
     title: h('input', { name: 'title', required: true, maxlength: 60, value: room ? room.title : '' }),
-    cover_url: h('input', { name: 'cover_url', type: 'url', inputmode: 'url', value: (room && room.cover_url) || '' }),
     tags: h('input', { name: 'tags', value: room ? (room.tags || []).join(', ') : '' }),
     city: h('input', { name: 'city', maxlength: 32, value: (room && room.city) || '' }),
     visibility: h('select', { name: 'visibility' },
@@ -47,7 +50,7 @@ function roomForm(room, done) {
   };
   const form = h('form', { class: 'form', id: room ? 'room-edit-form' : 'room-create-form', novalidate: true },
     field('studio.roomTitle', inputs.title),
-    field('studio.cover', inputs.cover_url),
+    cover.el,
     h('div', { class: 'field-row' }, field('studio.city', inputs.city), field('studio.visibility', inputs.visibility)),
     field('studio.tags', inputs.tags),
     h('p', { class: 'form-error', role: 'alert', hidden: true }),
@@ -57,7 +60,7 @@ function roomForm(room, done) {
     showFormError(form, null);
     const body = {
       title: inputs.title.value.trim(),
-      cover_url: inputs.cover_url.value.trim() || null,
+      cover_url: cover.value,
       tags: splitTags(inputs.tags.value),
       city: inputs.city.value.trim() || null,
       visibility: inputs.visibility.value,
@@ -161,7 +164,7 @@ export async function studioRoomView(container, { id }) {
   const hearts = h('div', { class: 'hearts-layer', 'aria-hidden': 'true' });
   const giftLayerEl = h('div', { class: 'gift-layer', 'aria-hidden': 'true' });
   const giftLayer = createGiftLayer(giftLayerEl);
-  const shareUrl = new URL(`#/room/${encodeURIComponent(room.id)}`, location.href).toString();
+  const share = createSharePanel({ room: room.id, title: room.title, cover: room.cover_url });
   const editBox = h('details', { class: 'card edit-room' },
     h('summary', { i18n: 'studio.edit' }),
     roomForm(room, (updated) => { room = updated; title.textContent = room.title; }),
@@ -182,12 +185,14 @@ export async function studioRoomView(container, { id }) {
   });
 
   const outbox = createChatOutbox({ send: (message) => link.send(message), chat });
+  const viewersCard = createViewersCard({ room: room.id });
+  const scheduleCard = createScheduleCard({ room: room.id });
 
   render(container,
     h('section', { class: 'page studio-page', 'aria-labelledby': 'studio-room-title' },
       h('div', { class: 'page-head' },
         h('div', {}, h('p', { class: 'muted' }, h('a', { href: '#/studio', i18n: 'studio.myRooms' })), title),
-        h('p', { class: 'share' }, h('span', { i18n: 'studio.share' }), ' ', h('a', { href: shareUrl, text: shareUrl, id: 'share-link' }))),
+        h('p', { class: 'share' }, h('button', { type: 'button', class: 'button-secondary button-small', id: 'studio-share', i18n: 'share.title', on: { click: () => share.open() } }))),
       h('div', { class: 'studio-grid' },
         h('div', { class: 'studio-main' },
           h('div', { class: 'player-box' }, preview, hearts, giftLayerEl),
@@ -203,10 +208,12 @@ export async function studioRoomView(container, { id }) {
         h('aside', { class: 'studio-side' },
           h('section', { class: 'card chat-card', 'aria-labelledby': 'studio-chat-title' },
             h('h2', { id: 'studio-chat-title', i18n: 'viewer.chat' }), chat.el),
+          viewersCard.el,
           h('section', { class: 'card', 'aria-labelledby': 'gifts-title' },
             h('h2', { id: 'gifts-title', i18n: 'studio.gifts' }), giftsList),
+          scheduleCard.el,
           editBox)),
-      confirmEnd));
+      confirmEnd, share.el));
 
   // ---- state ---------------------------------------------------------------------------------
   let stream = null;
@@ -401,6 +408,7 @@ export async function studioRoomView(container, { id }) {
           break;
         case 'presence':
           drawAudience(change.viewers);
+          viewersCard.presence();
           change.joined.filter((u) => u.id !== user.id).slice(0, 3)
             .forEach((u) => chat.system(() => [userName(u), ` ${t('viewer.joined', { name: '' }).trim()}`], 'join'));
           break;
@@ -452,6 +460,9 @@ export async function studioRoomView(container, { id }) {
     link.stop();
     outbox.stop();
     chat.destroy();
+    viewersCard.destroy();
+    share.destroy();
+    scheduleCard.destroy();
     if (confirmEnd.open) confirmEnd.close();
     if (publisher) await publisher.stop();
     publisher = null;

@@ -16,6 +16,9 @@ import { createPlayer, MODES } from '../player.js';
 import { createChat, userName } from '../widgets/chat.js';
 import { floatHearts, createGiftLayer } from '../widgets/effects.js';
 import { createGiftPanel } from '../widgets/gift-panel.js';
+import { createLeaderboard } from '../widgets/leaderboard.js';
+import { createSharePanel } from '../widgets/share-panel.js';
+import * as relations from '../relations.js';
 
 const GIFT_ACK_TIMEOUT_MS = 8000;
 const RECENT_VIEWERS = 3;
@@ -55,12 +58,21 @@ export async function viewerView(container, { id: room }) {
     h('span', { 'aria-hidden': 'true', text: '🎁' }));
 
   const host = info.host || {};
-  const profileCard = createProfileCard();
+  const profileCard = createProfileCard({
+    room,
+    needLogin: (then) => needLogin(then),
+    onBlock: (userId, blocked) => { if (blocked) chat.hideUser(userId); },
+  });
   const chat = createChat({
     onSend: sendChat,
     selfId: () => { const u = session.user(); return u ? u.id : null; },
-    onName: (user) => profileCard.open(user.id),
+    onName: (user) => profileCard.open(user.id, user.id === host.id ? room : null),
+    hidden: relations.isBlocked,
   });
+  const leaderboard = createLeaderboard({ room, onUser: (user) => profileCard.open(user.id) });
+  const share = createSharePanel({ room, title: info.title, cover: info.cover_url });
+  const shareButton = h('button', { type: 'button', class: 'round-button share-button', id: 'share-button', i18nAttr: { 'aria-label': 'share.title' }, on: { click: () => share.open() } },
+    h('span', { 'aria-hidden': 'true', text: '↗' }));
   const outbox = createChatOutbox({ send: (message) => link.send(message), chat });
   let afterLogin = null;
   const loginSheet = createLoginSheet({
@@ -69,7 +81,7 @@ export async function viewerView(container, { id: room }) {
   });
   const hostChip = h('button', {
     type: 'button', class: 'host-chip', id: 'host-chip', i18nAttr: { title: 'viewer.hostCard' },
-    on: { click: () => { if (host.id) profileCard.open(host.id); } },
+    on: { click: () => { if (host.id) profileCard.open(host.id, room); } },
   },
   avatar(host.nickname ? host : { nickname: info.title }, 'sm'),
   h('span', { class: 'host-chip-text' },
@@ -91,6 +103,7 @@ export async function viewerView(container, { id: room }) {
             h('div', { class: 'stage-chips' },
               h('div', { class: 'audience' }, recentEl, viewersEl,
                 h('a', { class: 'stage-close', href: '#/', i18nAttr: { 'aria-label': 'common.back' }, text: '✕' })),
+              leaderboard.chip,
               modeBadge)),
           status, unmute, hearts, giftLayerEl),
         h('aside', { class: 'room-side' },
@@ -101,8 +114,8 @@ export async function viewerView(container, { id: room }) {
               ...(info.tags || []).map((tag) => h('span', { class: 'tag', translate: 'no', text: tag })),
               h('a', { class: 'replay-link', href: `#/replay/${encodeURIComponent(room)}`, i18n: 'viewer.replays' }))),
           chat.el,
-          h('div', { class: 'room-actions' }, likeButton, giftButton))),
-      giftPanel.el, loginSheet.el, profileCard.el));
+          h('div', { class: 'room-actions' }, shareButton, likeButton, giftButton))),
+      giftPanel.el, loginSheet.el, profileCard.el, leaderboard.el, share.el));
 
   // ---- state ----------------------------------------------------------------------------
   let unseenOwnLikes = 0;
@@ -194,6 +207,7 @@ export async function viewerView(container, { id: room }) {
         }
         case 'gift':
           giftLayer.show(change);
+          leaderboard.gift();
           chat.system(() => [`${change.emoji} `, userName(change.user), ` ${t('viewer.giftLine', { gift: giftName(change.gift), count: change.count })}`], 'gift');
           break;
         case 'presence': {
@@ -237,7 +251,8 @@ export async function viewerView(container, { id: room }) {
       }
     },
   });
-  link.loadHistory();
+  // Blocked users' lines are never drawn: the list first, then the history.
+  relations.loadBlocks().finally(() => link.loadHistory());
   const likes = protocol.createLikeBatcher((message) => link.send(message), 300);
 
   function sendChat(text) {
@@ -259,7 +274,7 @@ export async function viewerView(container, { id: room }) {
     likes.tap(1);
   });
   giftButton.addEventListener('click', () => giftPanel.open());
-  const closeOverlays = () => { loginSheet.close(); profileCard.close(); };
+  const closeOverlays = () => { loginSheet.close(); profileCard.close(); leaderboard.close(); share.close(); };
 
   function sendGift(gift, count) {
     const message = protocol.messages.gift(gift.id, count);
@@ -305,7 +320,11 @@ export async function viewerView(container, { id: room }) {
   player.start();
   video.addEventListener('volumechange', drawUnmute);
 
-  const onSession = () => { const jwt = token(); if (jwt) link.authenticate(jwt); };
+  // Lines drawn before the block list arrived (or blocked elsewhere) are taken away.
+  const onBlocks = () => relations.blockedIds().forEach((id) => chat.hideUser(id));
+  window.addEventListener('blockschange', onBlocks);
+  const onSession = () => { const jwt = token(); if (jwt) link.authenticate(jwt); relations.loadBlocks(); };
+  leaderboard.refresh();
   const relabel = () => { drawMode(player.mode); drawStatus(); drawViewers(); };
   const onVisible = () => { if (document.visibilityState === 'visible') { link.reconnectNow(); player.wake(); } };
   window.addEventListener('sessionchange', onSession);
@@ -323,8 +342,11 @@ export async function viewerView(container, { id: room }) {
     chat.destroy();
     closeOverlays();
     profileCard.destroy();
+    leaderboard.destroy();
+    share.destroy();
     giftPanel.destroy();
     window.removeEventListener('sessionchange', onSession);
+    window.removeEventListener('blockschange', onBlocks);
     window.removeEventListener('langchange', relabel);
     document.removeEventListener('visibilitychange', onVisible);
     window.queqiao.watch = null;

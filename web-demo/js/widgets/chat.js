@@ -17,9 +17,10 @@ export function userName(user) {
  * options: onSend(text) → true when accepted; moderation ({ mute(user), remove(seq) }) adds
  * host controls to other people's messages (never to the host's or one's own); selfId() →
  * the logged-in user's id; onName(user) makes names open that user (the profile card);
- * compose (default true) shows the input.
+ * compose (default true) shows the input; hidden(userId) → true for users whose messages are
+ * not shown (blocked by me).
  */
-export function createChat({ onSend, moderation = null, compose = true, selfId = () => null, onName = null } = {}) {
+export function createChat({ onSend, moderation = null, compose = true, selfId = () => null, onName = null, hidden = () => false } = {}) {
   const list = h('ol', { class: 'chat-list', id: 'chat-list', role: 'log', 'aria-live': 'polite', 'aria-relevant': 'additions', i18nAttr: { 'aria-label': 'viewer.chat' } });
   const input = h('input', {
     id: 'chat-input', name: 'text', autocomplete: 'off', enterkeyhint: 'send',
@@ -55,7 +56,7 @@ export function createChat({ onSend, moderation = null, compose = true, selfId =
     const user = message.user || {};
     const isHost = user.role === 'host' || user.role === 'admin';
     const mine = message.mine || (user.id && user.id === selfId());
-    const li = h('li', { class: `chat-msg${mine ? ' chat-mine' : ''}`, dataset: { seq: message.seq ?? '', ref: message.ref || '' } },
+    const li = h('li', { class: `chat-msg${mine ? ' chat-mine' : ''}`, dataset: { seq: message.seq ?? '', ref: message.ref || '', user: user.id ?? '' } },
       avatar(user, 'xs'),
       isHost ? h('span', { class: 'badge badge-host', i18n: 'profile.role.host' }) : null,
       onName && user.id
@@ -102,6 +103,7 @@ export function createChat({ onSend, moderation = null, compose = true, selfId =
     el: h('div', { class: 'chat' }, list, notice, form),
     input,
     add(message) {
+      if (message.user && message.user.id && hidden(message.user.id)) return;
       const item = messageItem(message);
       const pending = message.ref && list.querySelector(`.chat-pending[data-ref="${CSS.escape(message.ref)}"]`);
       if (pending) pending.replaceWith(item);
@@ -140,6 +142,10 @@ export function createChat({ onSend, moderation = null, compose = true, selfId =
     remove(seq) {
       const el = list.querySelector(`[data-seq="${CSS.escape(String(seq))}"]`);
       if (el) el.replaceChildren(h('span', { class: 'chat-deleted', i18n: 'viewer.deleted' }));
+    },
+    /** Removes the lines a user already wrote (just blocked). */
+    hideUser(userId) {
+      list.querySelectorAll(`.chat-msg[data-user="${CSS.escape(String(userId))}"]`).forEach((el) => el.remove());
     },
     setNotice,
     setEnabled(enabled) {

@@ -7,6 +7,9 @@ import { protocol } from '../room-link.js';
 
 const COUNTS = [1, 10, 66, 99];
 
+/** The recharge page, coming back here afterwards. */
+const rechargeHash = () => `#/wallet?next=${encodeURIComponent(location.hash || '#/')}`;
+
 /** options: send(gift, count) → Promise<balance>; needLogin() when logged out. */
 export function createGiftPanel({ send, loggedIn, needLogin }) {
   let gifts = [];
@@ -25,6 +28,7 @@ export function createGiftPanel({ send, loggedIn, needLogin }) {
     grid,
     h('div', { class: 'gift-actions' },
       balanceEl,
+      h('a', { class: 'gift-recharge', id: 'gift-recharge', href: '#/wallet', i18n: 'wallet.recharge', on: { click: (event) => { event.currentTarget.href = rechargeHash(); } } }),
       h('label', { class: 'inline' }, h('span', { i18n: 'gifts.count' }), count),
       sendButton),
     error);
@@ -62,7 +66,7 @@ export function createGiftPanel({ send, loggedIn, needLogin }) {
       dialog.close();
     } catch (err) {
       if (err.code === 'insufficient_coins') {
-        error.replaceChildren(t('gifts.insufficient'), ' ', h('a', { href: '#/me', id: 'gift-wallet-link', i18n: 'profile.wallet' }));
+        error.replaceChildren(t('gifts.insufficient'), ' ', h('a', { href: rechargeHash(), id: 'gift-wallet-link', i18n: 'wallet.recharge' }));
       } else error.textContent = errorText(err);
       error.hidden = false;
     } finally {

@@ -50,6 +50,16 @@ function createApi(platform, config) {
     user: function (id) { return call('GET', '/api/users/' + enc(id)); },
     wallet: function () { return call('GET', '/api/me/wallet'); },
     sendGift: function (id, body) { return call('POST', '/api/rooms/' + enc(id) + '/gifts', body); },
+    leaderboard: function (id) { return call('GET', '/api/rooms/' + enc(id) + '/leaderboard'); },
+    followStatus: function (userId) { return call('GET', '/api/users/' + enc(userId) + '/follow'); },
+    follow: function (userId) { return call('PUT', '/api/users/' + enc(userId) + '/follow'); },
+    unfollow: function (userId) { return call('DELETE', '/api/users/' + enc(userId) + '/follow'); },
+    blocks: function () { return call('GET', '/api/me/blocks'); },
+    block: function (userId) { return call('PUT', '/api/users/' + enc(userId) + '/block'); },
+    unblock: function (userId) { return call('DELETE', '/api/users/' + enc(userId) + '/block'); },
+    packages: function () { return call('GET', '/api/wallet/packages'); },
+    recharge: function (coins, key) { return call('POST', '/api/me/recharges', { coins: coins, idempotency_key: key }); },
+    share: function (id) { return call('GET', '/api/rooms/' + enc(id) + '/share'); },
     login: function (login, password) {
       return call('POST', '/api/auth/login', { login: login, password: password }).then(function (result) {
         session.set(platform, result);

@@ -19,7 +19,7 @@ var CODES = {
   unavailable: '服务繁忙，请稍后再试',
   muted: '你已被禁言',
   blocked_word: '消息包含不允许的词语',
-  insufficient_coins: '金币不足，去「我的」查看钱包',
+  insufficient_coins: '金币不足，请先充值',
   too_long: '消息太长了（最多 300 字）',
   invalid: '消息格式不正确',
   unknown_gift: '没有这个礼物',

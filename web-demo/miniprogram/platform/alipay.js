@@ -53,5 +53,7 @@ module.exports = {
   toast: function (text, kind) { my.showToast({ content: text, type: kind === 'ok' ? 'success' : 'none' }); },
   setTitle: function (text) { my.setNavigationBar({ title: text }); },
   caps: function () { return { livePlayer: false }; },
+  /** The share panel (the page's onShareAppMessage says what is shared). */
+  showSharePanel: function () { if (typeof my.showSharePanel === 'function') my.showSharePanel(); },
   definePage: function (definition) { Page(definition); },
 };

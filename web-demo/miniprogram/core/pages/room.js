@@ -9,6 +9,7 @@ var stream = require('../stream');
 var session = require('../session');
 var format = require('../format');
 var errorText = require('../errors').errorText;
+var profileCard = require('../profile-card').profileCard;
 
 var MAX_CHAT = 60;
 var GIFT_ACK_TIMEOUT_MS = 8000;
@@ -18,6 +19,8 @@ var CHAT_ECHO_TIMEOUT_MS = 10000;
 var CHAT_RETRY_MS = 800;
 var CHAT_MAX_RETRIES = 8;
 var RECENT_VIEWERS = 3;
+/** Gifts in a burst refresh the leaderboard once. */
+var LEADERBOARD_DELAY_MS = 400;
 var MODE_TEXT = { flv: '极速', hls: '流畅' };
 var PENDING_TEXT = { sending: '发送中…', queued: '发送太快，稍后自动重发', failed: '未发送，点此重发' };
 var REASON_TEXT = {
@@ -34,6 +37,7 @@ function chatItem(message) {
   return {
     key: 'm' + (message.seq != null ? message.seq : Math.random().toString(36).slice(2)),
     seq: message.seq,
+    userId: user.id || null,
     name: user.nickname || '?',
     text: message.text,
     mine: !!message.mine,
@@ -79,6 +83,9 @@ module.exports = function createRoomPage(platform, config) {
       balance: null,
       giftAnim: null,
       hearts: [],
+      leaderboard: null,
+      top: [],
+      needRecharge: false,
     },
 
     onLoad: function (query) {
@@ -95,6 +102,9 @@ module.exports = function createRoomPage(platform, config) {
       this.chatPauseUntil = 0;
       this.keptText = '';
       this.heartId = 0;
+      this.blocked = {};
+      this.loadBlocks();
+      this.refreshLeaderboard();
       this.setData({ roomId: room, loggedIn: !!session.get(platform) });
 
       this.model = protocol.createRoomModel({
@@ -137,7 +147,11 @@ module.exports = function createRoomPage(platform, config) {
         if (loggedIn && this.socket) this.socket.send(protocol.messages.auth(session.token(platform)));
         // The message typed before logging in is sent now.
         if (loggedIn && this.keptText) { var kept = this.keptText; this.keptText = ''; this.setData({ text: '' }); this.sendChat(kept); }
+        if (loggedIn) this.loadBlocks();
       }
+      // Back from the recharge page: the new balance.
+      var self = this;
+      if (loggedIn && this.data.giftPanel) api.wallet().then(function (w) { self.setData({ balance: w.coins, needRecharge: false }); }, function () {});
       if (this.socket) this.socket.reconnectNow();
     },
 
@@ -145,6 +159,7 @@ module.exports = function createRoomPage(platform, config) {
       this.stopped = true;
       clearTimeout(this.streamTimer);
       clearTimeout(this.giftTimer);
+      clearTimeout(this.leaderboardTimer);
       if (this.likeBatcher) this.likeBatcher.flush();
       if (this.socket) this.socket.close();
       for (var key in this.pendingGifts) clearTimeout(this.pendingGifts[key].timer);
@@ -214,7 +229,8 @@ module.exports = function createRoomPage(platform, config) {
     // ---- room events -------------------------------------------------------------------------
 
     pushChat: function (items) {
-      var chat = this.data.chat.concat(items);
+      var blocked = this.blocked;
+      var chat = this.data.chat.concat(items.filter(function (m) { return !(m.userId && blocked[m.userId]); }));
       if (chat.length > MAX_CHAT) chat = chat.slice(chat.length - MAX_CHAT);
       this.setData({ chat: chat, lastKey: chat.length ? chat[chat.length - 1].key : '' });
     },
@@ -349,6 +365,7 @@ module.exports = function createRoomPage(platform, config) {
         }
         case 'gift':
           this.showGift(change);
+          this.giftArrived();
           this.systemLine(change.emoji + ' ' + (change.user.nickname || '?') + ' 送出 ' + (change.gift.name || change.gift.id) + ' ×' + change.count);
           break;
         case 'deleted':
@@ -381,7 +398,7 @@ module.exports = function createRoomPage(platform, config) {
           }
           if (change.ref && this.pendingChat[change.ref]) { this.chatRefused(change); break; }
           var text = change.code === 'unauthorized' ? '登录后才能聊天、点赞和送礼' : errorText(change);
-          this.setData({ notice: text });
+          this.setData({ notice: text, needRecharge: change.code === 'insufficient_coins' });
           platform.toast(text);
           break;
         }
@@ -393,6 +410,7 @@ module.exports = function createRoomPage(platform, config) {
     showGift: function (change) {
       var self = this;
       clearTimeout(this.giftTimer);
+      clearTimeout(this.leaderboardTimer);
       this.setData({
         giftAnim: {
           key: 'g' + Date.now(),
@@ -490,23 +508,107 @@ module.exports = function createRoomPage(platform, config) {
 
     /** Tap on the host's card: her profile (资料卡) in a panel over the room. */
     onHostCard: function () {
-      var self = this;
       if (!this.hostId) return Promise.resolve();
-      this.setData({ profile: { loading: true, name: this.data.hostName, initial: this.data.hostInitial, facts: '', bio: '', tags: [] } });
-      return api.user(this.hostId).then(function (u) {
-        var facts = [];
-        if (u.gender) facts.push({ female: '女', male: '男', other: '其他' }[u.gender] || '');
-        if (u.birth_year) facts.push((new Date().getFullYear() - u.birth_year) + ' 岁');
-        if (u.city) facts.push(u.city);
-        self.setData({
-          profile: {
-            loading: false, name: u.nickname, initial: format.initial(u.nickname), host: u.role === 'host' || u.role === 'admin',
-            facts: facts.filter(Boolean).join(' · '), bio: u.bio || '', tags: u.tags || [],
-          },
-        });
+      return this.openProfile(this.hostId, this.data.hostName);
+    },
+
+    /** Tap on a name in the chat: that user's card. */
+    onChatName: function (event) {
+      var id = Number(event.currentTarget.dataset.user);
+      if (!id) return Promise.resolve();
+      return this.openProfile(id, event.currentTarget.dataset.name || '');
+    },
+
+    openProfile: function (userId, name) {
+      var self = this;
+      var me = session.get(platform);
+      var myId = me && me.user ? me.user.id : null;
+      this.setData({ profile: { loading: true, id: userId, name: name, initial: format.initial(name), facts: '', bio: '', tags: [], photos: [] } });
+      var follow = myId && myId !== userId ? api.followStatus(userId).catch(function () { return null; }) : Promise.resolve(null);
+      return Promise.all([api.user(userId), follow]).then(function (results) {
+        var card = profileCard(results[0], results[1]);
+        card.self = myId === userId;
+        card.blocked = !!self.blocked[userId];
+        self.setData({ profile: card });
       }, function (err) {
         self.setData({ profile: null, notice: errorText(err) });
       });
+    },
+
+    /** 关注 / 取消关注 on the open card. */
+    onFollow: function () {
+      var self = this;
+      var card = this.data.profile;
+      if (!card || card.loading || !this.requireLogin()) return Promise.resolve();
+      var change = card.following ? api.unfollow(card.id) : api.follow(card.id);
+      return change.then(function (status) {
+        self.setData({ profile: Object.assign({}, self.data.profile, { following: status.following, followers: status.followers + ' 人关注' }) });
+        platform.toast(status.following ? '已关注' : '已取消关注', 'ok');
+      }, function (err) {
+        platform.toast(errorText(err));
+      });
+    },
+
+    /** 拉黑 / 取消拉黑: a blocked user's chat is hidden for me. */
+    onBlock: function () {
+      var self = this;
+      var card = this.data.profile;
+      if (!card || card.loading || !this.requireLogin()) return Promise.resolve();
+      var change = card.blocked ? api.unblock(card.id) : api.block(card.id);
+      return change.then(function (list) {
+        self.setBlocked(list);
+        var blocked = !!self.blocked[card.id];
+        self.setData({ profile: Object.assign({}, self.data.profile, { blocked: blocked }) });
+        platform.toast(blocked ? '已拉黑，不再显示 TA 的消息' : '已取消拉黑', 'ok');
+      }, function (err) {
+        platform.toast(errorText(err));
+      });
+    },
+
+    loadBlocks: function () {
+      var self = this;
+      if (!session.get(platform)) return Promise.resolve();
+      return api.blocks().then(function (list) { self.setBlocked(list); }, function () {});
+    },
+
+    setBlocked: function (list) {
+      var blocked = {};
+      (list || []).forEach(function (c) { blocked[c.user_id] = true; });
+      this.blocked = blocked;
+      var chat = this.data.chat.filter(function (m) { return !(m.userId && blocked[m.userId]); });
+      if (chat.length !== this.data.chat.length) this.setData({ chat: chat });
+    },
+
+    // ---- 贡献榜 ---------------------------------------------------------------------------------
+
+    refreshLeaderboard: function () {
+      var self = this;
+      return api.leaderboard(this.room).then(function (rows) {
+        var list = rows.map(function (r, i) {
+          return { rank: i + 1, id: r.user_id, name: r.nickname, initial: format.initial(r.nickname), coins: format.compactNumber(r.coins) };
+        });
+        var update = { top: list.slice(0, 3) };
+        if (self.data.leaderboard) update.leaderboard = list;
+        self.setData(update);
+        self.leaderboardRows = list;
+      }, function () {});
+    },
+
+    giftArrived: function () {
+      var self = this;
+      clearTimeout(this.leaderboardTimer);
+      this.leaderboardTimer = setTimeout(function () { if (!self.stopped) self.refreshLeaderboard(); }, LEADERBOARD_DELAY_MS);
+    },
+
+    onToggleLeaderboard: function () {
+      if (this.data.leaderboard) { this.setData({ leaderboard: null }); return Promise.resolve(); }
+      this.setData({ leaderboard: this.leaderboardRows || [] });
+      return this.refreshLeaderboard();
+    },
+
+    /** 充值: the recharge page (the room stays open under it). */
+    onRecharge: function () {
+      platform.navigateTo('/pages/recharge/recharge');
     },
 
     onCloseProfile: function () {
@@ -521,8 +623,19 @@ module.exports = function createRoomPage(platform, config) {
       platform.navigateTo('/pages/replay/replay?id=' + encodeURIComponent(this.room));
     },
 
+    /** Sharing to a chat (WeChat 转发, Alipay 分享): the card opens this room's page. */
     onShareAppMessage: function () {
-      return { title: this.data.title || '鹊桥直播', path: '/pages/room/room?id=' + encodeURIComponent(this.room) };
+      return { title: this.data.title || '鹊桥直播', path: '/pages/room/room?id=' + encodeURIComponent(this.room), desc: this.data.hostName ? this.data.hostName + ' 正在直播' : '' };
+    },
+
+    /** WeChat 朋友圈 (Moments): the query of this page. */
+    onShareTimeline: function () {
+      return { title: this.data.title || '鹊桥直播', query: 'id=' + encodeURIComponent(this.room) };
+    },
+
+    /** The share button (Alipay; WeChat uses <button open-type="share">). */
+    onShare: function () {
+      if (platform.showSharePanel) platform.showSharePanel();
     },
   };
 };

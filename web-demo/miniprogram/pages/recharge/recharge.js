@@ -1,0 +1,6 @@
+// The recharge page: the shared core logic, registered by this platform's layer.
+var platform = require('../../platform/index');
+var config = require('../../config');
+var create = require('../../core/pages/recharge');
+
+platform.definePage(create(platform, config));
