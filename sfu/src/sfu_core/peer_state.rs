@@ -139,6 +139,10 @@ impl FastPath {
 }
 
 /// What the peer does in its room.
+// A viewer's tracks (with their fast-path SRTP streams) stay inline: every forwarded
+// packet reads them, and a box would add a pointer chase per packet per viewer. One
+// `Role` exists per peer, so the size difference costs memory only once per peer.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Role {
     Publisher(PublisherState),
     Viewer([Option<ViewerTrack>; 2]),
