@@ -214,6 +214,9 @@ test('share: link and QR code from the server, a poster drawn on a canvas; the l
   await alice.waitForSelector('#share-save:not([hidden])');
   assert.match(await alice.getAttribute('#share-save', 'href'), /^data:image\/png;base64,/);
   await shot(alice, 'share');
+  // The sheet's ✕ closes it (the room stays as it was).
+  await alice.click('#share-sheet .icon-button');
+  await alice.waitForSelector('#share-sheet', { state: 'hidden' });
 
   const visitor = await userPage(null);
   await visitor.goto(link);

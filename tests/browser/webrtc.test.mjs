@@ -49,10 +49,12 @@ test('H.264: a page publishes by WHIP and another plays it by WHEP', async () =>
   assert.equal(sent.codec, 'video/H264', 'the publisher encodes H.264');
   assert.equal(stats.codec, 'video/H264', 'the viewer decodes H.264');
   assert.ok(stats.frameWidth > 0 && stats.frameHeight > 0, `frame size ${stats.frameWidth}x${stats.frameHeight}`);
-  // The room list shows the live room.
-  const rooms = await (await fetch(`${server.base}/api/rooms`)).json();
-  const room = rooms.items.find((r) => r.id === 'browser-h264');
-  assert.ok(room && room.live && room.viewers === 1, JSON.stringify(rooms));
+  // The room list shows the live room and its viewer (counts are stored once a second).
+  await waitFor(async () => {
+    const rooms = await (await fetch(`${server.base}/api/rooms`)).json();
+    const room = rooms.items.find((r) => r.id === 'browser-h264');
+    return room && room.live && room.viewers === 1;
+  }, { message: 'the room list shows the live room with one viewer' });
   await viewer.click('#watch-stop');
   await host.click('#publish-stop');
   await waitFor(async () => {

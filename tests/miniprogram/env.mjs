@@ -147,11 +147,13 @@ export async function waitFor(fn, { timeout = 20000, interval = 100, message = '
 let simulate = null;
 
 /** Loads miniprogram-simulate with our wx; built-in players expose their attributes as data. */
+let wxGlobal = null;
 export function wechat() {
   if (simulate) return simulate;
   delete globalThis.my;
   simulate = require('miniprogram-simulate');
   Object.assign(globalThis.wx, wxApi);
+  wxGlobal = globalThis.wx;
   const jComponent = require('j-component');
   // <live-player> and <video> are inert in the simulator; give them the properties the pages
   // set so tests can read src/mode/autoplay.
@@ -164,9 +166,26 @@ export function wechat() {
 
 const loaded = [];
 
+/** The platform the mini-program modules were last loaded for: `platform/index.js` picks its
+ * layer once, when first required, so switching platforms in one test file must forget
+ * every cached mini-program module but the configuration. */
+let loadedFor = null;
+function usePlatform(name) {
+  if (loadedFor !== null && loadedFor !== name) {
+    for (const file of Object.keys(require.cache)) {
+      // config.js stays: it holds what configure() set.
+      if (file.startsWith(miniprogram) && file !== join(miniprogram, 'config.js')) delete require.cache[file];
+    }
+  }
+  loadedFor = name;
+}
+
 /** Loads and attaches a WeChat page; resolves to the j-component wrapper. */
 export function renderWechatPage(name) {
   const sim = wechat();
+  delete globalThis.my;
+  globalThis.wx = wxGlobal;
+  usePlatform('wechat');
   const id = sim.load(join(miniprogram, 'pages', name, name), `${name}-page`, { rootPath: miniprogram });
   const page = sim.render(id);
   page.attach(document.createElement('parent-wrapper'));
@@ -186,6 +205,7 @@ export function unloadPages() {
 export function loadAlipayPage(name) {
   delete globalThis.wx;
   globalThis.my = myApi;
+  usePlatform('alipay');
   let definition = null;
   globalThis.Page = (def) => { definition = def; };
   const file = join(miniprogram, 'pages', name, `${name}.js`);
