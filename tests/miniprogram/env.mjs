@@ -146,8 +146,10 @@ export async function waitFor(fn, { timeout = 20000, interval = 100, message = '
 // ---- WeChat: miniprogram-simulate --------------------------------------------------------------
 let simulate = null;
 
-/** Loads miniprogram-simulate with our wx; built-in players expose their attributes as data. */
+/** The simulator's `wx` (with our APIs), put back when a WeChat page follows an Alipay one. */
 let wxGlobal = null;
+
+/** Loads miniprogram-simulate with our wx; built-in players expose their attributes as data. */
 export function wechat() {
   if (simulate) return simulate;
   delete globalThis.my;
