@@ -585,12 +585,13 @@ impl RoomTask {
             }
         }
         // A segment near its target would like a keyframe, but the encoder's own GOP is
-        // fine unless it is really long: ask only after `segment_keyframe_max_gap`
-        // without one (each PLI costs the publisher a keyframe's bitrate).
-        let keyframe_overdue = self.last_keyframe_at.is_none_or(|at| {
-            Instant::now().saturating_duration_since(at)
-                >= self.shared.config.segment_keyframe_max_gap
-        });
+        // fine unless it is long: ask only after `keyframe_overdue_after` without one
+        // (each PLI costs the publisher a keyframe's bitrate), still in time for the
+        // keyframe to start the next segment rather than a forced cut.
+        let overdue_after = self.shared.config.keyframe_overdue_after();
+        let keyframe_overdue = self
+            .last_keyframe_at
+            .is_none_or(|at| Instant::now().saturating_duration_since(at) >= overdue_after);
         if keyframe_overdue && (show.hls.keyframe_wanted() || show.llhls.keyframe_wanted()) {
             self.keyframe_wanted = true;
         }

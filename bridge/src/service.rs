@@ -62,9 +62,13 @@ pub struct BridgeConfig {
     pub keyframe_request_interval: Duration,
     /// The segmenters ask for a keyframe near a segment's target duration only when no
     /// keyframe arrived for this long: an encoder with a GOP within it (2 s is typical)
-    /// gets no PLI from the bridge at all, segments just follow its GOP. Start-up and
-    /// gaps (a keyframe really missing) ask at once, rate-limited by
-    /// `keyframe_request_interval`.
+    /// gets no PLI from the bridge at all, segments just follow its GOP, while an
+    /// encoder that sends keyframes only on request (browsers) is asked in time for
+    /// every segment to start with one. Start-up and gaps (a keyframe really missing)
+    /// ask at once, rate-limited by `keyframe_request_interval`. Whatever is set, the
+    /// bridge asks at least [`KEYFRAME_RESPONSE_ALLOWANCE`] before either segmenter
+    /// would have to cut without a keyframe ([`BridgeConfig::keyframe_overdue_after`]):
+    /// a segment starting without one stalls hls.js for seconds.
     pub segment_keyframe_max_gap: Duration,
     /// Commands queued per room (HTTP requests waiting for the room task).
     pub command_queue: usize,
@@ -94,7 +98,7 @@ impl Default for BridgeConfig {
             blocking_reload_timeout: Duration::from_secs(6),
             linger: Duration::from_secs(20),
             keyframe_request_interval: Duration::from_millis(500),
-            segment_keyframe_max_gap: Duration::from_secs(4),
+            segment_keyframe_max_gap: Duration::from_millis(2_200),
             command_queue: 4_096,
             rtmp: RtmpPushConfig::default(),
             rtmp_templates: Vec::new(),
@@ -104,7 +108,26 @@ impl Default for BridgeConfig {
     }
 }
 
+/// Time allowed between the bridge asking for a keyframe and the keyframe reaching
+/// the segmenters: SFU coalescing, the PLI's trip, the encoder's next frame and the
+/// keyframe's own trip, with room for a loaded machine.
+pub const KEYFRAME_RESPONSE_ALLOWANCE: Duration = Duration::from_millis(800);
+
 impl BridgeConfig {
+    /// How long without a keyframe before the bridge asks for one: the configured
+    /// `segment_keyframe_max_gap`, but never so late that the keyframe could miss the
+    /// forced cut of a TS or LL-HLS segment.
+    pub fn keyframe_overdue_after(&self) -> Duration {
+        let before_forced_cut = |max_segment: Duration| {
+            max_segment
+                .saturating_sub(KEYFRAME_RESPONSE_ALLOWANCE)
+                .max(Duration::from_millis(100))
+        };
+        self.segment_keyframe_max_gap
+            .min(before_forced_cut(self.llhls.max_segment))
+            .min(before_forced_cut(self.hls.ts.max_segment_duration))
+    }
+
     /// The directory recordings go to.
     pub fn recordings_dir(&self) -> PathBuf {
         self.data_dir.join("recordings")
@@ -787,5 +810,29 @@ mod tests {
         assert_eq!(h.quantile_ms(0.0), Some(1));
         assert_eq!(h.quantile_ms(1.0), Some(u64::MAX));
         assert!((h.sum_secs() - 1.355).abs() < 1e-6);
+    }
+
+    #[test]
+    fn keyframes_are_asked_for_before_a_forced_cut() {
+        let config = BridgeConfig::default();
+        let overdue = config.keyframe_overdue_after();
+        // A 2 s GOP (typical encoder setting) never looks overdue ...
+        assert!(overdue > Duration::from_secs(2), "{overdue:?}");
+        // ... and a keyframe asked for when overdue still makes the LL-HLS cut.
+        assert!(overdue + KEYFRAME_RESPONSE_ALLOWANCE <= config.llhls.max_segment);
+        assert!(overdue + KEYFRAME_RESPONSE_ALLOWANCE <= config.hls.ts.max_segment_duration);
+        // A longer configured gap is clamped to what the segmenters allow.
+        let mut long = BridgeConfig {
+            segment_keyframe_max_gap: Duration::from_secs(10),
+            ..BridgeConfig::default()
+        };
+        long.llhls.max_segment = Duration::from_secs(4);
+        assert_eq!(long.keyframe_overdue_after(), Duration::from_millis(3_200));
+        // A shorter one is kept.
+        let short = BridgeConfig {
+            segment_keyframe_max_gap: Duration::from_secs(1),
+            ..BridgeConfig::default()
+        };
+        assert_eq!(short.keyframe_overdue_after(), Duration::from_secs(1));
     }
 }
