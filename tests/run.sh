@@ -44,7 +44,24 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # ---------------------------------------------------------------------------------------
 step "Throwaway PostgreSQL (storage and end-to-end tests run on SQLite and PostgreSQL)"
 PG_DIR=$(mktemp -u /tmp/queqiao-pg-XXXXXX)
-trap 'tests/postgres.sh stop "$PG_DIR" >/dev/null 2>&1 || true' EXIT
+# On every exit (a failure too): stop PostgreSQL, and index the browser tests' screenshots
+# (tests/browser/artifacts/index.html, one page with each screenshot the run kept).
+index_screenshots() {
+  local dir=tests/browser/artifacts
+  [ -d "$dir" ] || return 0
+  local shots=("$dir"/*.png)
+  [ -e "${shots[0]}" ] || return 0
+  {
+    echo '<!doctype html><meta charset="utf-8"><title>Queqiao test screenshots</title>'
+    echo '<style>body{font:14px sans-serif}figure{display:inline-block;margin:8px;vertical-align:top}img{max-width:320px;border:1px solid #ccc}</style>'
+    for shot in "${shots[@]}"; do
+      local name; name=$(basename "$shot")
+      echo "<figure><a href=\"$name\"><img src=\"$name\" loading=\"lazy\"></a><figcaption>$name</figcaption></figure>"
+    done
+  } > "$dir/index.html"
+  echo "screenshots: ${#shots[@]} in $ROOT/$dir (index.html)"
+}
+trap 'tests/postgres.sh stop "$PG_DIR" >/dev/null 2>&1 || true; index_screenshots' EXIT
 eval "$(tests/postgres.sh start "$PG_DIR")"
 export QUEQIAO_REQUIRE_POSTGRES=1
 echo "PostgreSQL at $QUEQIAO_TEST_POSTGRES_URL"

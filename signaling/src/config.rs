@@ -198,6 +198,8 @@ struct FileSettings {
     max_websockets_per_ip: Option<usize>,
     max_websockets_per_user: Option<usize>,
     registrations_per_hour_per_ip: Option<u32>,
+    uploads_per_hour_per_user: Option<u32>,
+    orphan_upload_grace_hours: Option<u64>,
     max_concurrent_password_hashes: Option<usize>,
     recordings_max_age_days: Option<u64>,
     recordings_max_total_bytes: Option<u64>,
@@ -292,6 +294,12 @@ pub struct Config {
     pub max_websockets_per_user: usize,
     /// Accounts one address may register per hour.
     pub registrations_per_hour_per_ip: u32,
+    /// Images one account may upload per hour (a burst of a fifth of it at once); more
+    /// get 429 with `Retry-After`. Each upload costs a decode and a file.
+    pub uploads_per_hour_per_user: u32,
+    /// Uploaded images that no avatar, profile photo or room cover uses are deleted
+    /// once they are this many hours old (0: kept forever).
+    pub orphan_upload_grace_hours: u64,
     /// Password hashes (argon2, ~19 MiB each) computed at once; more wait briefly, then
     /// get 503 with `Retry-After`.
     pub max_concurrent_password_hashes: usize,
@@ -383,6 +391,8 @@ impl Default for Config {
             max_websockets_per_ip: 20,
             max_websockets_per_user: 5,
             registrations_per_hour_per_ip: 10,
+            uploads_per_hour_per_user: 60,
+            orphan_upload_grace_hours: 24,
             max_concurrent_password_hashes: 4,
             recordings_max_age_days: 0,
             recordings_max_total_bytes: 0,
@@ -549,6 +559,12 @@ impl Config {
             registrations_per_hour_per_ip: file
                 .registrations_per_hour_per_ip
                 .unwrap_or(defaults.registrations_per_hour_per_ip),
+            uploads_per_hour_per_user: file
+                .uploads_per_hour_per_user
+                .unwrap_or(defaults.uploads_per_hour_per_user),
+            orphan_upload_grace_hours: file
+                .orphan_upload_grace_hours
+                .unwrap_or(defaults.orphan_upload_grace_hours),
             max_concurrent_password_hashes: file
                 .max_concurrent_password_hashes
                 .unwrap_or(defaults.max_concurrent_password_hashes),

@@ -30,6 +30,7 @@ pub mod routes;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod upload_cleanup;
 pub mod urls;
 pub mod validate;
 pub mod webhooks;

@@ -219,6 +219,14 @@ fn keyed_rate<K: Hash + Eq + Clone>(per_minute: u32, burst: u32) -> KeyedRate<K>
     RateLimiter::keyed(Quota::per_minute(per_minute).allow_burst(burst))
 }
 
+/// `per_hour` spread evenly over the hour, `burst` of them at once.
+fn hourly_rate<K: Hash + Eq + Clone>(per_hour: u32, burst: u32) -> KeyedRate<K> {
+    let period = Duration::from_secs(3600) / per_hour.max(1);
+    let burst = NonZeroU32::new(burst.max(1)).expect("max(1) is non-zero");
+    let quota = Quota::with_period(period).expect("a non-zero period");
+    RateLimiter::keyed(quota.allow_burst(burst))
+}
+
 fn check_rate<K: Hash + Eq + Clone>(limiter: &KeyedRate<K>, key: &K) -> Result<(), AppError> {
     use governor::clock::Clock;
     let clock = governor::clock::DefaultClock::default();
@@ -319,6 +327,7 @@ pub struct Limits {
     websockets_by_ip: ConcurrencyCap<IpAddr>,
     websockets_by_user: ConcurrencyCap<i64>,
     registrations: KeyedRate<IpAddr>,
+    uploads: KeyedRate<i64>,
     password_work: Arc<Semaphore>,
 }
 
@@ -358,9 +367,13 @@ impl Limits {
             whep_bound: Mutex::new(HashMap::new()),
             websockets_by_ip: ConcurrencyCap::new(usize::MAX, config.max_websockets_per_ip),
             websockets_by_user: ConcurrencyCap::new(usize::MAX, config.max_websockets_per_user),
-            registrations: keyed_rate(
-                config.registrations_per_hour_per_ip.div_ceil(60).max(1),
+            registrations: hourly_rate(
                 config.registrations_per_hour_per_ip,
+                config.registrations_per_hour_per_ip,
+            ),
+            uploads: hourly_rate(
+                config.uploads_per_hour_per_user,
+                config.uploads_per_hour_per_user.div_ceil(5),
             ),
             password_work: Arc::new(Semaphore::new(config.max_concurrent_password_hashes.max(1))),
         }
@@ -472,6 +485,16 @@ impl Limits {
             Some(key) => check_rate(&self.registrations, &key),
             None => Ok(()),
         }
+    }
+
+    /// An image upload by account `user` (429 with `Retry-After` past
+    /// `uploads_per_hour_per_user`), sent from `ip`. Keyed by account, not address:
+    /// uploads need a login. Clients in `limits_exempt` are not counted.
+    pub fn check_upload(&self, ip: IpAddr, user: i64) -> Result<(), AppError> {
+        if self.is_exempt(ip) {
+            return Ok(());
+        }
+        check_rate(&self.uploads, &user)
     }
 
     /// A slot for one password hash (argon2 takes ~19 MiB and a core for a moment):

@@ -40,6 +40,7 @@ pub struct Server {
     interaction: Interaction,
     limits: Arc<Limits>,
     retention: JoinHandle<()>,
+    upload_cleanup: JoinHandle<()>,
     stop: Option<oneshot::Sender<()>>,
     http: JoinHandle<()>,
     media: Option<std::thread::JoinHandle<()>>,
@@ -117,6 +118,11 @@ impl Server {
                 max_total_bytes: config.recordings_max_total_bytes,
             },
         ));
+        let upload_cleanup = tokio::spawn(crate::upload_cleanup::run(
+            store.clone(),
+            config.data_dir.join("uploads"),
+            Duration::from_secs(config.orphan_upload_grace_hours.saturating_mul(3600)),
+        ));
         let webhooks = crate::webhooks::Webhooks::start(store.clone(), &config.webhooks);
         let notices = crate::notify::NotifyHandle::start(store.clone(), &sfu, webhooks);
         let state = AppState {
@@ -156,6 +162,7 @@ impl Server {
             interaction: interaction_handle,
             limits,
             retention,
+            upload_cleanup,
             stop: Some(stop),
             http,
             media: Some(media),
@@ -174,6 +181,7 @@ impl Server {
             let _ = stop.send(());
         }
         self.retention.abort();
+        self.upload_cleanup.abort();
         let _ = self.sfu.shutdown().await;
         // Ends every bridged show: recordings get EXT-X-ENDLIST, FLV responses end.
         self.bridge.shutdown(Duration::from_secs(5)).await;

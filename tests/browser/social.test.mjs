@@ -10,7 +10,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import {
-  startAccountsServer, launchIsolatedBrowser, waitFor, artifacts, login, register, apiCall, chineseLeft, sessionPages, chatTexts, DESKTOP, publishFromPage,
+  startAccountsServer, launchIsolatedBrowser, waitFor, artifacts, login, register, apiCall, chineseLeft, sessionPages, chatTexts, DESKTOP, PHONE, publishFromPage,
 } from './harness.mjs';
 
 let server;
@@ -200,6 +200,42 @@ test('uploads: the avatar and photos are PNGs drawn here, sent as images and sho
   }, avatarUrl), { message: 'avatar shown' });
 });
 
+test('the studio uploads a room cover as an image; the room list shows it', async () => {
+  const studio = await userPage(accounts.host, DESKTOP);
+  await studio.goto(`${server.base}/#/studio/demo`);
+  await studio.waitForSelector('details.edit-room');
+  await studio.click('details.edit-room summary');
+  await studio.waitForSelector('#cover-upload', { state: 'attached' });
+  const png = Buffer.from((await studio.evaluate(() => {
+    const canvas = document.createElement('canvas');
+    canvas.width = 160;
+    canvas.height = 90;
+    const ctx = canvas.getContext('2d');
+    ctx.fillStyle = '#ff4f7b';
+    ctx.fillRect(0, 0, 160, 90);
+    return canvas.toDataURL('image/png');
+  })).split(',')[1], 'base64');
+  await studio.setInputFiles('#cover-upload', { name: 'cover.png', mimeType: 'image/png', buffer: png });
+  await studio.waitForSelector('#cover-upload-preview');
+  const coverUrl = await studio.getAttribute('#cover-upload-preview', 'data-url');
+  assert.match(coverUrl, /^\/uploads\/[0-9a-f]{32}\.jpg$/);
+  await studio.click('#room-edit-form button[type="submit"]');
+  await studio.waitForSelector('.toast-ok');
+  const stored = await apiCall(server.base, 'GET', '/api/rooms/demo');
+  assert.equal(stored.cover_url, coverUrl);
+  await shot(studio, 'studio-cover');
+  await studio.close();
+
+  const list = await userPage(null, PHONE);
+  await list.goto(`${server.base}/#/`);
+  await waitFor(() => list.evaluate((url) => {
+    const img = document.querySelector('.room-card[data-room="demo"] img.card-cover');
+    return !!img && img.src === new URL(url, location.href).href && img.complete && img.naturalWidth > 0;
+  }, coverUrl), { message: 'the cover is shown on the room card' });
+  await shot(list, 'rooms-cover');
+  await list.close();
+});
+
 test('share: link and QR code from the server, a poster drawn on a canvas; the link opens the room', async () => {
   await alice.goto(`${server.base}/#/room/demo`);
   await alice.click('#share-button');
@@ -294,6 +330,42 @@ test('the studio lists 在线观众 and schedules a show; viewers reserve it (�
   await alice.waitForSelector('#my-reservations .schedule-item');
   assert.match(await alice.textContent('#my-reservations'), /周末相亲专场/);
   await studio.close();
+});
+
+test('an offline room shows the host\'s next scheduled show; 预约 from there (logging in first when anonymous)', async () => {
+  const room = await apiCall(server.base, 'POST', '/api/rooms', { title: '晚间交友' }, accounts.host.token);
+  const startsAt = Math.floor(Date.now() / 1000) + 2 * 24 * 3600;
+  await apiCall(server.base, 'POST', `/api/rooms/${room.id}/schedule`, { starts_at: startsAt + 3600, title: '后面那场' }, accounts.host.token);
+  const next = await apiCall(server.base, 'POST', `/api/rooms/${room.id}/schedule`, { starts_at: startsAt, title: '单身派对' }, accounts.host.token);
+
+  // Anonymous: the earliest upcoming show is on the offline stage; 预约 asks to log in.
+  const anon = await userPage(null, PHONE);
+  await anon.goto(`${server.base}/#/room/${room.id}`);
+  await anon.waitForSelector('#play-status[data-status="offline"] #next-show');
+  assert.equal(await anon.getAttribute('#next-show', 'data-schedule'), String(next.id));
+  assert.match(await anon.textContent('#next-show'), /单身派对/);
+  assert.doesNotMatch(await anon.textContent('#next-show'), /后面那场/);
+  await shot(anon, 'offline-next-show');
+  await anon.click('#next-show-reserve');
+  await anon.waitForSelector('#login-sheet[open]');
+  await anon.close();
+
+  // Bob, logged in: 预约 and 取消预约 from the stage, stored for him.
+  const bob = await userPage(accounts.bob, PHONE);
+  await bob.goto(`${server.base}/#/room/${room.id}`);
+  await bob.waitForSelector('#next-show[data-reserved="0"]');
+  await bob.click('#next-show-reserve');
+  await bob.waitForSelector('#next-show[data-reserved="1"]');
+  let mine = await apiCall(server.base, 'GET', '/api/me/reservations', undefined, accounts.bob.token);
+  assert.deepEqual(mine.map((r) => r.id), [next.id]);
+  await bob.reload();
+  await bob.waitForSelector('#next-show[data-reserved="1"]');
+  assert.match(await bob.textContent('#next-show'), /1 人预约/);
+  await bob.click('#next-show-reserve');
+  await bob.waitForSelector('#next-show[data-reserved="0"]');
+  mine = await apiCall(server.base, 'GET', '/api/me/reservations', undefined, accounts.bob.token);
+  assert.deepEqual(mine, []);
+  await bob.close();
 });
 
 test('in English no Chinese is left on the new pages and sheets (user content aside)', async () => {

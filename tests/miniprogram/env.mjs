@@ -74,6 +74,9 @@ export function clearStorage() {
 
 /** The parts of `wx` the pages use, implemented for real. */
 export const wxApi = {
+  // miniprogram-simulate says iOS; the pages behave by platform (no 充值 on iOS), so the
+  // device is Android unless a test says otherwise.
+  getDeviceInfo: () => ({ platform: 'android', system: 'Android 14' }),
   request({ url, method, data, header, success, fail, complete }) {
     httpRequest({ url, method, data, headers: header })
       .then((res) => { const r = { statusCode: res.status, data: res.data, header: res.headers }; if (success) success(r); if (complete) complete(r); })

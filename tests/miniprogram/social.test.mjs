@@ -146,6 +146,94 @@ test('WeChat: the recharge page pays a package in the sandbox; the gift shows on
   room.instance.onUnload();
 });
 
+test('iOS: no 充值 in the room or on the recharge page (virtual goods cannot be bought there); 金币不足 says why', async () => {
+  clearStorage();
+  wxApi.setStorageSync('queqiao.session', eve);
+  const before = (await apiCall(server.base, 'GET', '/api/me/recharges', undefined, eve.token)).length;
+  const room = renderWechatPage('room');
+  const wx = globalThis.wx;
+  const saved = wx.getDeviceInfo;
+  wx.getDeviceInfo = () => ({ platform: 'ios', system: 'iOS 17.5' });
+  try {
+    await room.instance.onLoad({ id: 'demo' });
+    await waitFor(() => room.data.connected, { message: 'socket open' });
+    assert.equal(room.data.canRecharge, false);
+    await room.instance.onToggleGifts();
+    await waitFor(() => room.querySelector('.panel-head'), { message: 'gift panel rendered' });
+    assert.ok(!room.querySelector('.recharge'), 'no 充值 link on iOS');
+    room.instance.onSendGift();
+    await waitFor(() => room.data.needRecharge, { message: '金币不足' });
+    await waitFor(() => /iOS 小程序暂不支持充值/.test(room.querySelector('.panel').dom.textContent), { message: 'the reason is shown' });
+    assert.doesNotMatch(room.querySelector('.panel').dom.textContent, /去充值/);
+    const navigations = calls.navigateTo.length;
+    room.instance.onRecharge();
+    assert.equal(calls.navigateTo.length, navigations, 'no way to the recharge page');
+
+    // Reached anyway (an old link): it explains and does not pay.
+    const page = renderWechatPage('recharge');
+    await page.instance.onLoad({});
+    assert.equal(page.data.iosBlocked, true);
+    assert.equal(page.data.available, false);
+    await waitFor(() => /iOS 小程序暂不支持充值/.test(page.querySelector('.page').dom.textContent), { message: 'recharge page explains' });
+    page.instance.onPick({ currentTarget: { dataset: { coins: 60 } } });
+    await page.instance.onPay();
+    assert.equal((await apiCall(server.base, 'GET', '/api/me/recharges', undefined, eve.token)).length, before, 'nothing paid');
+  } finally {
+    if (saved === undefined) delete wx.getDeviceInfo; else wx.getDeviceInfo = saved;
+    room.instance.onUnload();
+  }
+
+  // Alipay on iOS: the same rule.
+  const savedInfo = myApi.getSystemInfoSync;
+  myApi.getSystemInfoSync = () => ({ platform: 'iOS', app: 'alipay' });
+  try {
+    const recharge = alipayInstance(loadAlipayPage('recharge'));
+    await recharge.onLoad({});
+    assert.equal(recharge.data.iosBlocked, true);
+    assert.equal(recharge.data.available, false);
+  } finally {
+    myApi.getSystemInfoSync = savedInfo;
+  }
+});
+
+test('WeChat: an offline room shows the next scheduled show; 预约 there, logging in first', async () => {
+  const room = await apiCall(server.base, 'POST', '/api/rooms', { title: '晚间交友' }, host.token);
+  const startsAt = Math.floor(Date.now() / 1000) + 2 * 24 * 3600;
+  await apiCall(server.base, 'POST', `/api/rooms/${room.id}/schedule`, { starts_at: startsAt + 3600, title: '后面那场' }, host.token);
+  const next = await apiCall(server.base, 'POST', `/api/rooms/${room.id}/schedule`, { starts_at: startsAt, title: '单身派对' }, host.token);
+  clearStorage();
+  const page = renderWechatPage('room');
+  try {
+    await page.instance.onLoad({ id: room.id });
+    await waitFor(() => page.data.nextShow, { message: 'the next show loaded' });
+    assert.equal(page.data.nextShow.id, next.id);
+    await waitFor(() => page.querySelector('.next-show'), { message: 'next show rendered' });
+    const text = page.querySelector('.next-show').dom.textContent;
+    assert.match(text, /下一场/);
+    assert.match(text, /单身派对/);
+    assert.doesNotMatch(text, /后面那场/);
+    // Logged out: 预约 goes to the login page.
+    page.querySelector('.next-show-reserve').dispatchEvent('tap');
+    await waitFor(() => calls.navigateTo.at(-1) === '/pages/login/login', { message: 'to the login page' });
+    // Back, logged in: 预约 and 取消预约, stored for her.
+    wxApi.setStorageSync('queqiao.session', dora);
+    page.instance.onShow();
+    await waitFor(() => page.data.loggedIn && page.data.nextShow && page.data.nextShow.id === next.id, { message: 'reloaded for dora' });
+    await page.instance.onReserveNext();
+    assert.equal(page.data.nextShow.reserved, true);
+    assert.equal(page.data.nextShow.count, 1);
+    let mine = await apiCall(server.base, 'GET', '/api/me/reservations', undefined, dora.token);
+    assert.ok(mine.some((r) => r.id === next.id), 'reserved on the server');
+    await waitFor(() => /取消预约/.test(page.querySelector('.next-show').dom.textContent), { message: 'button says 取消预约' });
+    await page.instance.onReserveNext();
+    assert.equal(page.data.nextShow.reserved, false);
+    mine = await apiCall(server.base, 'GET', '/api/me/reservations', undefined, dora.token);
+    assert.ok(!mine.some((r) => r.id === next.id), 'reservation cancelled');
+  } finally {
+    page.instance.onUnload();
+  }
+});
+
 test('WeChat: sharing opens this room (chat card and Moments); the share button is open-type="share"', async () => {
   clearStorage();
   const page = renderWechatPage('room');

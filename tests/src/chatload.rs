@@ -120,6 +120,11 @@ impl ChatLoadReport {
     }
 }
 
+/// Times a sender's registration is retried when the server is busy hashing (503).
+const REGISTER_RETRIES: u32 = 30;
+/// Pause before such a retry.
+const REGISTER_RETRY_PAUSE: Duration = Duration::from_millis(500);
+
 /// Runs the scenario.
 pub async fn run(options: ChatLoadOptions) -> anyhow::Result<ChatLoadReport> {
     let run_id: u32 = rand::random();
@@ -133,7 +138,19 @@ pub async fn run(options: ChatLoadOptions) -> anyhow::Result<ChatLoadReport> {
             let name = format!("load{run_id:x}x{i}");
             async move {
                 let body = serde_json::json!({"username": name, "password": "load-password-1", "nickname": name});
-                http.json(reqwest::Method::POST, &format!("{base}/api/auth/register"), None, Some(body)).await
+                let url = format!("{base}/api/auth/register");
+                // A server under its hashing cap answers 503 with Retry-After: come back.
+                let mut attempt = 0;
+                loop {
+                    let answer = http.json(reqwest::Method::POST, &url, None, Some(body.clone())).await;
+                    match answer {
+                        Ok((503, _)) if attempt < REGISTER_RETRIES => {
+                            attempt += 1;
+                            tokio::time::sleep(REGISTER_RETRY_PAUSE).await;
+                        }
+                        other => break other,
+                    }
+                }
             }
         }))
         .await;

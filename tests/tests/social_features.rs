@@ -509,6 +509,169 @@ async fn profile_card(database_url: Option<String>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_per_account_are_rate_limited() {
+    // Per-account limits apply to clients outside `limits_exempt`: clear it.
+    let server = server_with(None, |c| {
+        c.limits_exempt.clear();
+        c.uploads_per_hour_per_user = 10; // a burst of 2
+    })
+    .await;
+    let api = Api::new(&server);
+    let (_, alice) = api.register("alice").await;
+    let (_, bob) = api.register("bob").await;
+    for _ in 0..2 {
+        let (status, body) = post_bytes(
+            &api,
+            "/api/uploads?kind=photo",
+            Some(&alice),
+            "image/png",
+            png(32, 32),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let refused = api
+        .http
+        .inner()
+        .post(format!("{}/api/uploads?kind=photo", api.base))
+        .bearer_auth(&alice)
+        .header("content-type", "image/png")
+        .body(png(32, 32))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // 10 an hour: the next one comes back within 6 minutes.
+    assert!(
+        (1..=360).contains(&retry_after),
+        "Retry-After {retry_after}"
+    );
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(code(&body), Some("too_many_requests"), "{body}");
+    // Another account is not affected.
+    let (status, body) = post_bytes(
+        &api,
+        "/api/uploads?kind=photo",
+        Some(&bob),
+        "image/png",
+        png(32, 32),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    server.stop().await;
+}
+
+/// Uploads that nothing uses are deleted after the grace period (here: zero, run by hand);
+/// an avatar, profile photos and a room cover are kept, until they are replaced.
+async fn orphan_uploads_are_deleted(database_url: Option<String>) {
+    let server = server(database_url).await;
+    let api = Api::new(&server);
+    let admin = api.token("admin", ADMIN_PASSWORD).await;
+    let (alice_id, alice) = api.register("alice").await;
+    api.make_host(&admin, alice_id).await;
+    let mut urls = Vec::new();
+    for kind in ["avatar", "photo", "photo", "cover", "photo"] {
+        let (status, body) = post_bytes(
+            &api,
+            &format!("/api/uploads?kind={kind}"),
+            Some(&alice),
+            "image/png",
+            png(40, 30),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        urls.push(body["url"].as_str().unwrap().to_owned());
+    }
+    let (avatar, photos, cover, unused) = (&urls[0], &urls[1..3], &urls[3], &urls[4]);
+    let (status, body) = api
+        .call(
+            Method::PATCH,
+            "/api/me",
+            Some(&alice),
+            Some(json!({"avatar_url": format!("{}{avatar}", api.base), "photos": photos})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let room = api.create_room(&alice, json!({"title": "封面"})).await;
+    let (status, body) = api
+        .call(
+            Method::PATCH,
+            &format!("/api/rooms/{room}"),
+            Some(&alice),
+            Some(json!({"cover_url": cover})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let store = &server.server.store;
+    let dir = server.data_dir().join("uploads");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // A day's grace: nothing is old enough.
+    let deleted = signaling::upload_cleanup::enforce(store, &dir, Duration::from_secs(86_400))
+        .await
+        .unwrap();
+    assert_eq!(deleted, 0);
+    let deleted = signaling::upload_cleanup::enforce(store, &dir, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1, "only the unused photo is an orphan");
+    assert_eq!(get_raw(&api, unused, None).await.status(), 404);
+    let unused_id = unused
+        .trim_start_matches("/uploads/")
+        .trim_end_matches(".jpg");
+    assert!(!dir.join(format!("{unused_id}.jpg")).exists());
+    for url in [avatar, &photos[0], &photos[1], cover] {
+        assert_eq!(get_raw(&api, url, None).await.status(), 200, "{url}");
+    }
+    // Replacing the avatar and dropping a photo orphans them.
+    let (status, body) = api
+        .call(
+            Method::PATCH,
+            "/api/me",
+            Some(&alice),
+            Some(json!({"avatar_url": null, "photos": [&photos[1]]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let deleted = signaling::upload_cleanup::enforce(store, &dir, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 2);
+    assert_eq!(get_raw(&api, avatar, None).await.status(), 404);
+    assert_eq!(get_raw(&api, &photos[0], None).await.status(), 404);
+    assert_eq!(get_raw(&api, &photos[1], None).await.status(), 200);
+    assert_eq!(get_raw(&api, cover, None).await.status(), 200);
+    // The profile still validates: its remaining photo is still one of alice's uploads.
+    let (status, body) = api
+        .call(
+            Method::PATCH,
+            "/api/me",
+            Some(&alice),
+            Some(json!({"photos": [&photos[1]]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphan_uploads_are_deleted_on_sqlite() {
+    orphan_uploads_are_deleted(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphan_uploads_are_deleted_on_postgres() {
+    if let Some(url) = fresh_database().await {
+        orphan_uploads_are_deleted(Some(url)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn profile_card_on_sqlite() {
     profile_card(None).await;
 }

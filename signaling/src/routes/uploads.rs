@@ -6,7 +6,7 @@
 //! `data_dir/uploads/{id}.jpg` (directory 0700, file 0600) under a random id, and recorded
 //! in storage. `GET /uploads/{id}.jpg` serves the file as immutable.
 
-use crate::auth::CurrentUser;
+use crate::auth::{ClientIp, CurrentUser};
 use crate::error::AppError;
 use crate::images::{ImageKind, MAX_UPLOAD_BYTES, ProcessedImage};
 use crate::state::AppState;
@@ -157,9 +157,10 @@ async fn store_file(dir: PathBuf, jpeg: Vec<u8>) -> Result<String, AppError> {
     request_body(content = Vec<u8>, description = "The image (JPEG, PNG or WebP, ≤ 5 MiB) as the body, or multipart/form-data with a `file` field", content_type = "image/jpeg"),
     responses((status = 201, body = UploadView), (status = 401, body = crate::error::ErrorBody),
         (status = 413, body = crate::error::ErrorBody), (status = 415, body = crate::error::ErrorBody),
-        (status = 422, body = crate::error::ErrorBody)))]
+        (status = 422, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
 pub(super) async fn upload(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     CurrentUser(user): CurrentUser,
     Query(query): Query<UploadQuery>,
     request: Request,
@@ -168,6 +169,7 @@ pub(super) async fn upload(
         return Err(AppError::Forbidden(crate::access::BANNED.into()));
     }
     let kind = kind(query.kind.as_deref())?;
+    state.limits.check_upload(ip, user.id)?;
     let bytes = image_bytes(&state, request).await?;
     let work = DECODE_WORK
         .acquire()

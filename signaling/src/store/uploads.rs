@@ -57,4 +57,50 @@ impl Store {
             bytes: row.try_get("bytes")?,
         })
     }
+
+    /// Ids of uploads stored before `cutoff_ms` (candidates for orphan cleanup).
+    pub async fn uploads_created_before(&self, cutoff_ms: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(&self.sql("SELECT id FROM uploads WHERE created_at < $1"))
+            .bind(cutoff_ms)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|row| row.try_get("id").map_err(StoreError::from))
+            .collect()
+    }
+
+    /// Every stored text that may name an upload: avatars, profile photo lists and room
+    /// covers (a referenced upload is one whose URL appears in one of them).
+    pub async fn upload_references(&self) -> Result<Vec<String>, StoreError> {
+        let mut texts = Vec::new();
+        let users = sqlx::query(&self.sql(
+            "SELECT avatar_url, photos FROM users WHERE avatar_url LIKE '%/uploads/%' OR photos <> '[]'",
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        for row in &users {
+            let avatar: Option<String> = row.try_get("avatar_url")?;
+            texts.extend(avatar);
+            texts.push(row.try_get("photos")?);
+        }
+        let rooms = sqlx::query(
+            &self.sql("SELECT cover_url FROM rooms WHERE cover_url LIKE '%/uploads/%'"),
+        )
+        .fetch_all(self.pool())
+        .await?;
+        for row in &rooms {
+            let cover: Option<String> = row.try_get("cover_url")?;
+            texts.extend(cover);
+        }
+        Ok(texts)
+    }
+
+    /// Forgets an upload (its file is deleted first by the caller).
+    pub async fn delete_upload(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query(&self.sql("DELETE FROM uploads WHERE id = $1"))
+            .bind(id.to_owned())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
 }

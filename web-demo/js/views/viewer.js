@@ -4,7 +4,7 @@
 // WebRTC first, then LL-HLS / FLV / HLS; chat with history and per-message delivery state;
 // "xx 来了" join lines; logging in from a sheet without leaving the stream; automatic
 // reconnection of both media and chat.
-import { h, render, avatar, toast, compactNumber } from '../dom.js';
+import { h, render, avatar, toast, compactNumber, formatTime } from '../dom.js';
 import { t, lang, giftName } from '../i18n.js';
 import { api, token, errorText } from '../api.js';
 import { createChatOutbox } from '../chat-outbox.js';
@@ -19,6 +19,7 @@ import { createGiftPanel } from '../widgets/gift-panel.js';
 import { createLeaderboard } from '../widgets/leaderboard.js';
 import { createSharePanel } from '../widgets/share-panel.js';
 import * as relations from '../relations.js';
+import { toggleReservation } from '../reservations.js';
 
 const GIFT_ACK_TIMEOUT_MS = 8000;
 const RECENT_VIEWERS = 3;
@@ -154,8 +155,9 @@ export async function viewerView(container, { id: room }) {
       case 'offline':
         status.hidden = false;
         status.append(h('strong', { text: t(detail.ended ? 'viewer.ended' : 'viewer.offline') }),
-          h('span', { text: t('viewer.waiting') }),
+          nextShow ? nextShowLine(nextShow) : h('span', { text: t('viewer.waiting') }),
           h('a', { href: `#/replay/${encodeURIComponent(room)}`, text: t('viewer.replays') }));
+        if (!nextShowLoaded) loadNextShow();
         break;
       case 'reconnecting': status.hidden = false; status.textContent = t('viewer.reconnecting'); break;
       case 'failed': status.hidden = false; status.textContent = t('viewer.failed'); break;
@@ -163,6 +165,37 @@ export async function viewerView(container, { id: room }) {
     }
     drawUnmute();
   }
+  // ---- next show (offline room): the host's next scheduled show, with 预约 --------
+  let nextShow = null;
+  let nextShowLoaded = false;
+  async function loadNextShow() {
+    nextShowLoaded = true;
+    const list = await api.schedules(room).catch(() => []);
+    const now = Date.now();
+    nextShow = (Array.isArray(list) ? list : [])
+      .filter((s) => s.starts_at * 1000 > now)
+      .sort((a, b) => a.starts_at - b.starts_at)[0] || null;
+    if (liveStatus.status === 'offline') drawStatus();
+  }
+  async function toggleNextShow() {
+    const s = nextShow;
+    if (!s) return;
+    if (!session.user()) { needLogin(() => { nextShowLoaded = false; loadNextShow(); }); return; }
+    await toggleReservation(s);
+    drawStatus();
+  }
+  function nextShowLine(s) {
+    return h('div', { class: 'next-show', id: 'next-show', dataset: { schedule: s.id, reserved: s.reserved ? '1' : '0' } },
+      h('span', { class: 'next-show-label', text: t('schedule.next') }),
+      h('span', { class: 'schedule-when', text: formatTime(s.starts_at * 1000, lang()) }),
+      h('span', { class: 'schedule-title', translate: 'no', text: s.title }),
+      h('small', { class: 'next-show-count', text: t('schedule.count', { n: s.reservations || 0 }) }),
+      h('button', {
+        type: 'button', id: 'next-show-reserve', class: `button-small${s.reserved ? ' button-secondary' : ''}`,
+        text: t(s.reserved ? 'schedule.unreserve' : 'schedule.reserve'), on: { click: toggleNextShow },
+      }));
+  }
+
   drawViewers(0);
   drawLikes(0);
   drawMode(null);

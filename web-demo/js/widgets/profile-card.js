@@ -8,6 +8,7 @@ import { t, lang } from '../i18n.js';
 import { api, errorText } from '../api.js';
 import * as session from '../session.js';
 import * as relations from '../relations.js';
+import { toggleReservation as toggleShowReservation } from '../reservations.js';
 import { createSheet } from './sheet.js';
 
 /** A photo entry is a URL or {url}. */
@@ -72,13 +73,7 @@ export function createProfileCard({ needLogin = null, room = null, onBlock = () 
 
   async function toggleReservation(s) {
     if (!loggedIn()) return;
-    try {
-      if (s.reserved) await api.unreserve(s.id);
-      else await api.reserve(s.id);
-      s.reserved = !s.reserved;
-      s.reservations = Math.max(0, (s.reservations || 0) + (s.reserved ? 1 : -1));
-      toast(t(s.reserved ? 'schedule.reserved' : 'schedule.unreserved'), 'ok');
-    } catch (err) { toast(errorText(err), 'error'); }
+    await toggleShowReservation(s);
     draw();
   }
 

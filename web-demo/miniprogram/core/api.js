@@ -59,6 +59,9 @@ function createApi(platform, config) {
     unblock: function (userId) { return call('DELETE', '/api/users/' + enc(userId) + '/block'); },
     packages: function () { return call('GET', '/api/wallet/packages'); },
     recharge: function (coins, key) { return call('POST', '/api/me/recharges', { coins: coins, idempotency_key: key }); },
+    schedules: function (id) { return call('GET', '/api/rooms/' + enc(id) + '/schedule'); },
+    reserve: function (scheduleId) { return call('POST', '/api/schedules/' + enc(scheduleId) + '/reservation'); },
+    unreserve: function (scheduleId) { return call('DELETE', '/api/schedules/' + enc(scheduleId) + '/reservation'); },
     share: function (id) { return call('GET', '/api/rooms/' + enc(id) + '/share'); },
     login: function (login, password) {
       return call('POST', '/api/auth/login', { login: login, password: password }).then(function (result) {

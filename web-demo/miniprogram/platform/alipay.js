@@ -35,6 +35,16 @@ function openSocket(url, handlers) {
   };
 }
 
+/** Whether the mini-program runs on iOS. */
+function isIos() {
+  try {
+    var info = my.getSystemInfoSync();
+    return /ios/i.test(String((info && info.platform) || ''));
+  } catch (e) {
+    return false;
+  }
+}
+
 module.exports = {
   name: 'alipay',
   request: request,
@@ -52,7 +62,8 @@ module.exports = {
   navigateBack: function () { my.navigateBack({ delta: 1 }); },
   toast: function (text, kind) { my.showToast({ content: text, type: kind === 'ok' ? 'success' : 'none' }); },
   setTitle: function (text) { my.setNavigationBar({ title: text }); },
-  caps: function () { return { livePlayer: false }; },
+  /** No <live-player>; no virtual-goods purchase on iOS (Apple's rule). */
+  caps: function () { return { livePlayer: false, recharge: !isIos() }; },
   /** The share panel (the page's onShareAppMessage says what is shared). */
   showSharePanel: function () { if (typeof my.showSharePanel === 'function') my.showSharePanel(); },
   definePage: function (definition) { Page(definition); },

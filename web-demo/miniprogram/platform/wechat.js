@@ -38,6 +38,16 @@ function definePage(definition) {
   Component({ data: definition.data || {}, methods: methods });
 }
 
+/** Whether the mini-program runs on iOS (getDeviceInfo where there is one). */
+function isIos() {
+  try {
+    var info = typeof wx.getDeviceInfo === 'function' ? wx.getDeviceInfo() : wx.getSystemInfoSync();
+    return /ios/i.test(String((info && (info.platform || info.system)) || ''));
+  } catch (e) {
+    return false;
+  }
+}
+
 module.exports = {
   name: 'wechat',
   request: request,
@@ -53,9 +63,11 @@ module.exports = {
   toast: function (text, kind) { wx.showToast({ title: text, icon: kind === 'ok' ? 'success' : 'none' }); },
   setTitle: function (text) { wx.setNavigationBarTitle({ title: text }); },
   /** <live-player> (HTTP-FLV) needs a permitted service category; config says whether we have it. */
+  /** Virtual goods (coins) cannot be bought in a mini-program on iOS (Apple's rule, which
+   *  WeChat enforces): there the recharge entries are hidden. */
   caps: function (config) {
     var canUse = typeof wx.canIUse !== 'function' || wx.canIUse('live-player');
-    return { livePlayer: !!(config.livePlayer && canUse) };
+    return { livePlayer: !!(config.livePlayer && canUse), recharge: !isIos() };
   },
   definePage: definePage,
 };

@@ -16,10 +16,11 @@ function yuan(cents) {
 module.exports = function createRechargePage(platform, config) {
   var api = createApi(platform, config);
   return {
-    data: { balance: null, packages: [], chosen: 0, available: false, sandbox: false, error: '', busy: false },
+    data: { balance: null, packages: [], chosen: 0, available: false, sandbox: false, error: '', busy: false, iosBlocked: false },
 
     onLoad: function () {
       var self = this;
+      this.setData({ iosBlocked: platform.caps(config).recharge === false });
       this.pendingKey = null;
       if (!session.get(platform)) {
         platform.navigateTo('/pages/login/login');
@@ -30,7 +31,7 @@ module.exports = function createRechargePage(platform, config) {
         self.setData({
           balance: results[1].coins,
           packages: (offer.packages || []).map(function (p) { return { coins: p.coins, price: '¥' + yuan(p.price_cents) }; }),
-          available: offer.provider !== 'none',
+          available: offer.provider !== 'none' && !self.data.iosBlocked,
           sandbox: offer.provider === 'sandbox',
         });
       }, function (err) {

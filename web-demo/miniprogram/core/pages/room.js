@@ -49,6 +49,17 @@ function chatItem(message) {
   };
 }
 
+/** A scheduled show as the offline stage shows it. */
+function nextShowView(show) {
+  return {
+    id: show.id,
+    title: show.title,
+    when: format.dateTime(show.starts_at * 1000),
+    reserved: !!show.reserved,
+    count: show.reservations || 0,
+  };
+}
+
 /** A viewer's avatar placeholder for the "recent viewers" row. */
 function recentViewer(user) {
   return { id: user.id, initial: format.initial(user.nickname), name: user.nickname || '' };
@@ -86,12 +97,15 @@ module.exports = function createRoomPage(platform, config) {
       leaderboard: null,
       top: [],
       needRecharge: false,
+      canRecharge: true,
+      nextShow: null,
     },
 
     onLoad: function (query) {
       var self = this;
       var room = query.id;
       this.room = room;
+      this.setData({ canRecharge: platform.caps(config).recharge !== false });
       this.info = null;
       this.stopped = false;
       this.noLivePlayer = false;
@@ -148,6 +162,7 @@ module.exports = function createRoomPage(platform, config) {
         // The message typed before logging in is sent now.
         if (loggedIn && this.keptText) { var kept = this.keptText; this.keptText = ''; this.setData({ text: '' }); this.sendChat(kept); }
         if (loggedIn) this.loadBlocks();
+        if (loggedIn && this.data.nextShow) this.loadNextShow();
       }
       // Back from the recharge page: the new balance.
       var self = this;
@@ -202,11 +217,50 @@ module.exports = function createRoomPage(platform, config) {
 
     applyPlayer: function (choice) {
       var current = this.data.player;
+      if (choice.kind === 'none' && choice.reason === 'offline' && !this.nextShowLoaded) this.loadNextShow();
       if (current.kind === choice.kind && current.src === choice.src && current.reason === choice.reason) return;
       this.setData({
         player: choice,
         modeText: MODE_TEXT[choice.protocol] || '',
         statusText: choice.kind === 'none' ? (choice.message || REASON_TEXT[choice.reason] || '') : '',
+      });
+    },
+
+    // ---- next show (offline room): the host's next scheduled show, with 预约 ------------
+
+    /** The earliest upcoming scheduled show of this room (shown while it is offline). */
+    loadNextShow: function () {
+      var self = this;
+      this.nextShowLoaded = true;
+      return api.schedules(this.room).then(function (list) {
+        if (self.stopped) return;
+        var now = Date.now();
+        var next = (Array.isArray(list) ? list : [])
+          .filter(function (s) { return s.starts_at * 1000 > now; })
+          .sort(function (a, b) { return a.starts_at - b.starts_at; })[0];
+        self.setData({ nextShow: next ? nextShowView(next) : null });
+      }, function () {});
+    },
+
+    /** 预约 / 取消预约 the next show (logging in first). */
+    onReserveNext: function () {
+      var show = this.data.nextShow;
+      var self = this;
+      if (!show) return Promise.resolve();
+      if (!session.get(platform)) {
+        // Back from the login page, the list is read again (with this user's reservations).
+        this.nextShowLoaded = false;
+        platform.navigateTo('/pages/login/login');
+        return Promise.resolve();
+      }
+      var request = show.reserved ? api.unreserve(show.id) : api.reserve(show.id);
+      return request.then(function () {
+        var reserved = !show.reserved;
+        var count = Math.max(0, show.count + (reserved ? 1 : -1));
+        self.setData({ nextShow: Object.assign({}, show, { reserved: reserved, count: count }) });
+        platform.toast(reserved ? '已预约，开播时会提醒你' : '已取消预约', 'ok');
+      }, function (err) {
+        platform.toast(errorText(err), 'error');
       });
     },
 
@@ -608,6 +662,7 @@ module.exports = function createRoomPage(platform, config) {
 
     /** 充值: the recharge page (the room stays open under it). */
     onRecharge: function () {
+      if (!this.data.canRecharge) return;
       platform.navigateTo('/pages/recharge/recharge');
     },
 
