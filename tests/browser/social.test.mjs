@@ -181,8 +181,10 @@ test('uploads: the avatar and photos are PNGs drawn here, sent as images and sho
   await alice.selectOption('[name="education"]', 'master');
   await alice.fill('[name="partner_preferences"]', '真诚、爱笑');
   await shot(alice, 'profile-edit');
+  // Wait for the save itself: a toast of an earlier test may still be on this page.
+  const saved = alice.waitForResponse((r) => new URL(r.url()).pathname === '/api/me' && r.request().method() === 'PATCH');
   await alice.click('#profile-form button[type="submit"]');
-  await alice.waitForSelector('.toast-ok');
+  assert.equal((await saved).status(), 200);
 
   const profile = await apiCall(server.base, 'GET', `/api/users/${accounts.alice.user.id}`);
   assert.equal(profile.avatar_url, avatarUrl);
@@ -219,8 +221,9 @@ test('the studio uploads a room cover as an image; the room list shows it', asyn
   await studio.waitForSelector('#cover-upload-preview');
   const coverUrl = await studio.getAttribute('#cover-upload-preview', 'data-url');
   assert.match(coverUrl, /^\/uploads\/[0-9a-f]{32}\.jpg$/);
+  const saved = studio.waitForResponse((r) => new URL(r.url()).pathname === '/api/rooms/demo' && r.request().method() === 'PATCH');
   await studio.click('#room-edit-form button[type="submit"]');
-  await studio.waitForSelector('.toast-ok');
+  assert.equal((await saved).status(), 200);
   const stored = await apiCall(server.base, 'GET', '/api/rooms/demo');
   assert.equal(stored.cover_url, coverUrl);
   await shot(studio, 'studio-cover');
