@@ -9,8 +9,6 @@
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::{Store, StoreError, User};
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
@@ -236,40 +234,24 @@ impl AuthService {
 
 /// Hashes a password with argon2id (off the async threads: it is deliberately slow).
 pub async fn hash_password(password: String) -> Result<String, AppError> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|hash| hash.to_string())
-            .map_err(|e| AppError::Internal(format!("password hashing: {e}")))
-    })
-    .await
-    .map_err(|_| AppError::Internal("password hashing task failed".into()))?
+    tokio::task::spawn_blocking(move || crate::password::hash(password.as_bytes()))
+        .await
+        .map_err(|_| AppError::Internal("password hashing task failed".into()))?
+        .map_err(|e| AppError::Internal(e.to_string()))
 }
 
 /// Checks a password against a stored argon2 hash.
 pub async fn verify_password(password: String, hash: String) -> Result<bool, AppError> {
-    tokio::task::spawn_blocking(move || {
-        let parsed = PasswordHash::new(&hash)
-            .map_err(|_| AppError::Internal("stored password hash is corrupt".into()))?;
-        Ok(Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok())
-    })
-    .await
-    .map_err(|_| AppError::Internal("password check task failed".into()))?
+    tokio::task::spawn_blocking(move || crate::password::verify(password.as_bytes(), &hash))
+        .await
+        .map_err(|_| AppError::Internal("password check task failed".into()))?
+        .map_err(|e| AppError::Internal(e.to_string()))
 }
 
 /// A hash of a random password, to spend the same time on unknown users as on known ones.
 pub fn decoy_hash() -> &'static str {
     static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DECOY.get_or_init(|| {
-        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-        Argon2::default()
-            .hash_password(&rand::random::<[u8; 16]>(), &salt)
-            .map(|h| h.to_string())
-            .unwrap_or_default()
-    })
+    DECOY.get_or_init(|| crate::password::hash(&rand::random::<[u8; 16]>()).unwrap_or_default())
 }
 
 fn unix_now() -> u64 {

@@ -24,6 +24,7 @@ pub mod interaction;
 pub mod limits;
 pub mod live;
 pub mod notify;
+pub mod password;
 pub mod payment;
 pub mod retention;
 pub mod routes;
