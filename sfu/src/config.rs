@@ -20,10 +20,13 @@ pub struct SfuConfig {
     pub publisher_stale_after: Duration,
     /// A room with neither publisher nor viewers is forgotten after this long.
     pub room_idle_timeout: Duration,
-    /// Most peers this server takes (publishers plus viewers).
+    /// Most peers this server takes (publishers plus viewers, over all shards).
     pub max_peers: usize,
     /// Events a tap may queue before the SFU drops for it.
     pub tap_queue: usize,
+    /// Media shards, each a thread with its own `SO_REUSEPORT` socket on `udp_bind`'s
+    /// port (1 to [`crate::cross_shard::MAX_SHARDS`]).
+    pub media_threads: usize,
 }
 
 impl Default for SfuConfig {
@@ -37,6 +40,7 @@ impl Default for SfuConfig {
             room_idle_timeout: Duration::from_secs(30),
             max_peers: 5000,
             tap_queue: 4096,
+            media_threads: 1,
         }
     }
 }

@@ -69,6 +69,11 @@ impl DemuxTable {
         self.ufrag_of.insert(peer, local_ufrag.to_owned());
     }
 
+    /// The local ufrag a peer is registered under.
+    pub fn ufrag_of(&self, peer: PeerId) -> Option<&str> {
+        self.ufrag_of.get(&peer).map(String::as_str)
+    }
+
     /// Forgets a peer, its ufrag and every address it used.
     pub fn remove(&mut self, peer: PeerId) {
         if let Some(ufrag) = self.ufrag_of.remove(&peer) {

@@ -6,7 +6,10 @@
 //!   each to [`SfuCore::handle_datagram`], and after each batch send what it produced;
 //! - a [`Request`] from the [`crate::SfuHandle`] → [`SfuCore::handle_command`], the
 //!   [`Reply`] back through its oneshot;
-//! - the core's deadline ([`SfuCore::poll_timeout`]) → [`SfuCore::handle_timeout`].
+//! - the core's deadline ([`SfuCore::poll_timeout`]) → [`SfuCore::handle_timeout`];
+//! - a [`ShardMessage`] from another shard → [`SfuCore::handle_shard_message`], and the
+//!   core's own ([`SfuCore::poll_shard_message`]) into the other shards' bounded queues
+//!   (never waiting: a full queue drops and counts).
 //!
 //! After every wake-up it drains [`SfuCore::poll_transmit`] into its [`SendQueue`] and
 //! sends with `sendmmsg` (UDP GSO for runs to one viewer), once per [`SEND_EARLY`]
@@ -14,6 +17,7 @@
 //! When the kernel's buffer is full the rest waits for writability, and the core keeps
 //! what the driver has not pulled yet.
 
+use crate::cross_shard::ShardMessage;
 use crate::events::SfuEvent;
 use crate::sfu_core::{Command, Reply, SfuCore};
 use crate::stats::SfuStats;
@@ -25,6 +29,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// Most datagrams handled per wake-up before the driver looks at commands and timers.
 const MAX_DATAGRAMS_PER_WAKE: usize = 512;
+/// Most messages from other shards handled per wake-up.
+const MAX_SHARD_MESSAGES_PER_WAKE: usize = 1024;
 /// Datagrams queued for the socket before they are sent in the middle of a drain: bounds
 /// the encrypted copies held at once and how long the first viewers' packets wait.
 const SEND_EARLY: usize = 256;
@@ -44,6 +50,21 @@ pub(crate) struct Driver {
     stats: Arc<SfuStats>,
     send_queue: SendQueue,
     fd: RawFd,
+    /// Every shard's inbox, by shard index (this shard's own included).
+    links: Arc<[mpsc::Sender<ShardMessage>]>,
+}
+
+/// What connects a shard's driver to the rest: commands in, messages between shards,
+/// events out.
+pub(crate) struct DriverChannels {
+    /// Commands from the handle.
+    pub(crate) requests: mpsc::Receiver<Request>,
+    /// Messages from other shards.
+    pub(crate) inbox: mpsc::Receiver<ShardMessage>,
+    /// Every shard's inbox, by index.
+    pub(crate) links: Arc<[mpsc::Sender<ShardMessage>]>,
+    /// Events for the server.
+    pub(crate) events: broadcast::Sender<SfuEvent>,
 }
 
 impl Driver {
@@ -52,11 +73,16 @@ impl Driver {
     pub(crate) fn spawn(
         core: SfuCore,
         socket: std::net::UdpSocket,
-        requests: mpsc::Receiver<Request>,
-        events: broadcast::Sender<SfuEvent>,
+        channels: DriverChannels,
         stats: Arc<SfuStats>,
         name: String,
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let DriverChannels {
+            requests,
+            inbox,
+            links,
+            events,
+        } = channels;
         std::thread::Builder::new().name(name).spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -73,13 +99,19 @@ impl Driver {
                     stats,
                     send_queue: SendQueue::default(),
                     fd: socket.as_raw_fd(),
+                    links,
                 };
-                driver.run(socket, requests).await;
+                driver.run(socket, requests, inbox).await;
             });
         })
     }
 
-    async fn run(mut self, socket: tokio::net::UdpSocket, mut requests: mpsc::Receiver<Request>) {
+    async fn run(
+        mut self,
+        socket: tokio::net::UdpSocket,
+        mut requests: mpsc::Receiver<Request>,
+        mut inbox: mpsc::Receiver<ShardMessage>,
+    ) {
         let mut batch = RecvBatch::default();
         loop {
             let deadline = tokio::time::Instant::from_std(self.core.poll_timeout());
@@ -108,6 +140,16 @@ impl Driver {
                         break;
                     }
                 },
+                Some(message) = inbox.recv() => {
+                    let now = Instant::now();
+                    self.core.handle_shard_message(now, message);
+                    for _ in 1..MAX_SHARD_MESSAGES_PER_WAKE {
+                        match inbox.try_recv() {
+                            Ok(message) => self.core.handle_shard_message(now, message),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 ready = socket.writable(), if wants_write => {
                     if ready.is_ok() {
                         self.send();
@@ -141,8 +183,9 @@ impl Driver {
             }
             self.transmit();
             self.forward_events();
+            self.forward_shard_messages();
         }
-        tracing::info!("media plane shard stopped");
+        tracing::info!(shard = self.core.shard(), "media plane shard stopped");
     }
 
     /// Pulls the core's datagrams into the send queue and sends them in batches. Stops
@@ -174,6 +217,9 @@ impl Driver {
         if failed > 0 {
             SfuStats::add(&self.stats.send_errors, failed);
         }
+        for buffer in self.send_queue.take_sent() {
+            self.core.recycle(buffer);
+        }
         match result {
             Ok((datagrams, bytes)) => {
                 SfuStats::add(&self.stats.datagrams_out, datagrams as u64);
@@ -181,6 +227,20 @@ impl Driver {
             }
             Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(err) => tracing::warn!(%err, "UDP send failed"),
+        }
+    }
+
+    /// Hands the core's messages to the other shards' queues; a full queue loses the
+    /// message (counted), the shard never waits for another.
+    fn forward_shard_messages(&mut self) {
+        while let Some((to, message)) = self.core.poll_shard_message() {
+            let sent = self
+                .links
+                .get(to)
+                .is_some_and(|link| link.try_send(message).is_ok());
+            if !sent {
+                SfuStats::add(&self.stats.relay_dropped, 1);
+            }
         }
     }
 

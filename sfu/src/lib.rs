@@ -31,8 +31,17 @@
 //! pieces of logic — [`forwarder`], [`keyframe_cache`], [`pli_coalescer`], [`packet_ring`],
 //! [`demux`], [`offer`] — are sans-IO too; `tests/core_scenarios.rs` drives the whole core
 //! against in-memory `rtc` peers on a virtual clock.
+//!
+//! With `media_threads` > 1 there is one core and one driver per shard, each with its own
+//! `SO_REUSEPORT` socket on the same port ([`cross_shard`]): a room lives on its home
+//! shard, its viewers on the least-loaded shards, and other shards' mirrors of the room get
+//! each publisher packet once from the home (`Arc`, bounded queue); datagrams the kernel
+//! hashed to the wrong shard are handed over once. `tests/sharded_scenarios.rs` runs
+//! several cores on one virtual clock.
 
+pub mod buffer_pool;
 pub mod config;
+pub mod cross_shard;
 pub mod demux;
 mod driver;
 pub mod error;
@@ -59,7 +68,7 @@ pub mod unknown_sources;
 pub use config::SfuConfig;
 pub use error::SfuError;
 pub use events::{CloseReason, SfuEvent};
-pub use handle::{Sfu, SfuHandle};
+pub use handle::{MediaThreads, Sfu, SfuHandle};
 pub use ids::{PeerId, RoomId};
-pub use session::{PeerRole, RoomSnapshot, Session, SfuSnapshot};
+pub use session::{PeerRole, RoomSnapshot, Session, SfuSnapshot, ShardSnapshot};
 pub use sfu_core::SfuCore;

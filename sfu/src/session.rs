@@ -45,6 +45,23 @@ pub struct RoomSnapshot {
     pub epoch: u32,
     /// Bridge taps attached.
     pub taps: usize,
+    /// Whether this is a shard's mirror of a room whose home is another shard (merged
+    /// away in the handle's snapshot).
+    #[serde(skip)]
+    pub mirror: bool,
+}
+
+/// One media shard at a glance.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ShardSnapshot {
+    /// Sessions on the shard.
+    pub peers: usize,
+    /// Connected viewers on the shard, over all rooms.
+    pub viewers: usize,
+    /// Mirrors of rooms whose home is another shard.
+    pub mirrors: usize,
+    /// Addresses whose datagrams the shard hands to other shards.
+    pub redirects: usize,
 }
 
 /// The whole media plane at a glance (tests, `/metrics`, leak checks).
@@ -52,6 +69,8 @@ pub struct RoomSnapshot {
 pub struct SfuSnapshot {
     /// Rooms.
     pub rooms: Vec<RoomSnapshot>,
+    /// Each shard, in index order.
+    pub shards: Vec<ShardSnapshot>,
     /// Peers in the shard.
     pub peers: usize,
     /// Entries in the ufrag demux table.

@@ -142,6 +142,13 @@ counters! {
     viewer_keyframe_requests_already_served,
     /// Viewer keyframe requests answered by replaying the cached GOP to that viewer.
     viewer_keyframe_requests_replayed,
+    /// Datagrams read on one shard's socket and handed to the shard that owns their peer.
+    datagrams_handed_over,
+    /// Publisher packets sent to other shards' mirrors of their room (one per packet per
+    /// subscribed shard, not per viewer).
+    relay_packets,
+    /// Messages to another shard dropped because its queue was full.
+    relay_dropped,
 }
 
 impl SfuStats {

@@ -145,6 +145,8 @@ const IOV_CAP: usize = BATCH * 4;
 /// or the device refuses GSO, it is switched off for the life of the queue.
 pub struct SendQueue {
     items: Vec<(SocketAddr, BytesMut)>,
+    /// Buffers sent, for the owner to reuse ([`SendQueue::take_sent`]).
+    sent_buffers: Vec<BytesMut>,
     /// How many of `items` were already sent (after a partial `sendmmsg`).
     sent: usize,
     gso: bool,
@@ -161,6 +163,7 @@ impl SendQueue {
     pub fn new(gso: bool) -> Self {
         Self {
             items: Vec::new(),
+            sent_buffers: Vec::new(),
             sent: 0,
             gso,
         }
@@ -174,6 +177,11 @@ impl SendQueue {
     /// Queues one datagram.
     pub fn push(&mut self, to: SocketAddr, datagram: BytesMut) {
         self.items.push((to, datagram));
+    }
+
+    /// The buffers of the datagrams sent so far, to be reused.
+    pub fn take_sent(&mut self) -> std::vec::Drain<'_, BytesMut> {
+        self.sent_buffers.drain(..)
     }
 
     /// Nothing left to send.
@@ -313,7 +321,8 @@ impl SendQueue {
                 self.sent += n;
             }
         }
-        self.items.clear();
+        self.sent_buffers
+            .extend(self.items.drain(..).map(|(_, buffer)| buffer));
         self.sent = 0;
         Ok(total)
     }

@@ -371,3 +371,39 @@ fn a_forged_stun_request_learns_no_address_and_the_peer_still_connects() {
     bed.connect(&[viewer]);
     assert_eq!(bed.snapshot().demux_addresses, addresses_before + 1);
 }
+
+#[test]
+fn a_joiners_gop_replay_is_paced_with_live_packets_queued_behind_it() {
+    // A 2 s GOP: one keyframe, then 49 delta frames (one packet each, ~31 KB in all).
+    let mut bed = Bed::new(config());
+    let publisher = bed.add_publisher("paced").expect("accepted");
+    bed.connect(&[publisher]);
+    bed.publish_for(publisher, Duration::from_secs(2), Some(1000));
+    let viewer = bed.add_viewer("paced");
+    bed.connect(&[viewer]);
+    let joined = bed.now - bed.start;
+    // The replay runs at ≥ 2 Mbit/s: ~1.25 KB per 5 ms tick, not the whole GOP at once.
+    let first_tick = bed.clients[viewer]
+        .video()
+        .iter()
+        .filter(|r| r.at <= joined + Duration::from_millis(1))
+        .count();
+    assert!(
+        (1..=4).contains(&first_tick),
+        "{first_tick} video packets in the first tick"
+    );
+    // Meanwhile the publisher goes on; its packets wait behind the replay, in order.
+    bed.publish_for(publisher, Duration::from_millis(400), None);
+    let video = bed.clients[viewer].video();
+    assert!(is_keyframe(&video[0].payload));
+    assert!(video.len() >= 60, "GOP and live packets: {}", video.len());
+    let seqs: Vec<u16> = video.iter().map(|r| r.sequence_number).collect();
+    assert!(gaps(&seqs).is_empty(), "contiguous: {seqs:?}");
+    let steps_forward = seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1));
+    assert!(steps_forward, "in order: {seqs:?}");
+    let replay_end = video[49].at - joined;
+    assert!(
+        replay_end >= Duration::from_millis(50) && replay_end <= Duration::from_millis(300),
+        "the 50-packet GOP took {replay_end:?}"
+    );
+}

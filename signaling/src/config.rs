@@ -100,6 +100,10 @@ pub struct SettingsArgs {
     /// Most concurrent WebRTC sessions [default: 5000].
     #[arg(long, env = "QUEQIAO_MAX_PEERS", global = true)]
     pub max_peers: Option<usize>,
+    /// Media shards: threads, each with its own socket on the one UDP port; a room's
+    /// viewers spread over all of them [default: the available cores].
+    #[arg(long, env = "QUEQIAO_MEDIA_THREADS", global = true)]
+    pub media_threads: Option<usize>,
     /// Database URL: `sqlite://path?mode=rwc` or `postgres://…` [default: SQLite in the data dir].
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
@@ -164,6 +168,7 @@ struct FileSettings {
     ice_servers: Option<Vec<String>>,
     web_dir: Option<PathBuf>,
     max_peers: Option<usize>,
+    media_threads: Option<usize>,
     connect_timeout_secs: Option<f64>,
     silence_timeout_secs: Option<f64>,
     publisher_stale_secs: Option<f64>,
@@ -228,6 +233,8 @@ pub struct Config {
     pub web_dir: Option<PathBuf>,
     /// Peer limit.
     pub max_peers: usize,
+    /// Media shards (threads with a socket each on the UDP port).
+    pub media_threads: usize,
     /// Seconds a new session may take to connect (ICE + DTLS) before it is dropped.
     pub connect_timeout_secs: f64,
     /// Seconds a connected session may stay silent before it is dropped.
@@ -340,6 +347,7 @@ impl Config {
             udp_bind: self.udp,
             public_ip: self.public_ip,
             max_peers: self.max_peers,
+            media_threads: self.media_threads,
             connect_timeout: secs(self.connect_timeout_secs),
             silence_timeout: secs(self.silence_timeout_secs),
             publisher_stale_after: secs(self.publisher_stale_secs),
@@ -360,6 +368,7 @@ impl Default for Config {
             ice_servers: Vec::new(),
             web_dir: None,
             max_peers: 5000,
+            media_threads: std::thread::available_parallelism().map_or(1, usize::from),
             connect_timeout_secs: 10.0,
             silence_timeout_secs: 15.0,
             publisher_stale_secs: 3.0,
@@ -456,6 +465,11 @@ impl Config {
                 .max_peers
                 .or(file.max_peers)
                 .unwrap_or(defaults.max_peers),
+            media_threads: args
+                .media_threads
+                .or(file.media_threads)
+                .unwrap_or(defaults.media_threads)
+                .clamp(1, sfu::cross_shard::MAX_SHARDS),
             connect_timeout_secs: file
                 .connect_timeout_secs
                 .unwrap_or(defaults.connect_timeout_secs),

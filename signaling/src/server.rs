@@ -43,7 +43,7 @@ pub struct Server {
     upload_cleanup: JoinHandle<()>,
     stop: Option<oneshot::Sender<()>>,
     http: JoinHandle<()>,
-    media: Option<std::thread::JoinHandle<()>>,
+    media: Option<sfu::MediaThreads>,
 }
 
 /// Failure to start.

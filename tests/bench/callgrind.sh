@@ -33,6 +33,8 @@ trap cleanup EXIT
 
 FLAGS=(--http "127.0.0.1:$HTTP_PORT" --udp "127.0.0.1:$UDP_PORT" --publish-token "$TOKEN" --data-dir "$DATA")
 "$SERVER_BIN" --help 2>/dev/null | grep -q -- '--standalone' && FLAGS+=(--standalone)
+# One shard unless MEDIA_THREADS says otherwise (older builds have one and no flag).
+"$SERVER_BIN" --help 2>/dev/null | grep -q -- '--media-threads' && FLAGS+=(--media-threads "${MEDIA_THREADS:-1}")
 taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$OUT" --dump-instr=no \
   "$SERVER_BIN" "${FLAGS[@]}" >"$DATA/server.log" 2>&1 &
 SERVER_PID=$!

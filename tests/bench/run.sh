@@ -74,6 +74,7 @@ LOAD_BIN=$BIN_DIR/queqiao-load
 
 # Publishing with the bearer token needs standalone mode where the server has accounts.
 SERVER_FLAGS=(--http "127.0.0.1:$HTTP_PORT" --udp "127.0.0.1:$UDP_PORT" --publish-token "$TOKEN")
+SERVER_FLAGS+=(--media-threads "${MEDIA_THREADS:-1}")  # one shard on one core unless asked
 SERVER_FLAGS+=(--limits-exempt 127.0.0.0/8)  # the load generator is thousands of clients on one address
 if "$SERVER_BIN" --help 2>/dev/null | grep -q -- '--standalone'; then
   SERVER_FLAGS+=(--standalone)

@@ -30,6 +30,8 @@ pub struct TrackStats {
     pub sequence_numbers: BTreeSet<u64>,
     /// The largest forward jump between consecutive new sequence numbers.
     pub largest_gap: u64,
+    /// When that jump arrived.
+    pub largest_gap_at: Option<Instant>,
     /// SSRCs seen on the track (should stay one across publisher reconnects).
     pub ssrcs: BTreeSet<u32>,
     /// Payloads of the first packets, in arrival order.
@@ -60,8 +62,11 @@ impl TrackStats {
             }
         };
         if self.highest.is_none_or(|highest| extended > highest) {
-            if let Some(highest) = self.highest {
-                self.largest_gap = self.largest_gap.max(extended - highest);
+            if let Some(highest) = self.highest
+                && extended - highest > self.largest_gap
+            {
+                self.largest_gap = extended - highest;
+                self.largest_gap_at = Some(now);
             }
             self.highest = Some(extended);
         }

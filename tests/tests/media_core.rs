@@ -33,6 +33,27 @@ fn assert_starts_on_keyframe(stats: &ViewerStats) {
     );
 }
 
+/// At least 95 % of the `sent` packets (audio and video) arrived within `window`.
+fn assert_received_the_window(
+    viewer: usize,
+    stats: &ViewerStats,
+    window: (Instant, Instant),
+    sent: u64,
+) {
+    let received = stats
+        .video
+        .arrivals
+        .iter()
+        .chain(&stats.audio.arrivals)
+        .filter(|at| **at >= window.0 && **at <= window.1)
+        .count();
+    let share = received as f64 / sent as f64;
+    assert!(
+        share >= 0.95,
+        "viewer {viewer} received {received} of {sent} packets ({share:.3})"
+    );
+}
+
 /// Polls `check` every 100 ms until it holds or `timeout` passes.
 async fn eventually(timeout: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
@@ -70,18 +91,7 @@ async fn twenty_viewers_receive_the_stream_starting_on_a_keyframe() {
     for (i, viewer) in viewers.iter().enumerate() {
         let stats = viewer.snapshot();
         assert_starts_on_keyframe(&stats);
-        let received = stats
-            .video
-            .arrivals
-            .iter()
-            .chain(&stats.audio.arrivals)
-            .filter(|at| **at >= window_start && **at <= window_end)
-            .count();
-        let share = received as f64 / sent as f64;
-        assert!(
-            share >= 0.95,
-            "viewer {i} received {received} of {sent} packets ({share:.3})"
-        );
+        assert_received_the_window(i, &stats, (window_start, window_end), sent);
         assert!(
             stats.video.delivery_ratio() >= 0.95,
             "viewer {i} video delivery {:.3}",
@@ -497,4 +507,113 @@ pub async fn sdp_offer_from_browser_like_publisher() -> String {
     queqiao_tests::offers::publisher_offer()
         .await
         .expect("offer")
+}
+
+/// Issue 15: one room on two media shards. The viewers spread over both shards (placed
+/// on the least-loaded one, whatever socket the kernel hashes their datagrams to); each
+/// receives the stream from a keyframe on, keeps it across a publisher reconnect with
+/// continuous numbering, and sixty concurrent joins cost the publisher at most two PLIs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_room_on_two_shards_reaches_every_viewer() {
+    let server = TestServer::start_with(|c| c.media_threads = 2)
+        .await
+        .unwrap();
+    assert_eq!(server.server.sfu.shards(), 2);
+    let media = clip();
+    let first = Publisher::start(
+        &server.whip("sharded"),
+        Some(TEST_TOKEN),
+        Arc::clone(&media),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let plis_before = first.pli_count().await;
+    let viewers = start_viewers(&server, "sharded", 60).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let plis = first.pli_count().await - plis_before;
+    assert!(plis <= 2, "{plis} PLIs reached the publisher for 60 joins");
+
+    // Spread over both shards, as the metrics show.
+    let text = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let per_shard: Vec<u64> = (0..2)
+        .map(|shard| {
+            let name = format!("queqiao_sfu_shard_viewers{{shard=\"{shard}\"}} ");
+            text.lines()
+                .find_map(|line| line.strip_prefix(name.as_str()))
+                .and_then(|value| value.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in /metrics"))
+        })
+        .collect();
+    assert_eq!(per_shard.iter().sum::<u64>(), 60, "{per_shard:?}");
+    assert!(per_shard.iter().all(|&n| n > 0), "{per_shard:?}");
+
+    // A steady window: what the publisher sent against what each viewer received.
+    let window_start = Instant::now();
+    let sent_before = first.packets_sent().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let sent = first.packets_sent().await - sent_before;
+    let window_end = Instant::now();
+    for (i, viewer) in viewers.iter().enumerate() {
+        let stats = viewer.snapshot();
+        assert_starts_on_keyframe(&stats);
+        assert_received_the_window(i, &stats, (window_start, window_end), sent);
+    }
+    let stats = server.server.sfu.stats().snapshot();
+    assert!(stats.relay_packets > 0, "the home shard relayed nothing");
+    assert_eq!(stats.relay_dropped, 0, "a shard queue overflowed");
+    let snapshot = server.server.sfu.snapshot().await.unwrap();
+    let room = snapshot.rooms.iter().find(|r| r.id == "sharded").unwrap();
+    assert_eq!((room.viewers, room.live), (60, true), "merged over shards");
+    assert_eq!(snapshot.rooms.len(), 1, "a mirror is not a room of its own");
+
+    // The host reconnects: every viewer on either shard keeps receiving, numbering
+    // continuous.
+    first.delete(&server.base, Some(TEST_TOKEN)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = Publisher::start(&server.whip("sharded"), Some(TEST_TOKEN), media)
+        .await
+        .unwrap();
+    let resumed_at = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for (i, viewer) in viewers.iter().enumerate() {
+        let stats = viewer.snapshot();
+        assert!(
+            stats.video.packets_since(resumed_at) > 100,
+            "viewer {i}: {} video packets after the reconnect",
+            stats.video.packets_since(resumed_at)
+        );
+        assert_eq!(stats.video.ssrcs.len(), 1, "viewer {i}: the SSRC changed");
+        let holes = |t: &queqiao_tests::whep::TrackStats| {
+            let (Some(first), Some(last)) = (t.sequence_numbers.first(), t.sequence_numbers.last())
+            else {
+                return 0;
+            };
+            (last - first + 1) as usize - t.sequence_numbers.len()
+        };
+        assert!(
+            stats.video.largest_gap <= 2 && stats.audio.largest_gap <= 2,
+            "viewer {i}: sequence jumped by {} / {} ({:?} / {:?} after it joined, reconnect at {:?}); {} / {} never arrived",
+            stats.video.largest_gap,
+            stats.audio.largest_gap,
+            stats.video.largest_gap_at.map(|at| at - viewer.started_at),
+            stats.audio.largest_gap_at.map(|at| at - viewer.started_at),
+            resumed_at - viewer.started_at,
+            holes(&stats.video),
+            holes(&stats.audio),
+        );
+    }
+    let snapshot = server.server.sfu.snapshot().await.unwrap();
+    assert_eq!(snapshot.rooms[0].viewers, 60, "no viewer was dropped");
+    assert_eq!(snapshot.rooms[0].epoch, 2);
+    for viewer in viewers {
+        viewer.close().await;
+    }
+    second.delete(&server.base, Some(TEST_TOKEN)).await.unwrap();
+    server.stop().await;
 }

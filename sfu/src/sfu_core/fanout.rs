@@ -9,6 +9,7 @@
 use super::peer_state::{FastPath, Outbox, Peer, Role, ViewerTrack, drain_engine};
 use super::room::Room;
 use super::{MAX_RTP_PER_DRAIN, SfuCore, Transmit};
+use crate::cross_shard::ShardMessage;
 use crate::events::SfuEvent;
 use crate::fast_path::{
     FastPathError, FastPathSender, NegotiatedSrtp, OutboundStream, PacketFields, RtpHeaderTemplate,
@@ -21,7 +22,7 @@ use crate::packet_ring::Insert;
 use crate::pli_coalescer::{ViewerKeyframeAnswer, answer_viewer_keyframe_request};
 use crate::stats::SfuCounters;
 use crate::tap::TapEvent;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
@@ -59,6 +60,11 @@ impl SfuCore {
             to_flush,
             events,
             transmits,
+            directory,
+            shard,
+            buffers,
+            replaying,
+            next_replay_tick,
             ..
         } = self;
         let Some(room) = rooms.get_mut(room_id) else {
@@ -70,7 +76,7 @@ impl SfuCore {
         room.viewers.push(id);
         events.push_back(SfuEvent::ViewerCount {
             room: room_id.clone(),
-            viewers: room.viewers.len(),
+            viewers: directory.set_viewers(room_id, *shard, room.viewers.len()),
         });
         let (Some(tracks), mut viewer) = ViewerWire::of(id, peer) else {
             return;
@@ -82,17 +88,18 @@ impl SfuCore {
             counters: &mut *counters,
             transmits: &mut *transmits,
             to_flush: &mut *to_flush,
+            buffers: &mut *buffers,
         };
         match room.keyframe_cache.snapshot(room.epoch) {
             Some((packets, frames)) => {
                 wire.counters.keyframe_cache_hits += 1;
                 video.forwarder.prepare_replay(&packets[0], frames, now);
-                for packet in packets {
-                    if let Ok(header) = video.forwarder.forward(packet, now) {
-                        // The GOP goes out in slices, never whole into the engine.
-                        viewer.send(video.stream.as_mut(), &header, packet, now, &mut wire);
-                        wire.counters.keyframe_cache_replayed += 1;
-                    }
+                // The GOP goes out paced (the keyframe's first tick now), never in one
+                // burst that a browser's socket buffer would overflow on.
+                begin_replay(video, packets, frames, &mut wire);
+                if pace_replay(video, &mut viewer, &mut wire, now, video.replay_budget) {
+                    replaying.push(id);
+                    next_replay_tick.get_or_insert(now + REPLAY_TICK);
                 }
                 viewer.outbox.full = true;
                 if !viewer.outbox.queued {
@@ -102,7 +109,7 @@ impl SfuCore {
             }
             None => {
                 wire.counters.keyframe_cache_misses += 1;
-                if room.publisher.is_some() {
+                if room.has_source() {
                     wire.counters.keyframe_requests += 1;
                     self.request_keyframe(room_id, now);
                 }
@@ -189,6 +196,8 @@ impl SfuCore {
             counters,
             to_flush,
             transmits,
+            shard_outbox,
+            buffers,
             ..
         } = self;
         let Some(room) = rooms.get_mut(room_id) else {
@@ -214,6 +223,7 @@ impl SfuCore {
             counters: &mut *counters,
             transmits: &mut *transmits,
             to_flush: &mut *to_flush,
+            buffers: &mut *buffers,
         };
         for &viewer in &room.viewers {
             let Some(peer) = peers.get_mut(&viewer) else {
@@ -225,6 +235,15 @@ impl SfuCore {
             let Some(track) = tracks[kind.index()].as_mut() else {
                 continue;
             };
+            if !track.replay.is_empty() {
+                // Behind the replay, in order.
+                if track.replay.len() < MAX_REPLAY_QUEUE {
+                    track.replay.push_back(Arc::clone(&source));
+                    continue;
+                }
+                // Never expected (the replay outpaces the stream): send what waits now.
+                pace_replay(track, &mut wire_to, &mut wire, now, usize::MAX);
+            }
             match track.forwarder.forward(&source, now) {
                 Ok(header) => wire_to.send(track.stream.as_mut(), &header, &source, now, &mut wire),
                 Err(DropReason::WaitingForKeyframe) => {
@@ -233,6 +252,16 @@ impl SfuCore {
                 }
                 Err(DropReason::Stale | DropReason::OldEpoch) => wire.counters.forward_stale += 1,
             }
+        }
+        for &shard in &room.relays {
+            wire.counters.relay_packets += 1;
+            shard_outbox.push_back((
+                shard,
+                ShardMessage::Packet {
+                    room: room.id.clone(),
+                    packet: Arc::clone(&source),
+                },
+            ));
         }
         if !room.taps.is_empty() {
             room.send_to_taps(TapEvent::Packet(source), &mut wire.counters.tap_dropped);
@@ -255,6 +284,9 @@ impl SfuCore {
             counters,
             to_flush,
             transmits,
+            buffers,
+            replaying,
+            next_replay_tick,
             ..
         } = self;
         let Some(peer) = peers.get_mut(&id) else {
@@ -293,6 +325,7 @@ impl SfuCore {
                     counters: &mut *counters,
                     transmits: &mut *transmits,
                     to_flush: &mut *to_flush,
+                    buffers: &mut *buffers,
                 };
                 let mut answered = 0;
                 let mut viewer_asks_keyframe = false;
@@ -345,8 +378,12 @@ impl SfuCore {
                     && let Some(video) = tracks[MediaKind::Video.index()].as_mut()
                 {
                     wire.counters.viewer_keyframe_requests += 1;
-                    wants_keyframe =
-                        answer_keyframe_request(room, video, &mut viewer, &mut wire, now);
+                    let answer = answer_keyframe_request(room, video, &mut viewer, &mut wire, now);
+                    wants_keyframe = answer == KeyframeAnswer::AskPublisher;
+                    if answer == KeyframeAnswer::Replaying && !replaying.contains(&id) {
+                        replaying.push(id);
+                        next_replay_tick.get_or_insert(now + REPLAY_TICK);
+                    }
                 }
             }
         }
@@ -365,6 +402,18 @@ impl SfuCore {
         let Some(room) = self.rooms.get_mut(room_id) else {
             return;
         };
+        if let Some(home) = room.home {
+            // A mirror: the home shard's coalescer decides what reaches the publisher.
+            if room.pli.request(now) {
+                self.shard_outbox.push_back((
+                    home,
+                    ShardMessage::KeyframeWanted {
+                        room: room_id.clone(),
+                    },
+                ));
+            }
+            return;
+        }
         let Some(publisher) = room.publisher else {
             return;
         };
@@ -416,6 +465,7 @@ struct Wire<'a> {
     counters: &'a mut SfuCounters,
     transmits: &'a mut VecDeque<Transmit>,
     to_flush: &'a mut VecDeque<PeerId>,
+    buffers: &'a mut crate::buffer_pool::BufferPool,
 }
 
 /// One viewer's sending side: its fast path if it has one, else its engine.
@@ -462,7 +512,7 @@ impl<'a> ViewerWire<'a> {
     ) {
         if let (Some(fast_path), Some(stream)) = (self.fast_path.as_deref_mut(), stream) {
             let len = fast_path.sender.protected_len(stream, source.payload.len());
-            let mut contents = BytesMut::zeroed(len);
+            let mut contents = wire.buffers.take(len);
             let fields = PacketFields::from(header);
             match fast_path
                 .sender
@@ -492,16 +542,31 @@ impl<'a> ViewerWire<'a> {
     }
 }
 
+/// What a viewer's keyframe request led to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyframeAnswer {
+    /// Nothing to do (served a moment ago, or waiting for its first).
+    Nothing,
+    /// The cached GOP is being replayed to it (paced).
+    Replaying,
+    /// Only the publisher can help (coalesced by the caller).
+    AskPublisher,
+}
+
 /// A viewer's PLI or FIR: nothing if a keyframe reached it a moment ago (or it waits for
-/// its first), a replay of the room's cached GOP to it alone if the cache is complete, and
-/// only otherwise a request to the publisher (returns `true`; coalesced by the caller).
+/// its first, or a replay to it is under way), a paced replay of the room's cached GOP to
+/// it alone if the cache is complete, and only otherwise a request to the publisher.
 fn answer_keyframe_request(
     room: &Room,
     video: &mut ViewerTrack,
     viewer: &mut ViewerWire<'_>,
     wire: &mut Wire<'_>,
     now: Instant,
-) -> bool {
+) -> KeyframeAnswer {
+    if !video.replay.is_empty() {
+        wire.counters.viewer_keyframe_requests_already_served += 1;
+        return KeyframeAnswer::Nothing;
+    }
     let answer = answer_viewer_keyframe_request(
         now,
         video.forwarder.last_keyframe_sent(),
@@ -511,28 +576,128 @@ fn answer_keyframe_request(
     match answer {
         ViewerKeyframeAnswer::AlreadyServed => {
             wire.counters.viewer_keyframe_requests_already_served += 1;
-            false
+            KeyframeAnswer::Nothing
         }
         ViewerKeyframeAnswer::ReplayFromCache => {
             let Some((packets, frames)) = room.keyframe_cache.snapshot(room.epoch) else {
-                return true;
+                return KeyframeAnswer::AskPublisher;
             };
             if !video
                 .forwarder
                 .prepare_replay_on_request(&packets[0], frames, now)
             {
-                return true;
+                return KeyframeAnswer::AskPublisher;
             }
             wire.counters.viewer_keyframe_requests_replayed += 1;
-            for packet in packets {
-                if let Ok(header) = video.forwarder.forward(packet, now) {
-                    viewer.send(video.stream.as_mut(), &header, packet, now, wire);
-                    wire.counters.keyframe_cache_replayed += 1;
-                }
+            begin_replay(video, packets, frames, wire);
+            if pace_replay(video, viewer, wire, now, video.replay_budget) {
+                KeyframeAnswer::Replaying
+            } else {
+                KeyframeAnswer::Nothing
             }
-            false
         }
-        ViewerKeyframeAnswer::AskPublisher => true,
+        ViewerKeyframeAnswer::AskPublisher => KeyframeAnswer::AskPublisher,
+    }
+}
+
+// ----------------------------------------------------------------------------------
+// Paced GOP replays
+
+/// How often replays in progress are paced.
+pub(super) const REPLAY_TICK: Duration = Duration::from_millis(5);
+/// A replay goes out at this multiple of the cached GOP's own bitrate …
+const REPLAY_SPEEDUP: u64 = 4;
+/// … and at least this fast, in bytes per second (2 Mbit/s).
+const MIN_REPLAY_BYTES_PER_SEC: u64 = 250_000;
+/// Most packets queued behind a replay; past it, what waits is sent at once (never
+/// expected: a replay outpaces the stream four times).
+const MAX_REPLAY_QUEUE: usize = 4096;
+
+/// Queues a cached GOP for a paced replay to one viewer and sets its per-tick budget:
+/// four times the GOP's bitrate, so it is through in a quarter of its duration and the
+/// live packets queued behind it catch up soon after.
+fn begin_replay(
+    video: &mut ViewerTrack,
+    packets: &[Arc<SourcePacket>],
+    frames: &[u32],
+    wire: &mut Wire<'_>,
+) {
+    let bytes: u64 = packets.iter().map(|p| p.payload.len() as u64).sum();
+    let clock_rate = u64::from(video.plan.codec.clock_rate().max(1));
+    let span_ticks = match (frames.first(), frames.last()) {
+        (Some(first), Some(last)) => u64::from(last.wrapping_sub(*first)),
+        _ => 0,
+    };
+    // The GOP lasts from its first frame to one frame past its last; at least 100 ms.
+    let duration_ms = (span_ticks * 1000 / clock_rate + 33).max(100);
+    let rate = (REPLAY_SPEEDUP * bytes * 1000 / duration_ms).max(MIN_REPLAY_BYTES_PER_SEC);
+    video.replay_budget = (rate * REPLAY_TICK.as_millis() as u64 / 1000) as usize;
+    video.replay.extend(packets.iter().cloned());
+    wire.counters.keyframe_cache_replayed += packets.len() as u64;
+}
+
+/// Sends up to `budget` bytes (at least one packet) of a viewer's replay queue; whether
+/// some is left.
+fn pace_replay(
+    video: &mut ViewerTrack,
+    viewer: &mut ViewerWire<'_>,
+    wire: &mut Wire<'_>,
+    now: Instant,
+    budget: usize,
+) -> bool {
+    let mut left = budget;
+    let mut sent_any = false;
+    while let Some(size) = video.replay.front().map(|p| p.payload.len()) {
+        if sent_any && size > left {
+            break;
+        }
+        let Some(packet) = video.replay.pop_front() else {
+            break;
+        };
+        left = left.saturating_sub(size);
+        sent_any = true;
+        match video.forwarder.forward(&packet, now) {
+            Ok(header) => viewer.send(video.stream.as_mut(), &header, &packet, now, wire),
+            Err(DropReason::WaitingForKeyframe) => wire.counters.forward_waiting_for_keyframe += 1,
+            Err(DropReason::Stale | DropReason::OldEpoch) => wire.counters.forward_stale += 1,
+        }
+    }
+    !video.replay.is_empty()
+}
+
+impl SfuCore {
+    /// One pacing tick of every replay in progress.
+    pub(super) fn pace_replays(&mut self, now: Instant) {
+        let Self {
+            peers,
+            counters,
+            transmits,
+            to_flush,
+            buffers,
+            replaying,
+            next_replay_tick,
+            ..
+        } = self;
+        let mut wire = Wire {
+            counters: &mut *counters,
+            transmits: &mut *transmits,
+            to_flush: &mut *to_flush,
+            buffers: &mut *buffers,
+        };
+        replaying.retain(|&id| {
+            let Some(peer) = peers.get_mut(&id) else {
+                return false;
+            };
+            let (Some(tracks), mut viewer) = ViewerWire::of(id, peer) else {
+                return false;
+            };
+            let Some(video) = tracks[MediaKind::Video.index()].as_mut() else {
+                return false;
+            };
+            let budget = video.replay_budget;
+            pace_replay(video, &mut viewer, &mut wire, now, budget)
+        });
+        *next_replay_tick = (!replaying.is_empty()).then(|| now + REPLAY_TICK);
     }
 }
 

@@ -3,7 +3,8 @@
 //! housekeeping that times peers out and forgets idle rooms.
 
 use super::peer_state::{Lifecycle, Role, RoomChannel};
-use super::{ROOM_CHANNEL_LABEL, SfuCore};
+use super::{MIRROR_IDLE_TIMEOUT, ROOM_CHANNEL_LABEL, SfuCore};
+use crate::cross_shard::ShardMessage;
 use crate::demux::Route;
 use crate::events::{CloseReason, SfuEvent};
 use crate::ids::PeerId;
@@ -33,6 +34,8 @@ const DATA_CHANNEL_GRACE: Duration = Duration::from_millis(300);
 /// ICE state (webrtc-rs) drop a ClientHello that overtakes it and wait for the DTLS
 /// retransmission (1 s). Browsers would keep it either way.
 const DTLS_START_DELAY: Duration = Duration::from_millis(10);
+/// How often a shard forgets redirected addresses whose peers are gone.
+const REDIRECTS_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 /// At most one log line per this interval about unknown traffic (it is counted always).
 const UNKNOWN_TRAFFIC_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -63,12 +66,27 @@ impl SfuCore {
         }
     }
 
-    pub(super) fn on_datagram(&mut self, datagram: &[u8], from: SocketAddr, now: Instant) {
-        self.counters.datagrams_in += 1;
-        self.counters.bytes_in += datagram.len() as u64;
+    /// One datagram for a peer; `handed_over`: another shard read it (it is not handed on
+    /// again, and it was counted there).
+    pub(super) fn on_datagram(
+        &mut self,
+        datagram: &[u8],
+        from: SocketAddr,
+        now: Instant,
+        handed_over: bool,
+    ) {
+        if !handed_over {
+            self.counters.datagrams_in += 1;
+            self.counters.bytes_in += datagram.len() as u64;
+        }
         let id = match self.demux.route(datagram, from) {
             Route::Peer(id) => id,
-            unclaimed => return self.unknown_traffic(from, unclaimed, now),
+            unclaimed => {
+                if !handed_over && self.hand_over(datagram, from, unclaimed) {
+                    return;
+                }
+                return self.unknown_traffic(from, unclaimed, now);
+            }
         };
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
@@ -361,16 +379,25 @@ impl SfuCore {
         let mut idle = Vec::new();
         for (id, room) in &mut self.rooms {
             room.taps.retain(|tap| !tap.is_closed());
-            if room.pli.handle_timeout(now)
-                && let Some(publisher) = room.publisher
-            {
-                pli_due.push(publisher);
+            if room.pli.handle_timeout(now) {
+                if let Some(publisher) = room.publisher {
+                    pli_due.push(publisher);
+                } else if let Some(home) = room.home {
+                    self.shard_outbox
+                        .push_back((home, ShardMessage::KeyframeWanted { room: id.clone() }));
+                }
             }
+            let idle_timeout = if room.home.is_some() {
+                MIRROR_IDLE_TIMEOUT
+            } else {
+                self.config.room_idle_timeout
+            };
             if room.members.is_empty()
                 && room.taps.is_empty()
-                && room.idle_since.is_some_and(|since| {
-                    now.saturating_duration_since(since) > self.config.room_idle_timeout
-                })
+                && room.relays.is_empty()
+                && room
+                    .idle_since
+                    .is_some_and(|since| now.saturating_duration_since(since) > idle_timeout)
             {
                 idle.push(id.clone());
             }
@@ -382,8 +409,22 @@ impl SfuCore {
         for id in idle {
             if let Some(mut room) = self.rooms.remove(&id) {
                 room.send_to_taps(TapEvent::RoomClosed, &mut self.counters.tap_dropped);
-                tracing::info!(room = %id, "idle room removed");
+                match room.home {
+                    Some(home) => self.shard_outbox.push_back((
+                        home,
+                        ShardMessage::Unsubscribe {
+                            room: id.clone(),
+                            shard: self.shard,
+                        },
+                    )),
+                    None => self.directory.room_removed(&id, self.shard),
+                }
+                tracing::info!(room = %id, mirror = room.home.is_some(), "idle room removed");
             }
+        }
+        if now.saturating_duration_since(self.redirects_refreshed) >= REDIRECTS_REFRESH_INTERVAL {
+            self.redirects_refreshed = now;
+            self.redirects.refresh(&self.directory);
         }
     }
 }

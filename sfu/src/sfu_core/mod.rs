@@ -24,8 +24,10 @@ mod fanout;
 mod lifecycle;
 mod peer_state;
 mod room;
+mod shards;
 
 use crate::config::SfuConfig;
+use crate::cross_shard::{Redirects, ShardDirectory, ShardIndex, ShardMessage};
 use crate::demux::DemuxTable;
 use crate::error::SfuError;
 use crate::events::{CloseReason, SfuEvent};
@@ -76,10 +78,13 @@ pub enum Command {
         /// The negotiated engine.
         negotiated: NegotiatedPeer<InboundTrackPlan>,
     },
-    /// Moves a negotiated viewer into its room.
+    /// Moves a negotiated viewer into its room (a mirror of it if the room's home is
+    /// another shard).
     AddViewer {
         /// Room.
         room: RoomId,
+        /// The room's home shard.
+        home: ShardIndex,
         /// The new session's id.
         peer: PeerId,
         /// The room codecs the viewer was negotiated against.
@@ -102,7 +107,7 @@ pub enum Command {
         /// Session.
         peer: PeerId,
     },
-    /// Attaches a bridge tap to a room.
+    /// Attaches a bridge tap to a room (on its home shard).
     Tap {
         /// Room.
         room: RoomId,
@@ -148,6 +153,9 @@ pub enum Reply {
     Snapshot(SfuSnapshot),
 }
 
+/// A mirror room with no sessions left is forgotten (and unsubscribed) after this long.
+const MIRROR_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// See the module docs.
 pub struct SfuCore {
     config: SfuConfig,
@@ -172,16 +180,43 @@ pub struct SfuCore {
     unknown_logged_at: Option<Instant>,
     /// Unknown traffic per source since the last publish (a fixed-size table).
     unknown_sources: crate::unknown_sources::UnknownSources,
+    /// This shard's index.
+    shard: ShardIndex,
+    /// Shared with the other shards and the handle (control path only).
+    directory: Arc<ShardDirectory>,
+    /// Messages for other shards, taken by the driver.
+    shard_outbox: VecDeque<(ShardIndex, ShardMessage)>,
+    /// Addresses whose datagrams belong to other shards' peers.
+    redirects: Redirects,
+    /// When `redirects` was last checked against the directory.
+    redirects_refreshed: Instant,
+    /// Send buffers the driver handed back, for the fast path.
+    buffers: crate::buffer_pool::BufferPool,
+    /// Viewers with a GOP replay in progress, and when they are next paced.
+    replaying: Vec<PeerId>,
+    next_replay_tick: Option<Instant>,
 }
 
 impl SfuCore {
-    /// A core with no peers. `advertised` is the candidate address every peer's ICE agent
-    /// uses as its local address; `stats` receives the published counters.
+    /// A core with no peers, the only shard. `advertised` is the candidate address every
+    /// peer's ICE agent uses as its local address; `stats` receives the published counters.
     pub fn new(
         config: SfuConfig,
         advertised: SocketAddr,
         stats: Arc<SfuStats>,
         now: Instant,
+    ) -> Result<Self, SfuError> {
+        Self::new_shard(config, advertised, stats, now, 0, ShardDirectory::new(1))
+    }
+
+    /// A core with no peers, shard `shard` of `directory.shards()`.
+    pub fn new_shard(
+        config: SfuConfig,
+        advertised: SocketAddr,
+        stats: Arc<SfuStats>,
+        now: Instant,
+        shard: ShardIndex,
+        directory: Arc<ShardDirectory>,
     ) -> Result<Self, SfuError> {
         let crypto =
             rtc::crypto::default_provider().map_err(|e| SfuError::Engine(e.to_string()))?;
@@ -201,12 +236,45 @@ impl SfuCore {
             transmits: VecDeque::new(),
             unknown_logged_at: None,
             unknown_sources: Default::default(),
+            shard,
+            directory,
+            shard_outbox: VecDeque::new(),
+            redirects: Redirects::default(),
+            redirects_refreshed: now,
+            buffers: Default::default(),
+            replaying: Vec::new(),
+            next_replay_tick: None,
         })
+    }
+
+    /// A sent datagram's buffer back from the driver, to be reused.
+    pub fn recycle(&mut self, buffer: BytesMut) {
+        self.buffers.give(buffer);
+    }
+
+    /// Send buffers allocated because none was idle (the rest were reused).
+    pub fn buffers_allocated(&self) -> u64 {
+        self.buffers.allocated()
+    }
+
+    /// This shard's index.
+    pub fn shard(&self) -> ShardIndex {
+        self.shard
     }
 
     /// One datagram that arrived on the shared port from `from`.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
-        self.on_datagram(datagram, from, now);
+        self.on_datagram(datagram, from, now, false);
+    }
+
+    /// A message from another shard (see [`crate::cross_shard`]).
+    pub fn handle_shard_message(&mut self, now: Instant, message: ShardMessage) {
+        self.on_shard_message(message, now);
+    }
+
+    /// The next message for another shard: `(to, message)`.
+    pub fn poll_shard_message(&mut self) -> Option<(ShardIndex, ShardMessage)> {
+        self.shard_outbox.pop_front()
     }
 
     /// Runs a command and returns its answer.
@@ -219,10 +287,11 @@ impl SfuCore {
             } => Reply::Done(self.add_publisher(room, peer, negotiated, now)),
             Command::AddViewer {
                 room,
+                home,
                 peer,
                 codecs,
                 negotiated,
-            } => Reply::Done(self.add_viewer(room, peer, codecs, negotiated, now)),
+            } => Reply::Done(self.add_viewer(room, home, peer, codecs, negotiated, now)),
             Command::RoomCodecs { room } => Reply::Codecs(match self.rooms.get(&room) {
                 Some(r) if r.codecs.audio.is_some() || r.codecs.video.is_some() => {
                     Ok(r.codecs.clone())
@@ -275,6 +344,9 @@ impl SfuCore {
     /// Advances the clock: engine timers that are due, then housekeeping if it is due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.run_timers(now);
+        if self.next_replay_tick.is_some_and(|at| now >= at) {
+            self.pace_replays(now);
+        }
         if now >= self.next_housekeeping {
             self.next_housekeeping = now + HOUSEKEEPING_INTERVAL;
             self.housekeeping(now);
@@ -303,7 +375,10 @@ impl SfuCore {
     /// When [`SfuCore::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Instant {
         let next_timer = self.timers.peek().map(|Reverse((at, _))| *at);
-        next_timer.map_or(self.next_housekeeping, |at| at.min(self.next_housekeeping))
+        [next_timer, self.next_replay_tick]
+            .into_iter()
+            .flatten()
+            .fold(self.next_housekeeping, Instant::min)
     }
 
     /// The next event for the rest of the server.
@@ -354,11 +429,19 @@ impl SfuCore {
                     video: room.codecs.video.as_ref().map(|(c, _)| c.to_string()),
                     epoch: room.epoch,
                     taps: room.taps.len(),
+                    mirror: room.home.is_some(),
                 }
             })
             .collect();
+        let viewers = self.rooms.values().map(|room| room.viewers.len()).sum();
         SfuSnapshot {
             rooms,
+            shards: vec![crate::session::ShardSnapshot {
+                peers: self.peers.len(),
+                viewers,
+                mirrors: self.rooms.values().filter(|r| r.home.is_some()).count(),
+                redirects: self.redirects.len(),
+            }],
             peers: self.peers.len(),
             demux_ufrags: self.demux.len(),
             demux_addresses: self.demux.address_count(),

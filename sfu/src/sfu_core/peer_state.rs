@@ -112,6 +112,11 @@ pub(super) struct ViewerTrack {
     /// The fast path's state of this SSRC (header template, rollover counter, sender
     /// report), once the viewer's fast path is on.
     pub(super) stream: Option<OutboundStream>,
+    /// A cached GOP being replayed to this viewer at a paced rate, and the live packets
+    /// that arrived meanwhile behind it (in order); empty when not replaying.
+    pub(super) replay: std::collections::VecDeque<std::sync::Arc<crate::media::SourcePacket>>,
+    /// Bytes of `replay` sent per pacing tick.
+    pub(super) replay_budget: usize,
 }
 
 /// A viewer's SRTP fast path: forwarded RTP bypasses the engine's write path.

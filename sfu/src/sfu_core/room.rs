@@ -6,6 +6,7 @@
 
 use super::peer_state::{Peer, PublisherState, Role, ViewerTrack};
 use super::{SfuCore, Transmit};
+use crate::cross_shard::{ShardIndex, ShardMessage};
 use crate::error::SfuError;
 use crate::events::{CloseReason, SfuEvent};
 use crate::forwarder::{Forwarder, ForwarderConfig};
@@ -37,6 +38,11 @@ pub(super) struct Room {
     pub(super) pli: PliCoalescer,
     pub(super) taps: Vec<mpsc::Sender<TapEvent>>,
     pub(super) idle_since: Option<Instant>,
+    /// `Some(home)`: this is a mirror of a room whose publisher is on shard `home`, fed
+    /// with its packets; `None`: this shard is the room's home.
+    pub(super) home: Option<ShardIndex>,
+    /// Other shards with a mirror of this (home) room: each gets every packet once.
+    pub(super) relays: Vec<ShardIndex>,
 }
 
 impl Room {
@@ -56,7 +62,28 @@ impl Room {
             pli: PliCoalescer::default(),
             taps: Vec::new(),
             idle_since: Some(now),
+            home: None,
+            relays: Vec::new(),
         }
+    }
+
+    /// A mirror of a room whose home is shard `home`, forwarding `codecs`.
+    pub(super) fn mirror(id: RoomId, now: Instant, home: ShardIndex, codecs: RoomCodecs) -> Self {
+        Self {
+            home: Some(home),
+            codecs,
+            ..Self::new(id, now)
+        }
+    }
+
+    /// Whether someone can be asked for a keyframe: a publisher here, or the home shard.
+    pub(super) fn has_source(&self) -> bool {
+        self.publisher.is_some() || self.home.is_some()
+    }
+
+    /// Whether the room has viewers on this shard or on others.
+    pub(super) fn has_viewers_anywhere(&self) -> bool {
+        !self.relays.is_empty() || !self.members.iter().all(|m| Some(*m) == self.publisher)
     }
 
     /// Delivers an event to every tap without waiting; full taps lose it, closed ones go.
@@ -80,7 +107,7 @@ impl SfuCore {
         negotiated: NegotiatedPeer<InboundTrackPlan>,
         now: Instant,
     ) -> Result<(), SfuError> {
-        if self.peers.len() >= self.config.max_peers {
+        if self.directory.total_peers() >= self.config.max_peers {
             return Err(SfuError::Capacity(self.config.max_peers));
         }
         let stale_after = self.config.publisher_stale_after;
@@ -107,7 +134,13 @@ impl SfuCore {
         }
         // Viewers negotiated the room's codecs; a new publisher must keep them.
         let room = self.rooms.get(&room_id).expect("inserted above");
-        let has_viewers = !room.members.iter().all(|m| Some(*m) == room.publisher);
+        if room.home.is_some() {
+            // The handle places publishers on the room's home shard only.
+            return Err(SfuError::Engine(format!(
+                "room {room_id} is homed on another media shard"
+            )));
+        }
+        let has_viewers = room.has_viewers_anywhere();
         let new_codecs = codecs_of(&negotiated.tracks);
         if has_viewers {
             if let (Some(old), Some(new)) = (room.codecs.audio, new_codecs.audio)
@@ -148,6 +181,17 @@ impl SfuCore {
         room.keyframe_cache.clear();
         room.pli.reset();
         let epoch = room.epoch;
+        for &shard in &room.relays {
+            self.shard_outbox.push_back((
+                shard,
+                ShardMessage::Source {
+                    room: room_id.clone(),
+                    epoch,
+                    codecs: room.codecs.clone(),
+                    gop: Vec::new(),
+                },
+            ));
+        }
         let NegotiatedPeer {
             connection,
             local_ufrag,
@@ -157,6 +201,7 @@ impl SfuCore {
             ..
         } = negotiated;
         self.demux.register(id, &local_ufrag, &local_pwd);
+        self.directory.peer_added(self.shard, &local_ufrag);
         self.peers.insert(
             id,
             Peer::new(
@@ -183,13 +228,28 @@ impl SfuCore {
     pub(super) fn add_viewer(
         &mut self,
         room_id: RoomId,
+        home: ShardIndex,
         id: PeerId,
         codecs: RoomCodecs,
         negotiated: NegotiatedPeer<OutboundTrackPlan>,
         now: Instant,
     ) -> Result<(), SfuError> {
-        if self.peers.len() >= self.config.max_peers {
+        if self.directory.total_peers() >= self.config.max_peers {
             return Err(SfuError::Capacity(self.config.max_peers));
+        }
+        if home != self.shard && !self.rooms.contains_key(&room_id) {
+            // The first viewer of this room here: mirror it and subscribe to its packets.
+            self.rooms.insert(
+                room_id.clone(),
+                Room::mirror(room_id.clone(), now, home, codecs.clone()),
+            );
+            self.shard_outbox.push_back((
+                home,
+                ShardMessage::Subscribe {
+                    room: room_id.clone(),
+                    shard: self.shard,
+                },
+            ));
         }
         let room = self
             .rooms
@@ -232,10 +292,13 @@ impl SfuCore {
                     }),
                     plan,
                     stream: None,
+                    replay: Default::default(),
+                    replay_budget: 0,
                 }
             });
         }
         self.demux.register(id, &local_ufrag, &local_pwd);
+        self.directory.peer_added(self.shard, &local_ufrag);
         let mut peer = Peer::new(
             room_id.clone(),
             connection,
@@ -293,6 +356,9 @@ impl SfuCore {
                 contents: datagram.message,
             });
         }
+        if let Some(ufrag) = self.demux.ufrag_of(id) {
+            self.directory.peer_removed(self.shard, ufrag);
+        }
         self.demux.remove(id);
         self.counters.peers_closed += 1;
         let role = peer.role.kind();
@@ -308,6 +374,14 @@ impl SfuCore {
                         TapEvent::PublisherEnded { epoch },
                         &mut self.counters.tap_dropped,
                     );
+                    for &shard in &room.relays {
+                        self.shard_outbox.push_back((
+                            shard,
+                            ShardMessage::PublisherEnded {
+                                room: peer.room.clone(),
+                            },
+                        ));
+                    }
                     self.events.push_back(SfuEvent::Offline {
                         room: peer.room.clone(),
                     });
@@ -316,15 +390,18 @@ impl SfuCore {
                     let before = room.viewers.len();
                     room.viewers.retain(|viewer| *viewer != id);
                     if room.viewers.len() != before {
+                        let viewers =
+                            self.directory
+                                .set_viewers(&peer.room, self.shard, room.viewers.len());
                         self.events.push_back(SfuEvent::ViewerCount {
                             room: peer.room.clone(),
-                            viewers: room.viewers.len(),
+                            viewers,
                         });
                     }
                 }
                 PeerRole::Publisher => {}
             }
-            if room.members.is_empty() {
+            if room.members.is_empty() && room.relays.is_empty() {
                 room.idle_since = Some(now);
             }
         }
@@ -345,6 +422,9 @@ impl SfuCore {
         }
         for room in self.rooms.values_mut() {
             room.send_to_taps(TapEvent::RoomClosed, &mut self.counters.tap_dropped);
+            if room.home.is_none() {
+                self.directory.room_removed(&room.id, self.shard);
+            }
         }
         self.rooms.clear();
         self.timers.clear();

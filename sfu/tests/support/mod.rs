@@ -84,6 +84,8 @@ pub enum ClientKind {
 pub struct Client {
     /// The session id the core knows it by.
     pub id: PeerId,
+    /// The shard its session was placed on.
+    pub shard: usize,
     /// Its (fake) address.
     pub addr: SocketAddr,
     /// Its engine.
@@ -126,8 +128,11 @@ impl Client {
 
 /// The core, its clients and the virtual clock.
 pub struct Bed {
-    /// The core under test.
+    /// The core under test (shard 0).
     pub core: SfuCore,
+    /// Shards 1.. of a sharded bed (see [`Bed::sharded`]); a datagram from a client goes
+    /// to the shard its address hashes to, as `SO_REUSEPORT` would do it.
+    pub shards: Vec<SfuCore>,
     /// Its clients.
     pub clients: Vec<Client>,
     /// Virtual now.
@@ -145,12 +150,32 @@ pub struct Bed {
 impl Bed {
     /// A core with `config` and no clients.
     pub fn new(config: SfuConfig) -> Self {
+        Self::sharded(config, 1)
+    }
+
+    /// `shards` cores sharing one directory and one set of counters, and no clients.
+    pub fn sharded(config: SfuConfig, shards: usize) -> Self {
         let server: SocketAddr = SERVER.parse().expect("a valid address");
         let now = Instant::now();
-        let core = SfuCore::new(config, server, Arc::new(SfuStats::default()), now)
-            .expect("the core builds");
+        let directory = sfu::cross_shard::ShardDirectory::new(shards);
+        let stats = Arc::new(SfuStats::default());
+        let mut cores: Vec<SfuCore> = (0..shards)
+            .map(|shard| {
+                SfuCore::new_shard(
+                    config.clone(),
+                    server,
+                    Arc::clone(&stats),
+                    now,
+                    shard,
+                    Arc::clone(&directory),
+                )
+                .expect("the core builds")
+            })
+            .collect();
+        let core = cores.remove(0);
         Self {
             core,
+            shards: cores,
             clients: Vec::new(),
             now,
             start: now,
@@ -163,6 +188,29 @@ impl Bed {
             next_peer: 1,
             next_addr: 1,
         }
+    }
+
+    /// Shard `shard`'s core.
+    pub fn core_of(&mut self, shard: usize) -> &mut SfuCore {
+        match shard {
+            0 => &mut self.core,
+            n => &mut self.shards[n - 1],
+        }
+    }
+
+    /// Every core, shard 0 first.
+    fn cores(&mut self) -> impl Iterator<Item = &mut SfuCore> {
+        std::iter::once(&mut self.core).chain(self.shards.iter_mut())
+    }
+
+    /// The shard whose socket a datagram from `addr` reaches (the bed's stand-in for the
+    /// kernel's `SO_REUSEPORT` hash).
+    pub fn arrival_shard(&self, addr: SocketAddr) -> usize {
+        let last = match addr.ip() {
+            std::net::IpAddr::V4(v4) => v4.octets()[3] as usize,
+            std::net::IpAddr::V6(v6) => v6.octets()[15] as usize,
+        };
+        last % (self.shards.len() + 1)
     }
 
     fn new_client_engine(&mut self) -> (RTCPeerConnection, SocketAddr) {
@@ -293,6 +341,7 @@ impl Bed {
         self.answer(&mut pc, answer);
         self.clients.push(Client {
             id,
+            shard: 0,
             addr,
             pc,
             connected: false,
@@ -312,6 +361,11 @@ impl Bed {
 
     /// Adds a recvonly audio + video viewer to `room` and returns its index.
     pub fn add_viewer(&mut self, room: &str) -> usize {
+        self.add_viewer_on(room, 0)
+    }
+
+    /// Adds a viewer whose session is placed on `shard` (the room's home is shard 0).
+    pub fn add_viewer_on(&mut self, room: &str, shard: usize) -> usize {
         let room = RoomId::parse(room).expect("a valid room id");
         let (mut pc, addr) = self.new_client_engine();
         pc.add_transceiver_from_kind(RtpCodecKind::Audio, None)
@@ -342,10 +396,12 @@ impl Bed {
             .map(|t| t.ssrc)
             .expect("video negotiated");
         let id = self.new_peer_id();
-        match self.core.handle_command(
-            self.now,
+        let now = self.now;
+        match self.core_of(shard).handle_command(
+            now,
             Command::AddViewer {
                 room,
+                home: 0,
                 peer: id,
                 codecs,
                 negotiated,
@@ -357,6 +413,7 @@ impl Bed {
         self.answer(&mut pc, answer);
         self.clients.push(Client {
             id,
+            shard,
             addr,
             pc,
             connected: false,
@@ -379,10 +436,14 @@ impl Bed {
 
     /// Closes a session as `DELETE` would.
     pub fn close(&mut self, client: usize) {
-        let id = self.clients[client].id;
+        let (id, shard, now) = (
+            self.clients[client].id,
+            self.clients[client].shard,
+            self.now,
+        );
         match self
-            .core
-            .handle_command(self.now, Command::ClosePeer { peer: id })
+            .core_of(shard)
+            .handle_command(now, Command::ClosePeer { peer: id })
         {
             Reply::Session(result) => {
                 result.expect("the session exists");
@@ -395,7 +456,13 @@ impl Bed {
 
     /// The core's snapshot.
     pub fn snapshot(&mut self) -> SfuSnapshot {
-        match self.core.handle_command(self.now, Command::Snapshot) {
+        self.snapshot_of(0)
+    }
+
+    /// Shard `shard`'s own snapshot.
+    pub fn snapshot_of(&mut self, shard: usize) -> SfuSnapshot {
+        let now = self.now;
+        match self.core_of(shard).handle_command(now, Command::Snapshot) {
             Reply::Snapshot(snapshot) => snapshot,
             _ => panic!("Snapshot answers Snapshot"),
         }
@@ -410,11 +477,32 @@ impl Bed {
                     moved = true;
                     if !self.clients[c].unplugged {
                         let from = self.clients[c].addr;
-                        self.core.handle_datagram(self.now, from, &datagram.message);
+                        let (shard, now) = (self.arrival_shard(from), self.now);
+                        self.core_of(shard)
+                            .handle_datagram(now, from, &datagram.message);
                     }
                 }
             }
-            while let Some(transmit) = self.core.poll_transmit() {
+            // Messages between shards, until none is left.
+            loop {
+                let now = self.now;
+                let messages: Vec<_> = self
+                    .cores()
+                    .flat_map(|core| std::iter::from_fn(move || core.poll_shard_message()))
+                    .collect();
+                if messages.is_empty() {
+                    break;
+                }
+                moved = true;
+                for (to, message) in messages {
+                    self.core_of(to).handle_shard_message(now, message);
+                }
+            }
+            let transmits: Vec<_> = self
+                .cores()
+                .flat_map(|core| std::iter::from_fn(move || core.poll_transmit()))
+                .collect();
+            for transmit in transmits {
                 moved = true;
                 let Some(client) = self
                     .clients
@@ -448,9 +536,11 @@ impl Bed {
             for c in 0..self.clients.len() {
                 self.drain_client(c);
             }
-            while let Some(event) = self.core.poll_event() {
-                self.events.push(event);
-            }
+            let events: Vec<_> = self
+                .cores()
+                .flat_map(|core| std::iter::from_fn(move || core.poll_event()))
+                .collect();
+            self.events.extend(events);
             if !moved {
                 break;
             }
@@ -499,7 +589,11 @@ impl Bed {
         let target = self.now + duration;
         loop {
             self.pump();
-            let mut next = self.core.poll_timeout();
+            let mut next = self
+                .cores()
+                .map(|core| core.poll_timeout())
+                .min()
+                .expect("at least one core");
             for client in &mut self.clients {
                 if let Some(at) = client.pc.poll_timeout() {
                     next = next.min(at);
@@ -512,8 +606,10 @@ impl Bed {
             // Never stand still: an engine that keeps reporting a past deadline would spin.
             self.now = next.max(self.now + Duration::from_micros(200)).min(target);
             let now = self.now;
-            if self.core.poll_timeout() <= now {
-                self.core.handle_timeout(now);
+            for core in self.cores() {
+                if core.poll_timeout() <= now {
+                    core.handle_timeout(now);
+                }
             }
             for client in &mut self.clients {
                 if client.pc.poll_timeout().is_some_and(|at| at <= now) {
@@ -655,6 +751,20 @@ impl Bed {
         };
         self.send_rtcp(viewer, vec![Box::new(nack)]);
     }
+}
+
+/// Asserts that a viewer received at least `at_least` video packets, the first a keyframe.
+pub fn assert_started_on_keyframe(bed: &Bed, viewer: usize, at_least: usize) {
+    let video = bed.clients[viewer].video();
+    assert!(
+        video.len() >= at_least,
+        "viewer {viewer}: {} video packets, expected at least {at_least}",
+        video.len()
+    );
+    assert!(
+        is_keyframe(&video[0].payload),
+        "viewer {viewer}: the first video packet is a keyframe"
+    );
 }
 
 /// Whether a received payload starts an H.264 keyframe.

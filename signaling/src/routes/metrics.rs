@@ -78,6 +78,17 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             out,
             "# TYPE queqiao_sfu_viewers gauge\nqueqiao_sfu_viewers {viewers}"
         );
+        type ShardGauge = fn(&sfu::ShardSnapshot) -> usize;
+        let per_shard: [(&str, ShardGauge); 2] = [
+            ("queqiao_sfu_shard_peers", |shard| shard.peers),
+            ("queqiao_sfu_shard_viewers", |shard| shard.viewers),
+        ];
+        for (name, value) in per_shard {
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            for (index, shard) in snapshot.shards.iter().enumerate() {
+                let _ = writeln!(out, "{name}{{shard=\"{index}\"}} {}", value(shard));
+            }
+        }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
