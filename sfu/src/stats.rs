@@ -149,6 +149,9 @@ counters! {
     relay_packets,
     /// Messages to another shard dropped because its queue was full.
     relay_dropped,
+    /// NACKed packets not sent again: the viewer's track used up its retransmission
+    /// budget (a viewer losing that much is congested).
+    retransmissions_rate_limited,
 }
 
 impl SfuStats {

@@ -35,7 +35,10 @@ FLAGS=(--http "127.0.0.1:$HTTP_PORT" --udp "127.0.0.1:$UDP_PORT" --publish-token
 "$SERVER_BIN" --help 2>/dev/null | grep -q -- '--standalone' && FLAGS+=(--standalone)
 # One shard unless MEDIA_THREADS says otherwise (older builds have one and no flag).
 "$SERVER_BIN" --help 2>/dev/null | grep -q -- '--media-threads' && FLAGS+=(--media-threads "${MEDIA_THREADS:-1}")
-taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$OUT" --dump-instr=no \
+# VALGRIND_EXTRA="--separate-threads=yes" writes one profile per thread (OUT.1-NN), so the
+# media shards' own instructions can be told from the bridge's and the HTTP server's.
+# shellcheck disable=SC2086
+taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$OUT" --dump-instr=no ${VALGRIND_EXTRA:-} \
   "$SERVER_BIN" "${FLAGS[@]}" >"$DATA/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 150); do
@@ -56,7 +59,22 @@ after=$(forwarded)
 callgrind_control --dump=window "$SERVER_PID" >/dev/null 2>&1
 packets=$((after - before))
 [ "$packets" -gt 0 ] || { echo "nothing forwarded; see $DATA/*.log" >&2; exit 1; }
-total=$(awk '/^summary:/{print $2}' "$OUT.1")
-engine=$(callgrind_annotate --inclusive=yes --threshold=100 "$OUT.1" 2>/dev/null \
-  | awk '/RTCPeerConnection>::flush_writes \[/ && !seen {gsub(",", "", $1); print $1; seen = 1}')
+if [ -f "$OUT.1" ]; then
+  total=$(awk '/^summary:/{print $2}' "$OUT.1")
+else
+  # One profile per thread: the process total, and the media shards' threads alone.
+  total=$(cat "$OUT".1-* | awk '/^summary:/{s += $2} END {print s}')
+  shards=0
+  for f in "$OUT".1-*; do
+    if grep -q 'sfu::driver::Driver' "$f"; then
+      shards=$((shards + $(awk '/^summary:/{print $2}' "$f")))
+    fi
+  done
+  echo "$(basename "$OUT"): media shard threads Ir/pkt=$((shards / packets))"
+fi
+engine=0
+if [ -f "$OUT.1" ]; then
+  engine=$(callgrind_annotate --inclusive=yes --threshold=100 "$OUT.1" 2>/dev/null \
+    | awk '/RTCPeerConnection>::flush_writes \[/ && !seen {gsub(",", "", $1); print $1; seen = 1}')
+fi
 echo "$(basename "$OUT"): forwarded=$packets Ir/pkt=$((total / packets)) engine write path Ir/pkt=$(( ${engine:-0} / packets ))"

@@ -96,8 +96,8 @@ impl SfuCore {
                 video.forwarder.prepare_replay(&packets[0], frames, now);
                 // The GOP goes out paced (the keyframe's first tick now), never in one
                 // burst that a browser's socket buffer would overflow on.
-                begin_replay(video, packets, frames, &mut wire);
-                if pace_replay(video, &mut viewer, &mut wire, now, video.replay_budget) {
+                let first_frame = begin_replay(video, packets, frames, &mut wire);
+                if pace_replay(video, &mut viewer, &mut wire, now, first_frame) {
                     replaying.push(id);
                     next_replay_tick.get_or_insert(now + REPLAY_TICK);
                 }
@@ -346,6 +346,12 @@ impl SfuCore {
                                 if answered >= MAX_RETRANSMISSIONS_PER_NACK {
                                     continue;
                                 }
+                                if !track.retransmit_budget.take(now) {
+                                    // A viewer losing this much is congested: more
+                                    // retransmissions would add to its loss.
+                                    wire.counters.retransmissions_rate_limited += 1;
+                                    continue;
+                                }
                                 let source = track
                                     .forwarder
                                     .source_sequence_number(output_seq, room.epoch)
@@ -589,8 +595,8 @@ fn answer_keyframe_request(
                 return KeyframeAnswer::AskPublisher;
             }
             wire.counters.viewer_keyframe_requests_replayed += 1;
-            begin_replay(video, packets, frames, wire);
-            if pace_replay(video, viewer, wire, now, video.replay_budget) {
+            let first_frame = begin_replay(video, packets, frames, wire);
+            if pace_replay(video, viewer, wire, now, first_frame) {
                 KeyframeAnswer::Replaying
             } else {
                 KeyframeAnswer::Nothing
@@ -615,13 +621,15 @@ const MAX_REPLAY_QUEUE: usize = 4096;
 
 /// Queues a cached GOP for a paced replay to one viewer and sets its per-tick budget:
 /// four times the GOP's bitrate, so it is through in a quarter of its duration and the
-/// live packets queued behind it catch up soon after.
+/// live packets queued behind it catch up soon after. Returns the budget of the first
+/// tick: the whole keyframe, so the first picture is not delayed (a keyframe fits a
+/// browser's socket buffer; the whole GOP at once may not).
 fn begin_replay(
     video: &mut ViewerTrack,
     packets: &[Arc<SourcePacket>],
     frames: &[u32],
     wire: &mut Wire<'_>,
-) {
+) -> usize {
     let bytes: u64 = packets.iter().map(|p| p.payload.len() as u64).sum();
     let clock_rate = u64::from(video.plan.codec.clock_rate().max(1));
     let span_ticks = match (frames.first(), frames.last()) {
@@ -634,6 +642,13 @@ fn begin_replay(
     video.replay_budget = (rate * REPLAY_TICK.as_millis() as u64 / 1000) as usize;
     video.replay.extend(packets.iter().cloned());
     wire.counters.keyframe_cache_replayed += packets.len() as u64;
+    let first_timestamp = packets.first().map(|p| p.timestamp);
+    let keyframe_bytes: usize = packets
+        .iter()
+        .take_while(|p| Some(p.timestamp) == first_timestamp)
+        .map(|p| p.payload.len())
+        .sum();
+    keyframe_bytes.max(video.replay_budget)
 }
 
 /// Sends up to `budget` bytes (at least one packet) of a viewer's replay queue; whether

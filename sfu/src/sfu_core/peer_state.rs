@@ -14,7 +14,7 @@ use rtc::sansio::Protocol;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Peers by id. The map is read once per viewer per forwarded packet, and SipHash (the
 /// std default, built against untrusted keys) costs more there than the rest of the
@@ -117,6 +117,60 @@ pub(super) struct ViewerTrack {
     pub(super) replay: std::collections::VecDeque<std::sync::Arc<crate::media::SourcePacket>>,
     /// Bytes of `replay` sent per pacing tick.
     pub(super) replay_budget: usize,
+    /// How many NACKed packets may still be sent again.
+    pub(super) retransmit_budget: RetransmitBudget,
+}
+
+/// A token bucket for one track's retransmissions: [`RetransmitBudget::PER_SECOND`] a
+/// second, bursts of [`RetransmitBudget::BURST`].
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RetransmitBudget {
+    tokens: u32,
+    refilled_at: Option<Instant>,
+}
+
+impl Default for RetransmitBudget {
+    fn default() -> Self {
+        Self {
+            tokens: Self::BURST,
+            refilled_at: None,
+        }
+    }
+}
+
+impl RetransmitBudget {
+    /// Retransmissions a second (a third of a 1.5 Mbit/s video stream's packets).
+    pub(super) const PER_SECOND: u32 = 60;
+    /// Retransmissions at once.
+    pub(super) const BURST: u32 = 120;
+
+    /// Takes one token if there is one.
+    pub(super) fn take(&mut self, now: Instant) -> bool {
+        let Some(at) = self.refilled_at else {
+            self.refilled_at = Some(now);
+            return self.spend();
+        };
+        let since = now.saturating_duration_since(at);
+        let earned = (since.as_micros() * u128::from(Self::PER_SECOND) / 1_000_000) as u32;
+        if earned > 0 {
+            self.tokens = self.tokens.saturating_add(earned).min(Self::BURST);
+            // Keep the fraction of a token already earned.
+            self.refilled_at = Some(if self.tokens == Self::BURST {
+                now
+            } else {
+                at + Duration::from_secs(1) * earned / Self::PER_SECOND
+            });
+        }
+        self.spend()
+    }
+
+    fn spend(&mut self) -> bool {
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
 }
 
 /// A viewer's SRTP fast path: forwarded RTP bypasses the engine's write path.
@@ -266,4 +320,27 @@ pub(super) fn drain_engine(
 /// SRTP rather than SRTCP (RFC 5761 §4: RTCP packet types 192–223 in the second byte).
 fn is_rtp(datagram: &[u8]) -> bool {
     matches!(datagram, [128..=191, second, ..] if !(192..=223).contains(second))
+}
+
+#[cfg(test)]
+mod retransmit_budget_tests {
+    use super::RetransmitBudget;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_burst_then_the_steady_rate() {
+        let start = Instant::now();
+        let mut budget = RetransmitBudget::default();
+        let burst = (0..1000).filter(|_| budget.take(start)).count();
+        assert_eq!(burst, RetransmitBudget::BURST as usize);
+        // One second later: one second's worth, taken in 10 ms steps.
+        let mut granted = 0;
+        for step in 1..=100 {
+            if budget.take(start + Duration::from_millis(10 * step)) {
+                granted += 1;
+            }
+        }
+        let expected = RetransmitBudget::PER_SECOND as usize;
+        assert!((expected - 5..=expected).contains(&granted), "{granted}");
+    }
 }

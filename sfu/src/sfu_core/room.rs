@@ -294,6 +294,7 @@ impl SfuCore {
                     stream: None,
                     replay: Default::default(),
                     replay_budget: 0,
+                    retransmit_budget: Default::default(),
                 }
             });
         }
