@@ -178,7 +178,7 @@ impl SfuHandle {
                 Command::AddPublisher {
                     room,
                     peer,
-                    negotiated,
+                    negotiated: Box::new(negotiated),
                 },
             )
             .await?;
@@ -218,7 +218,7 @@ impl SfuHandle {
                     home,
                     peer,
                     codecs,
-                    negotiated,
+                    negotiated: Box::new(negotiated),
                 },
             )
             .await?;

@@ -529,10 +529,14 @@ async fn one_room_on_two_shards_reaches_every_viewer() {
     .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let plis_before = first.pli_count().await;
+    let sent_before = server.server.sfu.stats().snapshot().plis_sent;
     let viewers = start_viewers(&server, "sharded", 60).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let plis = first.pli_count().await - plis_before;
     assert!(plis <= 2, "{plis} PLIs reached the publisher for 60 joins");
+    // What the home shard's coalescer let out, whichever shard's viewers asked.
+    let sent = server.server.sfu.stats().snapshot().plis_sent - sent_before;
+    assert!(sent <= 2, "the SFU sent {sent} PLIs for 60 joins");
 
     // Spread over both shards, as the metrics show.
     let text = reqwest::get(server.url("/metrics"))

@@ -75,8 +75,9 @@ pub enum Command {
         room: RoomId,
         /// The new session's id.
         peer: PeerId,
-        /// The negotiated engine.
-        negotiated: NegotiatedPeer<InboundTrackPlan>,
+        /// The negotiated engine (boxed: an engine is tens of kilobytes, and every
+        /// request would otherwise be that big wherever it is moved).
+        negotiated: Box<NegotiatedPeer<InboundTrackPlan>>,
     },
     /// Moves a negotiated viewer into its room (a mirror of it if the room's home is
     /// another shard).
@@ -89,8 +90,8 @@ pub enum Command {
         peer: PeerId,
         /// The room codecs the viewer was negotiated against.
         codecs: RoomCodecs,
-        /// The negotiated engine.
-        negotiated: NegotiatedPeer<OutboundTrackPlan>,
+        /// The negotiated engine (boxed, see [`Command::AddPublisher`]).
+        negotiated: Box<NegotiatedPeer<OutboundTrackPlan>>,
     },
     /// The codecs a live room forwards (what a viewer's answer must offer).
     RoomCodecs {
@@ -284,14 +285,14 @@ impl SfuCore {
                 room,
                 peer,
                 negotiated,
-            } => Reply::Done(self.add_publisher(room, peer, negotiated, now)),
+            } => Reply::Done(self.add_publisher(room, peer, *negotiated, now)),
             Command::AddViewer {
                 room,
                 home,
                 peer,
                 codecs,
                 negotiated,
-            } => Reply::Done(self.add_viewer(room, home, peer, codecs, negotiated, now)),
+            } => Reply::Done(self.add_viewer(room, home, peer, codecs, *negotiated, now)),
             Command::RoomCodecs { room } => Reply::Codecs(match self.rooms.get(&room) {
                 Some(r) if r.codecs.audio.is_some() || r.codecs.video.is_some() => {
                     Ok(r.codecs.clone())

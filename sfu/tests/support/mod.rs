@@ -331,7 +331,7 @@ impl Bed {
             Command::AddPublisher {
                 room: RoomId::parse(room).expect("a valid room id"),
                 peer: id,
-                negotiated,
+                negotiated: Box::new(negotiated),
             },
         );
         match reply {
@@ -404,7 +404,7 @@ impl Bed {
                 home: 0,
                 peer: id,
                 codecs,
-                negotiated,
+                negotiated: Box::new(negotiated),
             },
         ) {
             Reply::Done(result) => result.expect("the viewer is added"),
