@@ -87,14 +87,7 @@ fn publisher_replacement_keeps_sequence_numbers_continuous() {
     bed.publish_for(first, Duration::from_secs(1), Some(50));
     let before = bed.clients[viewer].video().len();
     assert!(before >= 20, "video before the switch: {before}");
-    // The first publisher vanishes (no DELETE); after the stale time a new one takes over.
-    bed.clients[first].unplugged = true;
-    bed.advance(Duration::from_secs(4));
-    let second = bed
-        .add_publisher("swap")
-        .expect("a stale publisher is replaced");
-    bed.connect(&[second]);
-    bed.publish_for(second, Duration::from_secs(2), Some(50));
+    bed.replace_vanished_publisher(first, "swap");
     let video = bed.clients[viewer].video();
     assert!(
         video.len() >= before + 40,

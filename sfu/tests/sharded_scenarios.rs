@@ -81,13 +81,7 @@ fn publisher_replacement_keeps_numbering_on_every_shard() {
         .iter()
         .map(|&v| bed.clients[v].video().len())
         .collect();
-    bed.clients[first].unplugged = true;
-    bed.advance(Duration::from_secs(4));
-    let second = bed
-        .add_publisher("swap")
-        .expect("a stale publisher is replaced");
-    bed.connect(&[second]);
-    bed.publish_for(second, Duration::from_secs(2), Some(50));
+    bed.replace_vanished_publisher(first, "swap");
     for (&viewer, before) in viewers.iter().zip(before) {
         let video = bed.clients[viewer].video();
         assert!(

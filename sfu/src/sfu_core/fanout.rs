@@ -98,8 +98,7 @@ impl SfuCore {
                 // burst that a browser's socket buffer would overflow on.
                 let first_frame = begin_replay(video, packets, frames, &mut wire);
                 if pace_replay(video, &mut viewer, &mut wire, now, first_frame) {
-                    replaying.push(id);
-                    next_replay_tick.get_or_insert(now + REPLAY_TICK);
+                    schedule_replay(replaying, next_replay_tick, id, now);
                 }
                 viewer.outbox.full = true;
                 if !viewer.outbox.queued {
@@ -386,9 +385,8 @@ impl SfuCore {
                     wire.counters.viewer_keyframe_requests += 1;
                     let answer = answer_keyframe_request(room, video, &mut viewer, &mut wire, now);
                     wants_keyframe = answer == KeyframeAnswer::AskPublisher;
-                    if answer == KeyframeAnswer::Replaying && !replaying.contains(&id) {
-                        replaying.push(id);
-                        next_replay_tick.get_or_insert(now + REPLAY_TICK);
+                    if answer == KeyframeAnswer::Replaying {
+                        schedule_replay(replaying, next_replay_tick, id, now);
                     }
                 }
             }
@@ -649,6 +647,20 @@ fn begin_replay(
         .map(|p| p.payload.len())
         .sum();
     keyframe_bytes.max(video.replay_budget)
+}
+
+/// Puts a viewer with a replay under way on the pacing list (once) and makes sure a
+/// pacing tick is due.
+fn schedule_replay(
+    replaying: &mut Vec<PeerId>,
+    next_replay_tick: &mut Option<Instant>,
+    id: PeerId,
+    now: Instant,
+) {
+    if !replaying.contains(&id) {
+        replaying.push(id);
+    }
+    next_replay_tick.get_or_insert(now + REPLAY_TICK);
 }
 
 /// Sends up to `budget` bytes (at least one packet) of a viewer's replay queue; whether

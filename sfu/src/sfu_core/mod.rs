@@ -253,11 +253,6 @@ impl SfuCore {
         self.buffers.give(buffer);
     }
 
-    /// Send buffers allocated because none was idle (the rest were reused).
-    pub fn buffers_allocated(&self) -> u64 {
-        self.buffers.allocated()
-    }
-
     /// This shard's index.
     pub fn shard(&self) -> ShardIndex {
         self.shard

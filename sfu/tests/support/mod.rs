@@ -718,6 +718,19 @@ impl Bed {
 }
 
 impl Bed {
+    /// The publisher vanishes (no DELETE); after the stale time a new one takes over the
+    /// room and publishes a 1 s GOP for 2 s. Returns the new publisher.
+    pub fn replace_vanished_publisher(&mut self, publisher: usize, room: &str) -> usize {
+        self.clients[publisher].unplugged = true;
+        self.advance(Duration::from_secs(4));
+        let second = self
+            .add_publisher(room)
+            .expect("a stale publisher is replaced");
+        self.connect(&[second]);
+        self.publish_for(second, Duration::from_secs(2), Some(50));
+        second
+    }
+
     /// Sends RTCP from a viewer (NACK, PLI) through its engine, as a browser would.
     pub fn send_rtcp(&mut self, viewer: usize, packets: Vec<Box<dyn rtc::rtcp::packet::Packet>>) {
         let now = self.now;
