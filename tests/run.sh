@@ -14,7 +14,7 @@ step() { printf '\n\033[1;35m==> %s\033[0m\n' "$*"; }
 
 # ---------------------------------------------------------------------------------------
 step "System packages"
-PACKAGES=(build-essential pkg-config libopus-dev chromium ffmpeg fonts-wqy-zenhei nginx libnginx-mod-rtmp postgresql python3 fonts-noto-color-emoji)
+PACKAGES=(build-essential pkg-config libopus-dev chromium ffmpeg fonts-wqy-zenhei nginx libnginx-mod-rtmp postgresql python3 python3-venv fonts-noto-color-emoji)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -31,6 +31,19 @@ if ((${#missing[@]})); then
 else
   echo "all present"
 fi
+
+# ---------------------------------------------------------------------------------------
+step "Python packages (PyAV: FFmpeg 8 and its WHIP muxer, for tests/tests/whip_encoders.rs)"
+# PyAV's wheels bundle FFmpeg 8 (Debian's ffmpeg 5.1 has no WHIP muxer). A venv under
+# target/ keeps it off the system Python; the pin keeps the FFmpeg the test ran against.
+PYAV_VERSION=18.1.0
+PYENV="$ROOT/target/pyenv"
+if ! "$PYENV/bin/python" -c "import av, sys; sys.exit(av.__version__ != '$PYAV_VERSION')" 2>/dev/null; then
+  python3 -m venv "$PYENV"
+  "$PYENV/bin/pip" install --quiet --disable-pip-version-check "av==$PYAV_VERSION"
+fi
+export QUEQIAO_PYTHON="$PYENV/bin/python"
+echo "PyAV $("$QUEQIAO_PYTHON" -c 'import av; print(av.__version__, "with FFmpeg", av.ffmpeg_version_info)')"
 
 # ---------------------------------------------------------------------------------------
 step "Node packages (browser tests)"

@@ -48,4 +48,56 @@ pub enum BridgeError {
     /// added.
     #[error("recording already finished")]
     RecordingFinished,
+
+    /// An RTMP ingest connection did not start with a valid RTMP handshake (C0/C1/C2).
+    #[error("RTMP ingest handshake: {0}")]
+    RtmpIngestHandshake(String),
+
+    /// An RTMP ingest peer sent a malformed chunk stream or message, or a command out of
+    /// order; the connection must be closed.
+    #[error("RTMP ingest protocol: {0}")]
+    RtmpIngestProtocol(String),
+
+    /// An RTMP ingest peer exceeded a configured limit (message size, chunk size, buffered
+    /// bytes, chunk or message streams); the connection must be closed.
+    #[error("RTMP ingest limit exceeded: {0}")]
+    RtmpIngestLimit(String),
+
+    /// Input was given to an RTMP ingest session that has already ended.
+    #[error("RTMP ingest session already closed")]
+    RtmpIngestClosed,
+
+    /// A native (RTMP ingest) track uses a codec the bridge's outputs cannot pass through
+    /// (not H.264/AVC or not AAC-LC, e.g. enhanced-RTMP HEVC, MP3, HE-AAC); that track is
+    /// not bridged.
+    #[error("native track cannot be passed through: {0}")]
+    UnsupportedNativeCodec(String),
+
+    /// An RTMP ingest tag body that cannot be converted for WebRTC viewers: a truncated
+    /// FLV header, a malformed AVCDecoderConfigurationRecord or AudioSpecificConfig, or
+    /// NAL unit lengths that run past the tag. The frame is dropped and counted.
+    #[error("malformed ingest media: {0}")]
+    MalformedIngestMedia(String),
+
+    /// An RTMP ingest video codec WebRTC viewers cannot get from us (only H.264, FLV
+    /// codec id 7, is packetized); those frames are dropped and counted.
+    #[error("ingest video codec {0} cannot be sent to WebRTC viewers: only H.264 is")]
+    UnsupportedIngestVideoCodec(String),
+
+    /// An RTMP ingest audio codec WebRTC viewers cannot get from us (only AAC, FLV sound
+    /// format 10, is transcoded to Opus); those frames are dropped and counted.
+    #[error("ingest audio codec {0} cannot be sent to WebRTC viewers: only AAC is")]
+    UnsupportedIngestAudioCodec(String),
+
+    /// The Fraunhofer AAC decoder rejected a configuration or a frame.
+    #[error("AAC decoder: {0}")]
+    AacDecoder(String),
+
+    /// libopus refused to create or configure an encoder.
+    #[error("opus encoder: {0}")]
+    OpusEncoder(String),
+
+    /// The audio resampler could not be built for a sample rate.
+    #[error("resampler: {0}")]
+    Resampler(String),
 }

@@ -10,7 +10,8 @@
 //! - header `FLV 1`, flags audio/video, then `PreviousTagSize0 = 0`;
 //! - script tag `onMetaData` (AMF0 ECMA array: width, height, framerate, videocodecid 7,
 //!   audiocodecid 10, audiosamplerate, stereo …), sent again when the resolution changes;
-//! - video tags `0x17/0x27, AVCPacketType, CompositionTime = 0`, then either the
+//! - video tags `0x17/0x27, AVCPacketType, CompositionTime` (pts − dts in ms, 0 without
+//!   B-frames; the tag timestamp is the DTS), then either the
 //!   AVCDecoderConfigurationRecord (sequence header) or 4-byte length-prefixed NAL units;
 //! - audio tags `0xAF, AACPacketType`, then the 2-byte AudioSpecificConfig or a raw frame.
 //!
@@ -190,16 +191,22 @@ impl FlvMuxer {
             self.stats.dropped_before_start += 1;
             return;
         }
-        let body_len = 5 + au.nalus.iter().map(|n| 4 + n.len()).sum::<usize>();
-        if body_len > MAX_TAG_BODY {
-            self.stats.dropped_oversized += 1;
-            return;
-        }
         let timestamp = timestamp_ms(au.dts);
         let params_changed = self
             .params
             .as_ref()
             .is_none_or(|p| !Arc::ptr_eq(p, &au.params) && **p != *au.params);
+        // After a change of parameter sets, the first picture also carries the new ones in
+        // band: readers that keep parsing with the old sequence header (ffmpeg's H.264
+        // parser ignores a new one mid-stream) then misread no slice.
+        let in_band = (params_changed && self.params.is_some() && self.started)
+            .then(|| [au.params.sps.clone(), au.params.pps.clone()]);
+        let nalus = in_band.iter().flatten().chain(&au.nalus);
+        let body_len = 5 + nalus.clone().map(|n| 4 + n.len()).sum::<usize>();
+        if body_len > MAX_TAG_BODY {
+            self.stats.dropped_oversized += 1;
+            return;
+        }
         if params_changed {
             if self.params.is_some() {
                 self.stats.sequence_header_changes += 1;
@@ -226,8 +233,11 @@ impl FlvMuxer {
         self.begin_tag(TagType::Video, body_len, timestamp);
         self.buf.put_u8(if au.keyframe { 0x17 } else { 0x27 });
         self.buf.put_u8(1); // AVC NALU
-        self.buf.put_slice(&[0, 0, 0]); // composition time: no B-frames
-        for nalu in &au.nalus {
+        // CompositionTime (SI24, ms): what a reader adds to the tag's DTS to get the PTS.
+        let composition =
+            (timestamp_ms(au.pts).wrapping_sub(timestamp) as i32).clamp(-0x80_0000, 0x7F_FFFF);
+        self.buf.put_slice(&composition.to_be_bytes()[1..]);
+        for nalu in nalus {
             self.buf.put_u32(nalu.len() as u32);
             self.buf.put_slice(nalu);
         }
@@ -251,8 +261,11 @@ impl FlvMuxer {
         if self.audio_sequence_header.as_ref().is_none()
             || self.tracks.audio.as_deref() != Some(&frame.config)
         {
-            // Audio configuration changed (never in practice: one transcoder per room).
+            // Audio configuration changed (a session switching between RTMP ingest's AAC
+            // and the transcoder's): a new sequence header, which is what describes audio
+            // to players. Joiners also get metadata with the new values.
             self.tracks.audio = Some(Arc::clone(&frame.config));
+            self.metadata = Some(self.metadata_tag(timestamp));
             let header = self.aac_sequence_header(&frame.config, timestamp);
             self.audio_sequence_header = Some(header.clone());
             self.emit_live(header.bytes);

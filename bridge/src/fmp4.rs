@@ -6,6 +6,11 @@
 //!
 //! Tracks: video is track 1 with a 90 kHz timescale (the media unit timeline), audio is
 //! track 2 with the AAC sample rate as timescale (1024 ticks per frame).
+//!
+//! Video samples are placed by DTS (`tfdt`, durations from DTS differences); with
+//! B-frames each sample carries its composition offset (pts − dts, never negative) in a
+//! version 1 `trun`, so presentation times are the media units' `pts` on the same
+//! timeline as audio and no edit list is needed. Without B-frames no offsets are written.
 
 use crate::error::BridgeError;
 use crate::media_unit::{AacConfig, H264Params, TIMESCALE};
@@ -225,6 +230,8 @@ fn audio_trak(config: &AacConfig) -> Trak {
 #[derive(Debug, Clone, Copy)]
 struct PendingSample {
     time: i64,
+    /// Composition offset (track timescale).
+    composition: i64,
     size: u32,
     sync: bool,
 }
@@ -274,16 +281,19 @@ impl TrackRun {
         self.samples.first().map(|s| s.time)
     }
 
-    /// Adds an H.264 sample (NAL units written with 4-byte lengths).
-    pub fn push_video(&mut self, pts: i64, keyframe: bool, nalus: &[Bytes]) {
+    /// Adds an H.264 sample decoded at `dts` and presented `composition` ticks later (90
+    /// kHz; 0 without B-frames), NAL units written with 4-byte lengths.
+    pub fn push_video(&mut self, dts: i64, composition: i64, keyframe: bool, nalus: &[Bytes]) {
         let size: usize = nalus.iter().map(|n| 4 + n.len()).sum();
         self.data.reserve(size);
         for nalu in nalus {
             self.data.put_u32(nalu.len() as u32);
             self.data.put_slice(nalu);
         }
+        let time = self.to_track_time(dts);
         self.samples.push(PendingSample {
-            time: self.to_track_time(pts),
+            time,
+            composition: (self.to_track_time(dts + composition.max(0)) - time).max(0),
             size: size as u32,
             sync: keyframe,
         });
@@ -294,6 +304,7 @@ impl TrackRun {
         self.data.put_slice(frame);
         self.samples.push(PendingSample {
             time: self.to_track_time(pts),
+            composition: 0,
             size: frame.len() as u32,
             sync: true,
         });
@@ -301,6 +312,8 @@ impl TrackRun {
 
     fn entries(&self, next_time: Option<i64>) -> Vec<TrunEntry> {
         let count = self.samples.len();
+        // Offsets only when some sample needs one (byte-identical runs without B-frames).
+        let offsets = self.samples.iter().any(|s| s.composition != 0);
         (0..count)
             .map(|i| {
                 let current = self.samples[i].time;
@@ -323,7 +336,7 @@ impl TrackRun {
                     } else {
                         NON_SYNC_SAMPLE_FLAGS
                     }),
-                    cts: None,
+                    cts: offsets.then_some(self.samples[i].composition.min(i64::from(i32::MAX))),
                 }
             })
             .collect()
@@ -468,8 +481,8 @@ pub(crate) mod tests {
         let mut video = TrackRun::new(VIDEO_TRACK_ID, 90_000, 3000);
         let mut audio = TrackRun::new(AUDIO_TRACK_ID, 48_000, 1024);
         let nalu = Bytes::from(vec![0x65; 100]);
-        video.push_video(90_000, true, std::slice::from_ref(&nalu));
-        video.push_video(93_000, false, &[Bytes::from(vec![0x41; 30])]);
+        video.push_video(90_000, 0, true, std::slice::from_ref(&nalu));
+        video.push_video(93_000, 0, false, &[Bytes::from(vec![0x41; 30])]);
         audio.push_audio(90_000, &[0xAA; 10]);
         audio.push_audio(91_920, &[0xBB; 12]);
         let mut out = BytesMut::new();

@@ -12,19 +12,25 @@
 //! # Data flow
 //!
 //! ```text
-//! sfu tap (TapEvent: publisher RTP, sender reports, session start/end)
+//! sfu tap (TapEvent: publisher RTP or native RTMP frames, sender reports, session start/end)
 //!   │
 //!   ▼
 //! pipeline::RoomPipeline
 //!   ├─ video: reorder::ReorderBuffer → h264_depacketizer (RFC 6184, drop-until-IDR, SPS tracking)
 //!   ├─ audio: reorder::ReorderBuffer → audio_transcoder (Opus → PCM FIFO → AAC-LC)
-//!   └─ sync::TimelineSync (RTP clocks + sender reports → one 90 kHz timeline)
+//!   ├─ sync::TimelineSync (RTP clocks + sender reports → one 90 kHz timeline)
+//!   └─ native_source (RTMP ingest: FLV tag bodies → H.264 with B-frames and AAC, untouched)
 //!   │
 //!   ▼ media_unit::MediaUnit (VideoAccessUnit | AudioFrame)
 //!   ├─► flv::FlvMuxer      → HTTP-FLV / RTMP tags + GOP cache for joining viewers
 //!   ├─► hls::HlsMuxer      → ts::TsMuxer segments + live playlist; hls::HlsRecorder → VOD on disk
 //!   └─► llhls::LlHlsMuxer  → fmp4 init + parts + LL-HLS playlist with blocking-reload queries
 //! ```
+//!
+//! RTMP ingest runs the other way round, before the SFU: [`ingest::rtmp_session`] turns
+//! an encoder's RTMP connection into FLV tag bodies, which the SFU hands to this pipeline
+//! untouched (`TapEvent::Native`) and [`ingest::to_webrtc`] converts once into RTP for
+//! WebRTC viewers (H.264 packetized, AAC transcoded to Opus, B-frames dropped).
 //!
 //! One internal media unit type sits between the pipeline and every muxer, so each
 //! output format is one adapter. Every muxer encodes a unit once; what it returns is
@@ -39,8 +45,10 @@ pub mod fmp4;
 pub mod h264_depacketizer;
 pub mod hls;
 pub mod http;
+pub mod ingest;
 pub mod llhls;
 pub mod media_unit;
+pub mod native_source;
 pub mod pipeline;
 pub mod recording;
 pub mod reorder;

@@ -21,8 +21,8 @@
 use crate::fmp4::{AUDIO_TRACK_ID, TrackRun, VIDEO_TRACK_ID, init_segment, write_fragment};
 use crate::hls::format_program_date_time;
 use crate::media_unit::{
-    AAC_FRAME_SAMPLES, AudioFrame, H264Params, MediaUnit, TIMESCALE, Tracks, VideoAccessUnit,
-    duration_to_ticks,
+    AAC_FRAME_SAMPLES, AacConfig, AudioFrame, H264Params, MediaUnit, TIMESCALE, Tracks,
+    VideoAccessUnit, duration_to_ticks,
 };
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
@@ -78,6 +78,9 @@ pub struct LlHlsStats {
     pub dropped_unconfigured: u64,
     /// Fragments that failed to encode.
     pub fragment_errors: u64,
+    /// Audio frames dropped between an audio configuration change and the segment (with
+    /// a new init segment) that can carry them.
+    pub dropped_audio_config_change: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +114,7 @@ pub struct LlHlsMuxer {
     inits: VecDeque<(u32, Bytes)>,
     next_init_id: u32,
     params: Option<Arc<H264Params>>,
+    pending_audio_config: Option<Arc<AacConfig>>,
     segments: VecDeque<Segment>,
     current: Option<Segment>,
     next_msn: u64,
@@ -161,6 +165,7 @@ impl LlHlsMuxer {
             inits: VecDeque::new(),
             next_init_id: 0,
             params: None,
+            pending_audio_config: None,
             segments: VecDeque::new(),
             current: None,
             next_msn: 0,
@@ -289,6 +294,24 @@ impl LlHlsMuxer {
         }
     }
 
+    /// The tracks' configuration changed (a new session with another AAC sample rate,
+    /// announced before its units): the next segment starts with an init segment for it.
+    /// Without this call the muxer notices the change in band at the first frame with the
+    /// new configuration, and drops audio until the next IDR can start such a segment.
+    /// A change of which tracks are present needs a new muxer.
+    pub fn update_tracks(&mut self, tracks: &Tracks) {
+        if let (Some(current), Some(new)) = (&self.tracks.audio, &tracks.audio)
+            && !Arc::ptr_eq(current, new)
+            && **current != **new
+        {
+            if self.current.is_none() {
+                self.set_audio_config(new);
+            } else {
+                self.pending_audio_config = Some(Arc::clone(new));
+            }
+        }
+    }
+
     /// Adds one unit.
     pub fn write(&mut self, unit: &MediaUnit) {
         match unit {
@@ -345,12 +368,29 @@ impl LlHlsMuxer {
                 let forced = !au.keyframe
                     && !self.pending_discontinuity
                     && elapsed + self.frame_interval > limit;
-                if new_segment || forced {
+                let audio_change = au.keyframe && self.pending_audio_config.is_some();
+                if new_segment || forced || audio_change {
                     if forced {
                         self.stats.forced_cuts += 1;
                     }
                     self.close_part(Some(au.dts));
                     self.close_segment();
+                    if audio_change && let Some(config) = self.pending_audio_config.take() {
+                        self.set_audio_config(&config);
+                        if !params_changed {
+                            // Same video, new audio: a new init all the same.
+                            let Some(params) = self.params.clone() else {
+                                return;
+                            };
+                            if !self.set_params(&params) {
+                                return;
+                            }
+                            self.pending_discontinuity = true;
+                            self.open_segment(au.dts, au.wallclock);
+                            self.start_video_sample(au);
+                            return;
+                        }
+                    }
                     if params_changed && au.keyframe && !self.set_params(&au.params) {
                         return;
                     }
@@ -362,26 +402,53 @@ impl LlHlsMuxer {
                 }
             }
         }
+        self.start_video_sample(au);
+    }
+
+    fn start_video_sample(&mut self, au: &VideoAccessUnit) {
         if self.part_start.is_none() {
             self.part_start = Some(au.dts);
             self.part_independent = au.keyframe;
         }
-        self.video.push_video(au.dts, au.keyframe, &au.nalus);
+        self.video
+            .push_video(au.dts, au.pts - au.dts, au.keyframe, &au.nalus);
         self.last_video_dts = Some(au.dts);
     }
 
     fn write_audio(&mut self, frame: &AudioFrame) {
-        if self.tracks.audio.is_none() {
+        let Some(config) = self.tracks.audio.as_ref() else {
             self.stats.dropped_unconfigured += 1;
             return;
-        }
+        };
+        let config_changed = !Arc::ptr_eq(config, &frame.config) && **config != *frame.config;
         if self.tracks.video {
+            if config_changed {
+                // A new audio configuration needs a new init segment, which starts at the
+                // next segment (an IDR): until then its frames cannot be carried.
+                if self.current.is_none() {
+                    self.set_audio_config(&frame.config);
+                } else {
+                    self.pending_audio_config = Some(Arc::clone(&frame.config));
+                    self.stats.dropped_audio_config_change += 1;
+                    return;
+                }
+            }
             if self.current.is_none() {
                 self.stats.dropped_before_start += 1;
                 return;
             }
             self.audio.push_audio(frame.pts, &frame.data);
             return;
+        }
+        if config_changed {
+            // Audio-only: close the segment here and start one with a new init.
+            self.close_part(Some(frame.pts));
+            self.close_segment();
+            self.set_audio_config(&frame.config);
+            if !self.set_params_audio_only() {
+                return;
+            }
+            self.pending_discontinuity = true;
         }
         // Audio-only: audio drives parts and segments, every part is independent.
         if frame.discontinuity {
@@ -413,6 +480,13 @@ impl LlHlsMuxer {
             self.part_independent = true;
         }
         self.audio.push_audio(frame.pts, &frame.data);
+    }
+
+    /// Switches the audio track to `config` (the next init segment carries it).
+    fn set_audio_config(&mut self, config: &Arc<AacConfig>) {
+        self.tracks.audio = Some(Arc::clone(config));
+        self.audio = TrackRun::new(AUDIO_TRACK_ID, config.sample_rate, AAC_FRAME_SAMPLES);
+        self.pending_audio_config = None;
     }
 
     /// New video parameters: a new init segment. Returns false if it failed to encode.

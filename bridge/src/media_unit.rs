@@ -48,6 +48,15 @@ impl MediaUnit {
         }
     }
 
+    /// Decoding timestamp, 90 kHz: the order muxers write units in and cut segments by
+    /// (video `dts`, which differs from `pts` only with B-frames; audio `pts`).
+    pub fn dts(&self) -> i64 {
+        match self {
+            MediaUnit::Video(au) => au.dts,
+            MediaUnit::Audio(frame) => frame.pts,
+        }
+    }
+
     /// Estimated wall-clock time of the unit (the pipeline's clock anchor plus `pts`).
     pub fn wallclock(&self) -> SystemTime {
         match self {
@@ -68,9 +77,12 @@ impl MediaUnit {
 /// One H.264 access unit (a complete coded picture).
 #[derive(Debug, Clone)]
 pub struct VideoAccessUnit {
-    /// Presentation timestamp, 90 kHz, strictly increasing within a room.
+    /// Presentation timestamp, 90 kHz (strictly increasing within a room without
+    /// B-frames).
     pub pts: i64,
-    /// Decoding timestamp, 90 kHz. WebRTC H.264 has no B-frames, so it equals `pts`.
+    /// Decoding timestamp, 90 kHz, strictly increasing within a room. WebRTC H.264 has
+    /// no B-frames, so there it equals `pts`; a native (RTMP) stream with B-frames has
+    /// `pts = dts + composition time` (never below `dts`).
     pub dts: i64,
     /// Whether the access unit is an IDR picture (decodable on its own).
     pub keyframe: bool,
@@ -277,6 +289,50 @@ impl AacConfig {
         })
     }
 
+    /// The configuration a stream declares in its own AudioSpecificConfig (ISO/IEC
+    /// 14496-3 §1.6.2.1; an FLV/RTMP AAC sequence header body, an `esds` decoder-specific
+    /// info). The bytes are kept as given. Accepted is what every muxer here can carry:
+    /// AAC-LC (object type 2) with 1024-sample frames, one of the standard sampling
+    /// frequencies and a channel configuration of 1–6 (mono to 5.1).
+    pub fn from_audio_specific_config(asc: &[u8]) -> Result<Self, BridgeError> {
+        let unsupported = |what: String| Err(BridgeError::UnsupportedAacConfig(what));
+        if asc.len() > 64 {
+            return unsupported(format!("AudioSpecificConfig of {} bytes", asc.len()));
+        }
+        let mut bits = AscBits { data: asc, pos: 0 };
+        let mut object_type = bits.read(5).ok_or_else(truncated_asc)?;
+        if object_type == 31 {
+            object_type = 32 + bits.read(6).ok_or_else(truncated_asc)?;
+        }
+        let index = bits.read(4).ok_or_else(truncated_asc)?;
+        let sample_rate = match index {
+            0..=12 => AAC_SAMPLE_RATES[index as usize],
+            15 => bits.read(24).ok_or_else(truncated_asc)?,
+            _ => return unsupported(format!("reserved sampling frequency index {index}")),
+        };
+        let channels = bits.read(4).ok_or_else(truncated_asc)?;
+        if object_type != 2 {
+            return unsupported(format!(
+                "audio object type {object_type} (only AAC-LC, type 2, is passed through)"
+            ));
+        }
+        if Self::frequency_index(sample_rate).is_none() {
+            return unsupported(format!("sample rate {sample_rate}"));
+        }
+        if !(1..=6).contains(&channels) {
+            return unsupported(format!("channel configuration {channels}"));
+        }
+        // GASpecificConfig: frameLengthFlag 1 means 960-sample frames.
+        if bits.read(1).ok_or_else(truncated_asc)? != 0 {
+            return unsupported("960-sample frames".into());
+        }
+        Ok(AacConfig {
+            sample_rate,
+            channels: channels as u8,
+            audio_specific_config: Bytes::copy_from_slice(asc),
+        })
+    }
+
     /// `samplingFrequencyIndex` for a rate, if AAC defines one.
     pub fn frequency_index(sample_rate: u32) -> Option<u8> {
         AAC_SAMPLE_RATES
@@ -305,6 +361,29 @@ impl AacConfig {
         out.put_u8(((frame_len >> 3) & 0xFF) as u8);
         out.put_u8((((frame_len & 0x7) << 5) | 0x1F) as u8); // + buffer fullness 0x7FF (high bits)
         out.put_u8(0xFC); // buffer fullness low bits, one raw data block
+    }
+}
+
+fn truncated_asc() -> BridgeError {
+    BridgeError::UnsupportedAacConfig("truncated AudioSpecificConfig".into())
+}
+
+/// A big-endian bit reader over an AudioSpecificConfig.
+struct AscBits<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl AscBits<'_> {
+    /// The next `count` (≤ 32) bits, or `None` past the end.
+    fn read(&mut self, count: usize) -> Option<u32> {
+        let mut value = 0u32;
+        for _ in 0..count {
+            let byte = *self.data.get(self.pos / 8)?;
+            value = (value << 1) | u32::from((byte >> (7 - self.pos % 8)) & 1);
+            self.pos += 1;
+        }
+        Some(value)
     }
 }
 
@@ -408,6 +487,35 @@ mod tests {
         assert!(AacConfig::lc(47_000, 2).is_err());
         assert!(AacConfig::lc(48_000, 3).is_err());
         assert_eq!(stereo.frame_duration_ticks(), 1920);
+    }
+
+    #[test]
+    fn parses_stream_audio_specific_configs() {
+        let cd = AacConfig::from_audio_specific_config(&[0x12, 0x10]).unwrap();
+        assert_eq!((cd.sample_rate, cd.channels), (44_100, 2));
+        assert_eq!(&cd.audio_specific_config[..], &[0x12, 0x10]);
+        assert_eq!(cd.frame_duration_ticks(), 2090);
+        assert_eq!(cd, AacConfig::lc(44_100, 2).unwrap());
+        let mono = AacConfig::from_audio_specific_config(&[0x11, 0x88]).unwrap();
+        assert_eq!((mono.sample_rate, mono.channels), (48_000, 1));
+        // Explicit 24-bit rate (index 15) naming a standard rate.
+        let explicit = [0x17, 0x80, 0x2B, 0x11, 0x10];
+        let config = AacConfig::from_audio_specific_config(&explicit).unwrap();
+        assert_eq!((config.sample_rate, config.channels), (22_050, 2));
+        // HE-AAC (5), 960-sample frames, PCE channels, reserved index, truncated.
+        for bad in [
+            &[0x2B, 0x10][..],
+            &[0x12, 0x14],
+            &[0x12, 0x00],
+            &[0x16, 0x90],
+            &[0x12],
+            &[],
+        ] {
+            assert!(
+                AacConfig::from_audio_specific_config(bad).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -3,9 +3,19 @@
 //! ```text
 //! TapEvent::Packet ─┬─ H.264 ─► reorder + depacketize ─► sync ─► VideoAccessUnit ─┐
 //!                   └─ Opus ──► reorder ─► sync ─► Opus→AAC transcoder ─► AudioFrame ┴─► muxers
+//! TapEvent::Native ─► native_source (FLV tag bodies: H.264 and AAC passed through) ────┘
 //! TapEvent::SenderReport ─► sync
 //! TapEvent::PublisherStarted / PublisherEnded / RoomClosed ─► session bookkeeping
 //! ```
+//!
+//! A session whose epoch delivers a [`TapEvent::Native`] frame (RTMP ingest) is a
+//! *native session*: its outputs are built from those frames by
+//! [`crate::native_source::NativeSource`] (the source's H.264, B-frames included, and its
+//! AAC at its own sample rate), and the epoch's RTP packets (the SFU's copy for WebRTC
+//! viewers) are ignored and counted. Its tracks are announced with
+//! [`PipelineNotice::TracksChanged`] once the sequence headers are known (the
+//! `SessionStarted` of the epoch only knew the RTP codecs). Native and RTP sessions share
+//! the one timeline: each session starts after everything handed out before it.
 //!
 //! The server drives it with events and the current time and hands the units to every
 //! muxer:
@@ -26,10 +36,13 @@ use crate::error::BridgeError;
 use crate::h264_depacketizer::{
     DepacketizerConfig, DepacketizerStats, H264Depacketizer, H264Frame,
 };
-use crate::media_unit::{AacConfig, AudioFrame, MediaUnit, TIMESCALE, Tracks, VideoAccessUnit};
+use crate::media_unit::{
+    AacConfig, AudioFrame, MediaUnit, TIMESCALE, Tracks, VideoAccessUnit, duration_to_ticks,
+};
+use crate::native_source::{NativeConfig, NativeSource, NativeStats, NativeTimeline};
 use crate::reorder::{PushOutcome, ReorderBuffer, ReorderConfig, Reordered};
-use crate::sync::{SyncStats, TimelineSync};
-use sfu::media::{Codec, MediaKind, SourcePacket};
+use crate::sync::{EPOCH_GAP, Mapped, SyncStats, TimelineSync};
+use sfu::media::{Codec, MediaKind, NativeFrame, SourcePacket};
 use sfu::tap::TapEvent;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -96,6 +109,17 @@ pub enum PipelineNotice {
     /// The audio track cannot be bridged (not Opus, or the codecs failed to open); the
     /// session is bridged video-only.
     AudioUnavailable(BridgeError),
+    /// The tracks of the running session changed: a native (RTMP) session announces the
+    /// tracks its sequence headers declare (the stream's own AAC configuration, video
+    /// only with an AVC sequence header) before its first unit, and again if they change.
+    /// Muxers built for other tracks should be rebuilt, or follow the new configuration
+    /// in band once they have written media.
+    TracksChanged {
+        /// Publisher session generation.
+        epoch: u32,
+        /// The tracks the bridge outputs from now on.
+        tracks: Tracks,
+    },
     /// The publisher session ended; everything buffered has been emitted.
     SessionEnded {
         /// Publisher session generation.
@@ -153,6 +177,12 @@ pub struct PipelineStats {
     pub video_dropped_after_rebase: u64,
     /// Video timestamps nudged forward to stay strictly increasing.
     pub video_pts_clamped: u64,
+    /// Native (RTMP ingest) adapter counters, summed over sessions.
+    pub native: NativeStats,
+    /// Sessions that turned native (delivered `TapEvent::Native` frames).
+    pub native_sessions: u64,
+    /// RTP packets of native sessions, ignored (the SFU's copy for WebRTC viewers).
+    pub native_packets_ignored: u64,
 }
 
 /// One room's bridge pipeline; see the module doc.
@@ -176,6 +206,22 @@ pub struct RoomPipeline {
     audio_frames: Vec<AudioFrame>,
     video_stats_done: DepacketizerStats,
     stats: PipelineStats,
+    /// The adapter of the current (or last) session, if it is native.
+    native: Option<NativeSource>,
+    native_stats_done: NativeStats,
+    sync_stats_done: SyncStats,
+    /// The instant that is timeline position 0 (the room's first packet or frame).
+    origin: Option<Instant>,
+    /// The largest timestamp handed out on any track (pts or dts).
+    timeline_last: Option<i64>,
+    /// Added to the RTP timeline of sessions after a native one (their `TimelineSync` is
+    /// fresh and would start at 0 again).
+    rtp_offset: i64,
+    rtp_offset_pending: bool,
+    native_since_sync: bool,
+    /// The room has emitted audio.
+    had_audio: bool,
+    audio_first_in_session: bool,
 }
 
 impl std::fmt::Debug for RoomPipeline {
@@ -230,11 +276,24 @@ impl RoomPipeline {
             audio_frames: Vec::new(),
             video_stats_done: DepacketizerStats::default(),
             stats: PipelineStats::default(),
+            native: None,
+            native_stats_done: NativeStats::default(),
+            sync_stats_done: SyncStats::default(),
+            origin: None,
+            timeline_last: None,
+            rtp_offset: 0,
+            rtp_offset_pending: false,
+            native_since_sync: false,
+            had_audio: false,
+            audio_first_in_session: false,
         }
     }
 
     /// The tracks the current (or last) session outputs.
     pub fn tracks(&self) -> Tracks {
+        if let Some(native) = &self.native {
+            return native.tracks();
+        }
         Tracks {
             video: self.video_codec == Some(Codec::H264),
             audio: if self.audio_codec == Some(Codec::Opus) {
@@ -255,8 +314,21 @@ impl RoomPipeline {
         if let Some(transcoder) = &self.transcoder {
             stats.audio = *transcoder.stats();
         }
-        stats.sync = *self.sync.stats();
+        let sync = self.sync.stats();
+        stats.sync = self.sync_stats_done;
+        stats.sync.corrections += sync.corrections;
+        stats.sync.implausible_reports += sync.implausible_reports;
+        stats.sync.rebases += sync.rebases;
+        stats.native = self.native_stats_done;
+        if let Some(native) = &self.native {
+            stats.native.add(native.stats());
+        }
         stats
+    }
+
+    /// Whether the current (or last) session is native (RTMP ingest frames).
+    pub fn is_native(&self) -> bool {
+        self.native.is_some()
     }
 
     /// Whether a publisher session is in progress.
@@ -266,26 +338,8 @@ impl RoomPipeline {
 
     /// The wall-clock estimate of a timeline position, once the timeline has an origin.
     pub fn wallclock_of(&self, pts: i64) -> Option<SystemTime> {
-        let origin = self.sync.origin()?;
-        Some(self.wallclock_with_origin(origin, pts))
-    }
-
-    fn wallclock_with_origin(&self, origin: Instant, pts: i64) -> SystemTime {
-        let anchor = self.anchor.wallclock;
-        let base = if origin >= self.anchor.instant {
-            anchor.checked_add(origin - self.anchor.instant)
-        } else {
-            anchor.checked_sub(self.anchor.instant - origin)
-        }
-        .unwrap_or(anchor);
-        let nanos = u128::from(pts.unsigned_abs()) * 1_000_000_000 / u128::from(TIMESCALE);
-        let offset = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
-        if pts >= 0 {
-            base.checked_add(offset)
-        } else {
-            base.checked_sub(offset)
-        }
-        .unwrap_or(base)
+        let origin = self.origin.or(self.sync.origin())?;
+        Some(wallclock_at(&self.anchor, origin, pts))
     }
 
     /// Handles one tap event.
@@ -306,13 +360,14 @@ impl RoomPipeline {
                 self.start_session(epoch, audio, video, now, &mut out);
             }
             TapEvent::Packet(packet) => self.on_packet(packet, now, &mut out),
+            TapEvent::Native { epoch, frame } => self.on_native(epoch, &frame, now, &mut out),
             TapEvent::SenderReport {
                 epoch,
                 codec,
                 rtp_time,
                 wallclock,
             } => {
-                if self.session_active && self.epoch == Some(epoch) {
+                if self.session_active && self.epoch == Some(epoch) && self.native.is_none() {
                     self.sync
                         .on_sender_report(codec.kind(), rtp_time, wallclock);
                 }
@@ -373,9 +428,24 @@ impl RoomPipeline {
             self.end_session(now, out);
         }
         let had_video = self.last_video_pts.is_some();
-        self.sync.start_epoch();
+        if let Some(native) = self.native.take() {
+            self.native_stats_done.add(native.stats());
+        }
+        if std::mem::take(&mut self.native_since_sync) {
+            // Native sessions placed units this sync never saw: start a fresh one, offset
+            // to after them at its first packet.
+            let done = *self.sync.stats();
+            self.sync_stats_done.corrections += done.corrections;
+            self.sync_stats_done.implausible_reports += done.implausible_reports;
+            self.sync_stats_done.rebases += done.rebases;
+            self.sync = TimelineSync::new();
+            self.rtp_offset_pending = true;
+        } else {
+            self.sync.start_epoch();
+        }
         self.epoch = Some(epoch);
         self.session_active = true;
+        self.audio_first_in_session = true;
         self.audio_reorder.reset();
 
         self.video_codec = None;
@@ -424,6 +494,16 @@ impl RoomPipeline {
     }
 
     fn end_session(&mut self, now: Instant, out: &mut PipelineOutput) {
+        // A native session buffers nothing.
+        self.flush_rtp(now, out);
+        self.session_active = false;
+        if let Some(epoch) = self.epoch {
+            out.notices.push(PipelineNotice::SessionEnded { epoch });
+        }
+    }
+
+    /// Emits everything the RTP path still holds.
+    fn flush_rtp(&mut self, now: Instant, out: &mut PipelineOutput) {
         if let Some(mut depacketizer) = self.depacketizer.take() {
             depacketizer.flush(now, &mut self.frames);
             add_depacketizer_stats(&mut self.video_stats_done, depacketizer.stats());
@@ -435,10 +515,107 @@ impl RoomPipeline {
             transcoder.flush(&mut self.audio_frames);
         }
         self.emit_audio(out);
-        self.session_active = false;
-        if let Some(epoch) = self.epoch {
-            out.notices.push(PipelineNotice::SessionEnded { epoch });
+    }
+
+    fn on_native(
+        &mut self,
+        epoch: u32,
+        frame: &NativeFrame,
+        now: Instant,
+        out: &mut PipelineOutput,
+    ) {
+        if self.epoch != Some(epoch) {
+            // The tap dropped this session's `PublisherStarted`.
+            self.stats.implicit_sessions += 1;
+            let (mut audio, mut video) = (self.audio_codec, self.video_codec);
+            if audio.is_none() && video.is_none() {
+                match frame.kind {
+                    MediaKind::Audio => audio = Some(Codec::Opus),
+                    MediaKind::Video => video = Some(Codec::H264),
+                }
+            }
+            self.start_session(epoch, audio, video, now, out);
+        } else if !self.session_active {
+            self.stats.stale_packets += 1;
+            return;
         }
+        if self.native.is_none() {
+            // Whatever the RTP path took of this epoch (the tap lost the first native
+            // frames) goes out first; from now on the epoch's packets are ignored.
+            self.flush_rtp(now, out);
+            self.native_since_sync = true;
+            self.stats.native_sessions += 1;
+            let floor = self.timeline_last.map_or(0, |last| last + EPOCH_GAP);
+            let config = NativeConfig {
+                max_frame_bytes: self.config.video.max_frame_bytes,
+                max_nalus_per_frame: self.config.video.max_nalus_per_frame,
+            };
+            self.native = Some(NativeSource::new(
+                config,
+                floor,
+                self.last_video_pts.is_some(),
+                self.had_audio,
+            ));
+        }
+        let origin = *self.origin.get_or_insert(frame.received_at);
+        let timeline = NativeTimeline {
+            anchor: self.anchor,
+            origin,
+        };
+        let Some(native) = self.native.as_mut() else {
+            return;
+        };
+        let mut units = Vec::new();
+        native.push(frame, &timeline, &mut units);
+        while let Some((kind, err)) = native.take_unavailable() {
+            out.notices.push(match kind {
+                MediaKind::Video => PipelineNotice::VideoUnavailable(err),
+                MediaKind::Audio => PipelineNotice::AudioUnavailable(err),
+            });
+        }
+        if let Some(tracks) = native.take_tracks_change() {
+            out.notices
+                .push(PipelineNotice::TracksChanged { epoch, tracks });
+        }
+        for unit in &units {
+            let last = match unit {
+                MediaUnit::Video(au) => {
+                    self.stats.video_units += 1;
+                    let top = au.pts.max(au.dts);
+                    self.last_video_pts = Some(self.last_video_pts.map_or(top, |l| l.max(top)));
+                    top
+                }
+                MediaUnit::Audio(frame) => {
+                    self.stats.audio_units += 1;
+                    self.had_audio = true;
+                    self.audio_first_in_session = false;
+                    frame.pts
+                }
+            };
+            self.note_timeline(last);
+        }
+        out.units.extend(units);
+    }
+
+    fn note_timeline(&mut self, ts: i64) {
+        self.timeline_last = Some(self.timeline_last.map_or(ts, |last| last.max(ts)));
+    }
+
+    /// Maps an RTP timestamp onto the room timeline (the sync, plus the offset of an RTP
+    /// session that follows a native one).
+    fn map_rtp(&mut self, kind: MediaKind, rtp_timestamp: u32, arrival: Instant) -> Mapped {
+        let mut mapped = self.sync.map(kind, rtp_timestamp, arrival);
+        let sync_origin = self.sync.origin().unwrap_or(arrival);
+        let origin = *self.origin.get_or_insert(sync_origin);
+        if std::mem::take(&mut self.rtp_offset_pending) {
+            // The fresh sync put this first packet at 0 (its own origin): move its session
+            // to its arrival time on the room timeline, after everything handed out.
+            let arrival_offset = duration_to_ticks(sync_origin.saturating_duration_since(origin));
+            let floor = self.timeline_last.map_or(0, |last| last + EPOCH_GAP);
+            self.rtp_offset = arrival_offset.max(floor);
+        }
+        mapped.pts += self.rtp_offset;
+        mapped
     }
 
     fn on_packet(&mut self, packet: Arc<SourcePacket>, now: Instant, out: &mut PipelineOutput) {
@@ -456,6 +633,10 @@ impl RoomPipeline {
             self.start_session(packet.epoch, audio, video, now, out);
         } else if !self.session_active {
             self.stats.stale_packets += 1;
+            return;
+        }
+        if self.native.is_some() {
+            self.stats.native_packets_ignored += 1;
             return;
         }
         match packet.codec {
@@ -485,9 +666,7 @@ impl RoomPipeline {
     fn emit_video(&mut self, out: &mut PipelineOutput) {
         let mut frames = std::mem::take(&mut self.frames);
         for frame in frames.drain(..) {
-            let mapped = self
-                .sync
-                .map(MediaKind::Video, frame.rtp_timestamp, frame.received_at);
+            let mapped = self.map_rtp(MediaKind::Video, frame.rtp_timestamp, frame.received_at);
             let break_here =
                 mapped.rebased || (frame.params_changed && self.last_video_pts.is_some());
             if break_here {
@@ -512,6 +691,7 @@ impl RoomPipeline {
                 self.stats.video_pts_clamped += 1;
             }
             self.last_video_pts = Some(pts);
+            self.note_timeline(pts);
             let discontinuity = std::mem::take(&mut self.video_discontinuity_pending);
             let wallclock = self.wallclock_of(pts).unwrap_or(self.anchor.wallclock);
             self.stats.video_units += 1;
@@ -533,8 +713,7 @@ impl RoomPipeline {
             match released {
                 Reordered::Packet(packet) => {
                     let mapped =
-                        self.sync
-                            .map(MediaKind::Audio, packet.timestamp, packet.received_at);
+                        self.map_rtp(MediaKind::Audio, packet.timestamp, packet.received_at);
                     let wallclock = self
                         .wallclock_of(mapped.pts)
                         .unwrap_or(self.anchor.wallclock);
@@ -556,9 +735,40 @@ impl RoomPipeline {
 
     fn emit_audio(&mut self, out: &mut PipelineOutput) {
         self.stats.audio_units += self.audio_frames.len() as u64;
+        if let Some(first) = self.audio_frames.first_mut()
+            && std::mem::take(&mut self.audio_first_in_session)
+        {
+            // The transcoder only knows its own output; a session after a native one
+            // also starts a new audio timeline.
+            first.discontinuity |= self.had_audio;
+        }
+        if let Some(last) = self.audio_frames.iter().map(|f| f.pts).max() {
+            self.had_audio = true;
+            self.note_timeline(last);
+        }
         out.units
             .extend(self.audio_frames.drain(..).map(MediaUnit::Audio));
     }
+}
+
+/// The wall-clock estimate of timeline position `pts`, given the instant that is
+/// position 0 and the room's clock anchor.
+pub(crate) fn wallclock_at(anchor: &ClockAnchor, origin: Instant, pts: i64) -> SystemTime {
+    let wall = anchor.wallclock;
+    let base = if origin >= anchor.instant {
+        wall.checked_add(origin - anchor.instant)
+    } else {
+        wall.checked_sub(anchor.instant - origin)
+    }
+    .unwrap_or(wall);
+    let nanos = u128::from(pts.unsigned_abs()) * 1_000_000_000 / u128::from(TIMESCALE);
+    let offset = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+    if pts >= 0 {
+        base.checked_add(offset)
+    } else {
+        base.checked_sub(offset)
+    }
+    .unwrap_or(base)
 }
 
 #[cfg(test)]
@@ -913,6 +1123,78 @@ mod tests {
                 .into_iter()
                 .all(|e| pipeline.push(e, start).units.is_empty())
         );
+    }
+
+    #[test]
+    fn native_session_announces_its_tracks_and_ignores_its_rtp_copy() {
+        let start = Instant::now();
+        let mut pipeline = RoomPipeline::new(PipelineConfig::default(), anchor(start));
+        let out = pipeline.push(
+            TapEvent::PublisherStarted {
+                epoch: 4,
+                audio: Some(Codec::Opus),
+                video: Some(Codec::H264),
+            },
+            start,
+        );
+        assert!(matches!(
+            out.notices[0],
+            PipelineNotice::SessionStarted { epoch: 4, .. }
+        ));
+        let native = |kind, ms: u32, body: Vec<u8>| TapEvent::Native {
+            epoch: 4,
+            frame: Arc::new(NativeFrame {
+                kind,
+                timestamp_ms: ms,
+                body: Bytes::from(body),
+                received_at: start + Duration::from_millis(u64::from(ms)),
+            }),
+        };
+        let mut header = vec![0x17, 0, 0, 0, 0, 1, 0x42, 0xc0, 0x1e, 0xFF, 0xE1];
+        header.extend_from_slice(&(SPS_640X360.len() as u16).to_be_bytes());
+        header.extend_from_slice(SPS_640X360);
+        header.push(1);
+        header.extend_from_slice(&(PPS.len() as u16).to_be_bytes());
+        header.extend_from_slice(PPS);
+        assert!(
+            pipeline
+                .push(native(MediaKind::Video, 0, header), start)
+                .notices
+                .is_empty()
+        );
+        let out = pipeline.push(
+            native(MediaKind::Audio, 0, vec![0xAF, 0, 0x12, 0x10]),
+            start,
+        );
+        assert!(out.units.is_empty() && out.notices.is_empty());
+        let idr = vec![0x17, 1, 0, 0, 0x21, 0, 0, 0, 4, 0x65, 0x88, 0x84, 0x21];
+        let out = pipeline.push(native(MediaKind::Video, 0, idr), start);
+        let PipelineNotice::TracksChanged { epoch: 4, tracks } = &out.notices[0] else {
+            panic!("{:?}", out.notices)
+        };
+        assert!(tracks.video);
+        assert_eq!(tracks.audio.as_ref().unwrap().sample_rate, 44_100);
+        assert_eq!(pipeline.tracks(), *tracks);
+        let MediaUnit::Video(au) = &out.units[0] else {
+            panic!()
+        };
+        assert_eq!((au.dts, au.pts), (0, 33 * 90), "composition time kept");
+        // The SFU's RTP copy of the same epoch is ignored.
+        let mut publisher = Publisher {
+            epoch: 4,
+            video_seq: 0,
+            audio_seq: 0,
+            start,
+            video_ts_base: 0,
+            audio_ts_base: 0,
+        };
+        for event in publisher.video_frame(0, 30, SPS_640X360) {
+            assert!(pipeline.push(event, start).units.is_empty());
+        }
+        let stats = pipeline.stats();
+        assert_eq!(stats.native_packets_ignored, 2);
+        assert_eq!((stats.native_sessions, stats.video_units), (1, 1));
+        assert!(pipeline.is_native());
     }
 
     #[test]

@@ -163,6 +163,8 @@ struct Show {
     /// The largest picture of the show (WebRTC encoders start small and ramp up): the
     /// size the recording reports.
     largest_size: Option<(u32, u32)>,
+    /// A unit reached the muxers (before that they can be rebuilt for other tracks).
+    media_written: bool,
 }
 
 /// Progress of the LL-HLS part being filled (for the part-delay histogram).
@@ -330,6 +332,9 @@ impl RoomTask {
             {
                 Some(packet.received_at)
             }
+            TapEvent::Native { frame, .. } if frame.kind == MediaKind::Video => {
+                Some(frame.received_at)
+            }
             _ => None,
         };
         let out = self.pipeline.push(event, Instant::now());
@@ -373,6 +378,9 @@ impl RoomTask {
                     self.epoch = Some(epoch);
                     self.idle_since = None;
                     self.start_show(epoch, tracks);
+                }
+                PipelineNotice::TracksChanged { epoch, tracks } => {
+                    self.tracks_changed(epoch, tracks);
                 }
             }
         }
@@ -421,11 +429,47 @@ impl RoomTask {
             ended: false,
             size: None,
             largest_size: None,
+            media_written: false,
         });
         self.part_clock = PartClock::default();
         BridgeStats::add(&self.shared.stats.shows, 1);
         self.reconcile_rtmp();
         self.publish_status();
+    }
+
+    /// The running session's tracks changed (a native session's sequence headers: the
+    /// stream's own AAC rate instead of the transcoder's 48 kHz). Same tracks present:
+    /// the show goes on, with muxers rebuilt if nothing was muxed yet, else following the
+    /// new configuration in band (FLV sequence headers, a TS discontinuity, a new fMP4
+    /// init). Otherwise the show restarts with the new tracks.
+    fn tracks_changed(&mut self, epoch: u32, tracks: Tracks) {
+        let config = &self.shared.config;
+        match self.show.as_mut() {
+            Some(show)
+                if !show.ended
+                    && show.unavailable.is_none()
+                    && !tracks.is_empty()
+                    && show.tracks.video == tracks.video
+                    && show.tracks.audio.is_some() == tracks.audio.is_some() =>
+            {
+                if !show.media_written {
+                    show.flv = FlvMuxer::new(tracks.clone());
+                    show.hls = HlsMuxer::new(tracks.clone(), config.hls);
+                    show.llhls = LlHlsMuxer::new(tracks.clone(), config.llhls);
+                } else {
+                    // FLV and TS follow in band; fMP4 needs the init ready at the next IDR.
+                    show.llhls.update_tracks(&tracks);
+                }
+                tracing::info!(room = %self.room, epoch, rebuilt = !show.media_written, "session tracks changed; the show continues");
+                show.tracks = tracks;
+                self.publish_status();
+            }
+            _ => {
+                tracing::info!(room = %self.room, epoch, video = tracks.video, audio = tracks.audio.is_some(), "session tracks changed; new show");
+                self.end_show();
+                self.start_show(epoch, tracks);
+            }
+        }
     }
 
     /// Ends the current show: flushes and ends every output. Idempotent.
@@ -470,6 +514,7 @@ impl RoomTask {
             return;
         };
         let stats = &self.shared.stats;
+        show.media_written = true;
         let version = show.llhls.version();
         let mut size_changed = false;
         let mut flv_viewers_left = false;

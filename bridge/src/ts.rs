@@ -3,8 +3,10 @@
 //! - PAT and PMT at the start of every segment (program 1, PMT on PID 0x1000, H.264 on
 //!   0x100 with stream type 0x1B, AAC/ADTS on 0x101 with stream type 0x0F).
 //! - H.264 PES: an access unit delimiter before each access unit, SPS and PPS before
-//!   every IDR, Annex B start codes; PTS only (no B-frames, DTS = PTS).
-//! - AAC PES: one ADTS frame each.
+//!   every IDR, Annex B start codes; PTS only when DTS = PTS (WebRTC), PTS and DTS when
+//!   they differ (B-frames from RTMP ingest).
+//! - AAC PES: one ADTS frame each, its header from the frame's own configuration (a
+//!   configuration change cuts a discontinuity segment at the next IDR).
 //! - PCR on the video PID (the audio PID in audio-only streams), at least every 40 ms:
 //!   on the PCR PID's PES when due, otherwise as an adaptation-only packet.
 //! - Continuity counters per PID, 188-byte packets, stuffing in the adaptation field.
@@ -18,9 +20,10 @@
 //! [`TsMuxer::keyframe_wanted`] tells the caller when to ask for the next keyframe.
 
 use crate::media_unit::{
-    AudioFrame, MediaUnit, TIMESCALE, Tracks, VideoAccessUnit, duration_to_ticks,
+    AacConfig, AudioFrame, MediaUnit, TIMESCALE, Tracks, VideoAccessUnit, duration_to_ticks,
 };
 use bytes::{BufMut, Bytes, BytesMut};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// Bytes in a transport stream packet.
@@ -117,6 +120,8 @@ pub struct TsMuxer {
     continuity: [u8; 4],
     last_pcr: Option<i64>,
     es: Vec<u8>,
+    /// The AAC configuration of the open segment's audio frames.
+    audio_config: Option<Arc<AacConfig>>,
     stats: TsStats,
 }
 
@@ -158,6 +163,7 @@ impl TsMuxer {
             continuity: [0; 4],
             last_pcr: None,
             es: Vec::new(),
+            audio_config: None,
             stats: TsStats::default(),
         }
     }
@@ -238,10 +244,20 @@ impl TsMuxer {
     }
 
     fn write_audio(&mut self, frame: &AudioFrame) -> Option<TsSegment> {
-        let Some(config) = self.tracks.audio.clone() else {
+        if self.tracks.audio.is_none() {
             self.stats.dropped_unconfigured += 1;
             return None;
-        };
+        }
+        let config = Arc::clone(&frame.config);
+        let config_changed = self
+            .audio_config
+            .as_ref()
+            .is_some_and(|last| !Arc::ptr_eq(last, &config) && **last != *config);
+        if config_changed {
+            // Players take the ADTS parameters of a segment's first frame: start a new
+            // segment (at the next IDR) for the new ones.
+            self.pending_discontinuity = true;
+        }
         let mut finished = None;
         if !self.tracks.video {
             if frame.discontinuity {
@@ -260,18 +276,20 @@ impl TsMuxer {
             return None;
         }
         self.extend_segment(frame.pts);
+        self.audio_config = Some(Arc::clone(&config));
 
         self.es.clear();
         config.write_adts_header(frame.data.len(), &mut self.es);
         self.es.extend_from_slice(&frame.data);
         let pcr = self.pcr_due(AUDIO_PID, frame.pts, false);
         let es = std::mem::take(&mut self.es);
-        self.write_pes(AUDIO_PID, 0xC0, frame.pts, &es, pcr, false);
+        self.write_pes(AUDIO_PID, 0xC0, frame.pts, None, &es, pcr, false);
         self.es = es;
         finished
     }
 
     fn open_segment(&mut self, pts: i64, independent: bool, program_date_time: SystemTime) {
+        self.audio_config = None;
         self.segment = Some(OpenSegment {
             start_pts: pts,
             last_pts: pts,
@@ -348,7 +366,8 @@ impl TsMuxer {
         }
         let pcr = self.pcr_due(VIDEO_PID, au.dts, au.keyframe);
         let es = std::mem::take(&mut self.es);
-        self.write_pes(VIDEO_PID, 0xE0, au.pts, &es, pcr, au.keyframe);
+        let dts = (au.dts != au.pts).then_some(au.dts);
+        self.write_pes(VIDEO_PID, 0xE0, au.pts, dts, &es, pcr, au.keyframe);
         self.es = es;
     }
 
@@ -359,19 +378,22 @@ impl TsMuxer {
         value
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn write_pes(
         &mut self,
         pid: u16,
         stream_id: u8,
         pts: i64,
+        dts: Option<i64>,
         es: &[u8],
         pcr: Option<i64>,
         random_access: bool,
     ) {
-        let mut header = [0u8; 14];
+        let mut header = [0u8; 19];
         header[..3].copy_from_slice(&[0, 0, 1]);
         header[3] = stream_id;
-        let pes_len = 3 + 5 + es.len();
+        let timestamps_len = if dts.is_some() { 10 } else { 5 };
+        let pes_len = 3 + timestamps_len + es.len();
         // Video PES may be unbounded (length 0); audio always fits.
         let length_field = if stream_id == 0xE0 || pes_len > usize::from(u16::MAX) {
             0
@@ -380,9 +402,20 @@ impl TsMuxer {
         };
         header[4..6].copy_from_slice(&length_field.to_be_bytes());
         header[6] = 0x80; // '10', not scrambled, no priority/alignment/copyright/original
-        header[7] = 0x80; // PTS only
-        header[8] = 5;
-        write_timestamp(&mut header[9..14], 0x2, pts + TS_TIME_OFFSET);
+        match dts {
+            None => {
+                header[7] = 0x80; // PTS only
+                header[8] = 5;
+                write_timestamp(&mut header[9..14], 0x2, pts + TS_TIME_OFFSET);
+            }
+            Some(dts) => {
+                header[7] = 0xC0; // PTS and DTS
+                header[8] = 10;
+                write_timestamp(&mut header[9..14], 0x3, pts + TS_TIME_OFFSET);
+                write_timestamp(&mut header[14..19], 0x1, dts + TS_TIME_OFFSET);
+            }
+        }
+        let header = &header[..9 + timestamps_len];
 
         // The PES header is always smaller than the first packet's payload room (at most
         // 184 − 8 bytes after a PCR adaptation field), so it goes whole into the first
@@ -395,7 +428,7 @@ impl TsMuxer {
             } else {
                 (None, false)
             };
-            let prefix: &[u8] = if unit_start { &header } else { &[] };
+            let prefix: &[u8] = if unit_start { header } else { &[] };
             // `write_packet` never takes more than it was given.
             let consumed = self.write_packet(pid, unit_start, pcr, random_access, prefix, rest);
             rest = &rest[consumed..];

@@ -13,8 +13,9 @@ use crate::config::SfuConfig;
 use crate::cross_shard::{MAX_SHARDS, ShardDirectory, ShardIndex};
 use crate::driver::{Driver, DriverChannels, Request};
 use crate::error::SfuError;
-use crate::events::SfuEvent;
+use crate::events::{CloseReason, SfuEvent};
 use crate::ids::{PeerId, RoomId};
+use crate::media::{NativeFrame, SourcePacket};
 use crate::offer::OfferSummary;
 use crate::peer::{self, PeerEnvironment, RoomCodecs};
 use crate::session::{PeerRole, RoomSnapshot, Session, SfuSnapshot};
@@ -226,6 +227,39 @@ impl SfuHandle {
         Ok(Session { peer, answer })
     }
 
+    /// Seats a publisher that is not a WebRTC peer (RTMP ingest) in `room`, on the room's
+    /// home shard, under the same rules as a WHIP publisher (a live publisher is not
+    /// replaced; a stale one is). Feed it with [`IngestSession::send`]; end it with
+    /// [`SfuHandle::close`] or by dropping it after `close`.
+    pub async fn ingest(
+        &self,
+        room: RoomId,
+        codecs: RoomCodecs,
+    ) -> Result<IngestSession, SfuError> {
+        let home = self
+            .directory
+            .home_or_assign(&room, self.directory.least_loaded());
+        let peer = self.new_peer_id(home);
+        let (closed_tx, closed) = oneshot::channel();
+        done(
+            self.request_to(
+                home,
+                Command::AddIngest {
+                    room,
+                    peer,
+                    codecs,
+                    closed: closed_tx,
+                },
+            )
+            .await?,
+        )?;
+        Ok(IngestSession {
+            peer,
+            commands: self.commands[home].clone(),
+            closed,
+        })
+    }
+
     /// Ends a session (WHIP/WHEP `DELETE`). Returns its room and role.
     pub async fn close(&self, peer: PeerId) -> Result<(RoomId, PeerRole), SfuError> {
         let shard = self.shard_of(peer)?;
@@ -375,6 +409,43 @@ fn session_of(reply: Reply) -> Result<(RoomId, PeerRole), SfuError> {
 
 /// The core answered a command with another command's reply: a bug, reported as an
 /// engine error rather than a panic.
+/// A seated ingest publisher: where its media goes, and how it learns that the server
+/// ended it.
+pub struct IngestSession {
+    /// The session's id (as a WHIP session's: for `close`, session info, the live
+    /// directory).
+    pub peer: PeerId,
+    commands: mpsc::Sender<Request>,
+    /// Resolves with the reason when the server ends the session (admin stop, another
+    /// publisher replacing a stale one, shutdown); errors when the shard is gone.
+    pub closed: oneshot::Receiver<CloseReason>,
+}
+
+impl IngestSession {
+    /// Sends frames (for the bridge) and the RTP packets made from them (for WebRTC
+    /// viewers) to the room, in order. Waits while the shard's queue is full, so a
+    /// publisher faster than the media plane is slowed down rather than cut.
+    pub async fn send(
+        &self,
+        codecs: Option<RoomCodecs>,
+        native: Vec<Arc<NativeFrame>>,
+        packets: Vec<SourcePacket>,
+    ) -> Result<(), SfuError> {
+        self.commands
+            .send(Request {
+                command: Command::IngestMedia {
+                    peer: self.peer,
+                    codecs,
+                    native,
+                    packets,
+                },
+                reply: None,
+            })
+            .await
+            .map_err(|_| SfuError::ShuttingDown)
+    }
+}
+
 fn mismatched_reply() -> SfuError {
     SfuError::Engine("the media plane answered with an unexpected reply".into())
 }

@@ -32,6 +32,11 @@
 //! [`demux`], [`offer`] — are sans-IO too; `tests/core_scenarios.rs` drives the whole core
 //! against in-memory `rtc` peers on a virtual clock.
 //!
+//! A publisher that is not a WebRTC peer (RTMP ingest) takes the same seat through
+//! [`SfuHandle::ingest`]: the server feeds it frames (for the bridge, untouched) and the
+//! RTP made from them (for viewers), and they enter the same fan-out
+//! (`sfu_core/ingest.rs`).
+//!
 //! With `media_threads` > 1 there is one core and one driver per shard, each with its own
 //! `SO_REUSEPORT` socket on the same port ([`cross_shard`]): a room lives on its home
 //! shard, its viewers on the least-loaded shards, and other shards' mirrors of the room get
@@ -68,7 +73,7 @@ pub mod unknown_sources;
 pub use config::SfuConfig;
 pub use error::SfuError;
 pub use events::{CloseReason, SfuEvent};
-pub use handle::{MediaThreads, Sfu, SfuHandle};
+pub use handle::{IngestSession, MediaThreads, Sfu, SfuHandle};
 pub use ids::{PeerId, RoomId};
 pub use session::{PeerRole, RoomSnapshot, Session, SfuSnapshot, ShardSnapshot};
 pub use sfu_core::SfuCore;

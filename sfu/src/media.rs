@@ -117,3 +117,41 @@ impl SourcePacket {
         self.codec.kind()
     }
 }
+
+/// One frame of a publisher that does not send RTP (RTMP ingest), as its container carried
+/// it: the body of an FLV `VIDEODATA` or `AUDIODATA` tag (codec header byte(s) included:
+/// AVC packet type and composition time, AAC packet type). Outputs that can carry the
+/// source's own codecs (FLV, HLS, LL-HLS, recordings, RTMP push) build from these and never
+/// see the SFU's transcoded copy; WebRTC viewers get [`SourcePacket`]s made from them.
+#[derive(Debug, Clone)]
+pub struct NativeFrame {
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// The FLV timestamp (decoding time) in milliseconds.
+    pub timestamp_ms: u32,
+    /// The tag body, untouched.
+    pub body: Bytes,
+    /// When the frame was read from the connection.
+    pub received_at: Instant,
+}
+
+impl NativeFrame {
+    /// Whether this is a sequence header (AVCDecoderConfigurationRecord or
+    /// AudioSpecificConfig) rather than media.
+    pub fn is_sequence_header(&self) -> bool {
+        match self.kind {
+            // VIDEODATA: frame type/codec id, then AVCPacketType 0 = sequence header.
+            MediaKind::Video => self.body.len() >= 2 && self.body[1] == 0,
+            // AUDIODATA: format/rate/size/type, then AACPacketType 0 = sequence header.
+            MediaKind::Audio => self.body.len() >= 2 && self.body[1] == 0,
+        }
+    }
+
+    /// Whether this is a video keyframe (FLV frame type 1) carrying coded media.
+    pub fn is_video_keyframe(&self) -> bool {
+        self.kind == MediaKind::Video
+            && self.body.len() >= 2
+            && self.body[0] >> 4 == 1
+            && self.body[1] == 1
+    }
+}

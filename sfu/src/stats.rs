@@ -152,6 +152,15 @@ counters! {
     /// NACKed packets not sent again: the viewer's track used up its retransmission
     /// budget (a viewer losing that much is congested).
     retransmissions_rate_limited,
+    /// Frames received from non-WebRTC publishers (RTMP ingest), as their container
+    /// carried them.
+    ingest_frames,
+    /// RTP packets made from non-WebRTC publishers' frames, fanned out like any
+    /// publisher's.
+    ingest_packets,
+    /// Keyframe requests that could not reach the encoder because the publisher is an
+    /// RTMP ingest (viewers are served the cached GOP instead, when there is one).
+    ingest_keyframe_requests,
 }
 
 impl SfuStats {

@@ -5,7 +5,7 @@
 //! (the bridge notices the sequence gap and waits for the next keyframe), so a slow
 //! consumer cannot slow the publisher or the WebRTC viewers.
 
-use crate::media::{Codec, SourcePacket};
+use crate::media::{Codec, NativeFrame, SourcePacket};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -24,6 +24,18 @@ pub enum TapEvent {
     },
     /// One RTP packet from the publisher (deduplicated, not reordered).
     Packet(Arc<SourcePacket>),
+    /// A frame of a publisher that sends no RTP (RTMP ingest), as its container carried
+    /// it. Once an epoch has sent one, the bridge builds its outputs from these and ignores
+    /// that epoch's [`TapEvent::Packet`]s (the SFU's copy for WebRTC viewers: Opus made
+    /// from the AAC, H.264 without B-frames). For such an epoch every `Native` frame comes
+    /// before the packets made from it, and a new tap gets the sequence headers and the
+    /// current GOP as `Native` frames.
+    Native {
+        /// Publisher session generation.
+        epoch: u32,
+        /// The frame.
+        frame: Arc<NativeFrame>,
+    },
     /// An RTCP sender report from the publisher: maps an RTP timestamp of one track to
     /// wall-clock time, for audio/video synchronisation.
     SenderReport {

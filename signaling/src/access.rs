@@ -635,6 +635,31 @@ impl ProfileReads {
     }
 }
 
+/// Standalone mode: publishing to a room creates it (owned by nobody).
+pub async fn ensure_standalone_room(state: &AppState, room: &sfu::RoomId) -> Result<(), AppError> {
+    match state.store.room(room.as_str()).await {
+        Ok(existing) if existing.closed => Err(AppError::Conflict("the room is closed".into())),
+        Ok(_) => Ok(()),
+        Err(crate::store::StoreError::NotFound) => {
+            let new = crate::store::NewRoom {
+                id: room.to_string(),
+                host_id: None,
+                title: room.to_string(),
+                cover_url: None,
+                tags: Vec::new(),
+                city: None,
+                scheduled_start: None,
+                visibility: crate::store::Visibility::Public,
+            };
+            match state.store.create_room(&new).await {
+                Ok(_) | Err(crate::store::StoreError::Conflict(_)) => Ok(()),
+                Err(other) => Err(other.into()),
+            }
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

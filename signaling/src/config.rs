@@ -117,6 +117,15 @@ pub struct SettingsArgs {
     /// Public base URL for playback links (e.g. https://live.example.com) [default: from the request's Host].
     #[arg(long, env = "QUEQIAO_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
+    /// RTMP ingest listen address (OBS, ffmpeg, WeChat live-pusher push
+    /// `rtmp://HOST/live/{room}?key=…`), or `off` [default: 127.0.0.1:1935].
+    #[arg(long, env = "QUEQIAO_RTMP", global = true)]
+    pub rtmp: Option<RtmpListen>,
+    /// The RTMP server URL handed to hosts, when the listen address is not what encoders
+    /// reach (NAT, a load balancer), e.g. `rtmp://live.example.com/live` [default: the
+    /// request's host and the RTMP port].
+    #[arg(long, env = "QUEQIAO_RTMP_PUBLIC_URL", global = true)]
+    pub rtmp_public_url: Option<String>,
     /// RTMP push targets, `ROOM=rtmp://host/app/key` (repeatable, comma-separated in the
     /// environment); `*=rtmp://host/app/{room}` pushes every room.
     #[arg(
@@ -178,6 +187,8 @@ struct FileSettings {
     anonymous_viewers: Option<bool>,
     public_url: Option<String>,
     rtmp_push: Option<Vec<String>>,
+    rtmp: Option<RtmpListen>,
+    rtmp_public_url: Option<String>,
     record: Option<bool>,
     token_ttl_secs: Option<u64>,
     login_attempts_per_minute_per_ip: Option<u32>,
@@ -254,6 +265,10 @@ pub struct Config {
     pub public_url: Option<String>,
     /// RTMP push targets (`ROOM=URL`, `*=URL` with `{room}`).
     pub rtmp_push: Vec<String>,
+    /// RTMP ingest: where to listen, or off.
+    pub rtmp: RtmpListen,
+    /// The RTMP server URL handed to hosts, if not derived from the request.
+    pub rtmp_public_url: Option<String>,
     /// Record every show (HLS VOD in `data_dir/recordings`).
     pub record: bool,
     /// Access token lifetime in seconds.
@@ -378,6 +393,8 @@ impl Default for Config {
             anonymous_viewers: true,
             public_url: None,
             rtmp_push: Vec::new(),
+            rtmp: RtmpListen::Default,
+            rtmp_public_url: None,
             record: true,
             token_ttl_secs: 24 * 3600,
             login_attempts_per_minute_per_ip: 30,
@@ -408,6 +425,56 @@ impl Default for Config {
             recordings_min_free_bytes: 256 * 1024 * 1024,
             payment_sandbox: false,
             webhooks: crate::webhooks::WebhookSettings::default(),
+        }
+    }
+}
+
+/// Where the RTMP ingest listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RtmpListen {
+    /// The default address (127.0.0.1:1935); if it is taken, the server runs without
+    /// RTMP ingest and says so in the log (a second server on one machine).
+    #[default]
+    Default,
+    /// This address; failing to bind it fails the start.
+    At(SocketAddr),
+    /// No RTMP ingest.
+    Off,
+}
+
+impl RtmpListen {
+    /// The default listen address.
+    pub const DEFAULT_ADDR: SocketAddr =
+        SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 1935);
+}
+
+impl std::str::FromStr for RtmpListen {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value.trim() {
+            "off" | "false" | "none" | "" => Ok(RtmpListen::Off),
+            other => other
+                .parse()
+                .map(RtmpListen::At)
+                .map_err(|_| format!("{other:?} is neither an address (HOST:PORT) nor `off`")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RtmpListen {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        raw.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl serde::Serialize for RtmpListen {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            RtmpListen::Default => serializer.serialize_str(&Self::DEFAULT_ADDR.to_string()),
+            RtmpListen::At(addr) => serializer.serialize_str(&addr.to_string()),
+            RtmpListen::Off => serializer.serialize_str("off"),
         }
     }
 }
@@ -506,6 +573,12 @@ impl Config {
                 .map(|t| t.trim().to_owned())
                 .filter(|t| !t.is_empty())
                 .collect(),
+            rtmp: args.rtmp.or(file.rtmp).unwrap_or(defaults.rtmp),
+            rtmp_public_url: args
+                .rtmp_public_url
+                .clone()
+                .or(file.rtmp_public_url)
+                .map(|u| u.trim_end_matches('/').to_owned()),
             record: args.record.or(file.record).unwrap_or(defaults.record),
             token_ttl_secs: file.token_ttl_secs.unwrap_or(defaults.token_ttl_secs),
             login_attempts_per_minute_per_ip: file

@@ -10,6 +10,7 @@
 //!                                   │ SfuHandle (message passing)
 //!                                   ▼
 //!                                 sfu shard (UDP) ──► bridge taps
+//!  OBS / ffmpeg / live-pusher ──RTMP──► rtmp_ingest ──► sfu (ingest seat) ──► viewers + bridge
 //! ```
 
 pub mod access;
@@ -28,6 +29,7 @@ pub mod password;
 pub mod payment;
 pub mod retention;
 pub mod routes;
+pub mod rtmp_ingest;
 pub mod server;
 pub mod state;
 pub mod store;

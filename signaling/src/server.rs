@@ -44,6 +44,10 @@ pub struct Server {
     stop: Option<oneshot::Sender<()>>,
     http: JoinHandle<()>,
     media: Option<sfu::MediaThreads>,
+    /// The bound RTMP ingest address, when RTMP ingest runs.
+    pub rtmp_addr: Option<SocketAddr>,
+    rtmp_stop: watch::Sender<bool>,
+    rtmp: Option<JoinHandle<()>>,
 }
 
 /// Failure to start.
@@ -125,6 +129,14 @@ impl Server {
         ));
         let webhooks = crate::webhooks::Webhooks::start(store.clone(), &config.webhooks);
         let notices = crate::notify::NotifyHandle::start(store.clone(), &sfu, webhooks);
+        let rtmp_listener = crate::rtmp_ingest::bind(config.rtmp).await?;
+        let rtmp_ingest = match &rtmp_listener {
+            Some(listener) => Some(Arc::new(crate::rtmp_ingest::RtmpIngest {
+                addr: listener.local_addr()?,
+                stats: Default::default(),
+            })),
+            None => None,
+        };
         let state = AppState {
             sfu: sfu.clone(),
             notices,
@@ -141,6 +153,20 @@ impl Server {
             bridge: bridge.clone(),
             hls_audience,
             limits: Arc::clone(&limits),
+            rtmp_ingest: rtmp_ingest.clone(),
+        };
+        let (rtmp_stop, rtmp_stopped) = watch::channel(false);
+        let rtmp = match (rtmp_listener, &rtmp_ingest) {
+            (Some(listener), Some(ingest)) => {
+                tracing::info!(addr = %ingest.addr, "RTMP ingest listening");
+                Some(tokio::spawn(crate::rtmp_ingest::serve(
+                    listener,
+                    state.clone(),
+                    Arc::clone(ingest),
+                    rtmp_stopped,
+                )))
+            }
+            _ => None,
         };
         let router = crate::routes::app(state);
         let (stop, stopped) = oneshot::channel::<()>();
@@ -166,6 +192,9 @@ impl Server {
             stop: Some(stop),
             http,
             media: Some(media),
+            rtmp_addr: rtmp_ingest.as_ref().map(|ingest| ingest.addr),
+            rtmp_stop,
+            rtmp,
         })
     }
 
@@ -182,6 +211,11 @@ impl Server {
         }
         self.retention.abort();
         self.upload_cleanup.abort();
+        // RTMP publishers are disconnected; their seats go with the media plane below.
+        let _ = self.rtmp_stop.send(true);
+        if let Some(rtmp) = self.rtmp.take() {
+            let _ = rtmp.await;
+        }
         let _ = self.sfu.shutdown().await;
         // Ends every bridged show: recordings get EXT-X-ENDLIST, FLV responses end.
         self.bridge.shutdown(Duration::from_secs(5)).await;

@@ -35,4 +35,6 @@ pub struct AppState {
     pub notices: crate::notify::NotifyHandle,
     /// Abuse limits (connections, sessions, sockets, registrations, password work).
     pub limits: Arc<crate::limits::Limits>,
+    /// RTMP ingest, when it runs: its address and counters.
+    pub rtmp_ingest: Option<Arc<crate::rtmp_ingest::RtmpIngest>>,
 }

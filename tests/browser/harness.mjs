@@ -62,10 +62,11 @@ async function launchServer(args) {
   const bin = process.env.QUEQIAO_BIN || join(repoRoot, 'target', 'debug', 'queqiao');
   const http = await freeTcpPort();
   const udp = await freeUdpPort();
+  const rtmp = await freeTcpPort();
   const dataDir = mkdtempSync(join(tmpdir(), 'queqiao-browser-'));
   const child = spawn(bin, [
     '--http', `127.0.0.1:${http}`, '--udp', `127.0.0.1:${udp}`,
-    '--data-dir', dataDir,
+    '--data-dir', dataDir, '--rtmp', `127.0.0.1:${rtmp}`,
     // Every browser in these tests is on 127.0.0.1: the per-address abuse limits are
     // tested in tests/tests/hardening.rs, not here.
     '--limits-exempt', '127.0.0.0/8', ...args,
@@ -86,6 +87,8 @@ async function launchServer(args) {
   }
   return {
     base,
+    /** The RTMP ingest server URL (`rtmp://127.0.0.1:PORT/live`). */
+    rtmpServer: `rtmp://127.0.0.1:${rtmp}/live`,
     output: () => output,
     async stop() {
       if (child.exitCode === null) {

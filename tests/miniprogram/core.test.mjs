@@ -237,3 +237,21 @@ test('the player is chosen from the stream API: FLV live-player, else HLS video,
   assert.equal(stream.socketUrl(info, 'https://s', 'r', 'a b'), 'wss://s/ws/rooms/r?token=a%20b');
   assert.equal(stream.socketUrl(null, 'https://s', 'r', null), 'wss://s/ws/rooms/r');
 });
+
+// ---- live-pusher codes (the host page) ---------------------------------------------------------------
+test('live-pusher codes are in words, Chinese and English; the ones that stop the push are errors', () => {
+  const codes = require(join(miniprogram, 'core', 'pusher-codes.js'));
+  const expected = { '-1301': /摄像头/, '-1302': /麦克风/, '-1307': /网络断开/, 1101: /网络状况不佳/, 3004: /服务器断开/, 3005: /读写失败/, 5001: /系统打断/ };
+  for (const [code, zh] of Object.entries(expected)) {
+    const entry = codes.describe(Number(code));
+    assert.match(entry.zh, zh, `${code} in Chinese`);
+    assert.ok(entry.en && !/[\u4e00-\u9fff]/.test(entry.en), `${code} in English`);
+    assert.equal(codes.message(code, 'en'), entry.en);
+  }
+  for (const code of [-1301, -1302, -1307, 3004, 5001]) assert.equal(codes.describe(code).level, 'error', `${code} stops the push`);
+  for (const code of [1101, 3005]) assert.equal(codes.describe(code).level, 'warn', `${code}: the pusher retries`);
+  assert.equal(codes.describe(1002).level, 'live');
+  assert.equal(codes.describe(-9999).level, 'error');
+  assert.match(codes.describe(-9999).zh, /-9999/);
+  assert.equal(codes.describe(2027).level, 'info', 'unknown positive codes are not shown as errors');
+});

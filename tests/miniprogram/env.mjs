@@ -23,7 +23,23 @@ for (const name of GLOBALS) {
 
 // ---- network: real HTTP and WebSocket --------------------------------------------------------
 /** Records what the pages asked the platform to do (navigation, toasts…). */
-export const calls = { navigateTo: [], toasts: [], stopPullDownRefresh: 0, titles: [], requests: [], sockets: [] };
+export const calls = { navigateTo: [], toasts: [], stopPullDownRefresh: 0, titles: [], requests: [], sockets: [], pusher: [], clipboard: [] };
+
+/** What wx.createLivePusherContext() returns: each call is recorded in calls.pusher as its
+ *  method name; `pusherFails.start = 'reason'` makes the next start() fail. */
+export const pusherFails = { start: null };
+function livePusherContext() {
+  const method = (name) => (options = {}) => {
+    calls.pusher.push(name);
+    const failure = name === 'start' ? pusherFails.start : null;
+    pusherFails.start = name === 'start' ? null : pusherFails.start;
+    setTimeout(() => {
+      if (failure) { if (options.fail) options.fail({ errMsg: `${name}:fail ${failure}` }); } else if (options.success) options.success({ errMsg: `${name}:ok` });
+      if (options.complete) options.complete({});
+    }, 0);
+  };
+  return Object.fromEntries(['start', 'stop', 'pause', 'resume', 'switchCamera', 'toggleTorch', 'snapshot'].map((n) => [n, method(n)]));
+}
 
 function toQuery(data) {
   return Object.entries(data || {}).map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&');
@@ -93,6 +109,8 @@ export const wxApi = {
   showToast: ({ title }) => { calls.toasts.push(title); },
   setNavigationBarTitle: ({ title }) => { calls.titles.push(title); },
   canIUse: () => true,
+  createLivePusherContext: () => livePusherContext(),
+  setClipboardData: ({ data }) => { calls.clipboard.push(data); },
 };
 
 /** The parts of `my` (Alipay) the pages use: note `headers`, `status`, and fail on HTTP errors. */
@@ -125,6 +143,7 @@ export const myApi = {
   showToast: ({ content }) => { calls.toasts.push(content); },
   setNavigationBar: ({ title }) => { calls.titles.push(title); },
   getSystemInfoSync: () => ({ platform: 'test', app: 'alipay' }),
+  setClipboard: ({ text }) => { calls.clipboard.push(text); },
 };
 
 /** Points the mini-program at `base` (config.js is a module the pages share). */
@@ -164,6 +183,12 @@ export function wechat() {
   // set so tests can read src/mode/autoplay.
   jComponent.register({ id: 'live-player', tagName: 'wx-live-player', template: '<slot/>',
     properties: { src: { type: String, value: '' }, mode: { type: String, value: '' }, autoplay: { type: Boolean, value: false } } });
+  jComponent.register({ id: 'live-pusher', tagName: 'wx-live-pusher', template: '<slot/>',
+    properties: {
+      url: { type: String, value: '' }, mode: { type: String, value: '' }, orientation: { type: String, value: '' }, aspect: { type: String, value: '' },
+      autopush: { type: Boolean, value: false }, enableMic: { type: Boolean, value: true }, enableCamera: { type: Boolean, value: true },
+      beauty: { type: Number, value: 0 }, whiteness: { type: Number, value: 0 }, devicePosition: { type: String, value: '' },
+    } });
   jComponent.register({ id: 'video', tagName: 'wx-video', template: '<slot/>',
     properties: { src: { type: String, value: '' }, autoplay: { type: Boolean, value: false }, controls: { type: Boolean, value: false } } });
   return simulate;

@@ -39,6 +39,7 @@ impl TestServer {
             // Tests are many clients on one address; tests/tests/hardening.rs clears this
             // to test the per-address limits themselves.
             limits_exempt: vec!["127.0.0.0/8".to_owned()],
+            rtmp: signaling::config::RtmpListen::At("127.0.0.1:0".parse()?),
             ..Config::default()
         };
         adjust(&mut config);
@@ -80,6 +81,7 @@ impl TestServer {
             udp: "127.0.0.1:0".parse()?,
             data_dir: data_dir.clone(),
             limits_exempt: vec!["127.0.0.0/8".to_owned()],
+            rtmp: signaling::config::RtmpListen::At("127.0.0.1:0".parse()?),
             ..Config::default()
         };
         adjust(&mut config);

@@ -110,6 +110,29 @@ pub struct ViewerStats {
     pub server_channels: Vec<String>,
 }
 
+impl ViewerStats {
+    /// The RMS level (16-bit PCM) of the first Opus packets this viewer received, decoded
+    /// as 48 kHz stereo: well above 0 for a tone, near 0 for silence. Panics if they do not
+    /// decode (a broken stream is a test failure).
+    pub fn first_audio_rms(&self) -> f64 {
+        let mut decoder =
+            opus::Decoder::new(48_000, opus::Channels::Stereo).expect("an Opus decoder");
+        let mut pcm = vec![0i16; 5760 * 2];
+        let (mut sum, mut samples) = (0f64, 0usize);
+        for payload in &self.audio.first_payloads {
+            let n = decoder
+                .decode(payload, &mut pcm, false)
+                .expect("the received Opus decodes");
+            sum += pcm[..n * 2]
+                .iter()
+                .map(|s| f64::from(*s).powi(2))
+                .sum::<f64>();
+            samples += n * 2;
+        }
+        (sum / samples.max(1) as f64).sqrt()
+    }
+}
+
 struct ViewerHandler {
     signals: Signals,
     stats: Arc<Mutex<ViewerStats>>,

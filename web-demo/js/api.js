@@ -85,6 +85,10 @@ export const api = {
   updateRoom: (id, change) => request('PATCH', `/api/rooms/${enc(id)}`, change),
   closeRoom: (id) => request('DELETE', `/api/rooms/${enc(id)}`),
   stream: (id) => get(`/api/rooms/${enc(id)}/stream`),
+  /** The room's ingest points for encoders (host or admin): {whip_url, rtmp: {server_url, stream_key, url} | null}. */
+  ingest: (id) => get(`/api/rooms/${enc(id)}/ingest`),
+  /** A new RTMP stream key (the old one stops working for new connections); same answer as ingest(). */
+  rotateIngest: (id) => request('POST', `/api/rooms/${enc(id)}/ingest/rotate`),
   recordings: (id) => get(`/api/rooms/${enc(id)}/recordings`),
   chat: (id) => get(`/api/rooms/${enc(id)}/chat`),
   events: (id, after) => get(`/api/rooms/${enc(id)}/events?after=${enc(after)}`),

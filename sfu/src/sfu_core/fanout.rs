@@ -421,6 +421,14 @@ impl SfuCore {
         let Some(publisher) = room.publisher else {
             return;
         };
+        if self.ingests.contains_key(&publisher) {
+            // An RTMP encoder cannot be asked: joiners and PLIs are served the cached GOP,
+            // and the encoder's next keyframe (its GOP length away) ends the wait.
+            if room.pli.request(now) {
+                self.counters.ingest_keyframe_requests += 1;
+            }
+            return;
+        }
         // Until the publisher's video stream is known there is nobody to ask; its first
         // frame is a keyframe anyway. Only a PLI that can be sent uses up the interval.
         let video_known = self

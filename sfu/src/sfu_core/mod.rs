@@ -13,7 +13,8 @@
 //! - `peer_state`: one peer, its lifecycle state and its engine's outbox;
 //! - `room`: room membership, publisher replacement, taps, closing peers;
 //! - `fanout`: publisher packets to viewers, GOP replay, NACK answers, keyframe requests;
-//! - `lifecycle`: datagrams and engine events, timers, housekeeping.
+//! - `lifecycle`: datagrams and engine events, timers, housekeeping;
+//! - `ingest`: publishers without an engine (RTMP ingest), fed frames and packets.
 //!
 //! Output is bounded: an engine is drained every [`MAX_RTP_PER_DRAIN`] forwarded packets
 //! (its internal queues keep their peak size for the peer's life), and the engines touched
@@ -21,6 +22,7 @@
 //! [`SfuCore::poll_transmit`], so the driver can send in batches of its own size.
 
 mod fanout;
+mod ingest;
 mod lifecycle;
 mod peer_state;
 mod room;
@@ -37,7 +39,7 @@ use crate::session::{PeerRole, RoomSnapshot, SfuSnapshot};
 use crate::stats::{SfuCounters, SfuStats};
 use crate::tap::TapReceiver;
 use bytes::BytesMut;
-use peer_state::{Peer, PeerMap, Role};
+use peer_state::{Peer, PeerMap};
 use room::Room;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -92,6 +94,31 @@ pub enum Command {
         codecs: RoomCodecs,
         /// The negotiated engine (boxed, see [`Command::AddPublisher`]).
         negotiated: Box<NegotiatedPeer<OutboundTrackPlan>>,
+    },
+    /// Seats a publisher that is not a WebRTC peer (RTMP ingest) in its room (created if
+    /// needed), under the same rules as [`Command::AddPublisher`].
+    AddIngest {
+        /// Room.
+        room: RoomId,
+        /// The new session's id.
+        peer: PeerId,
+        /// What it will send, as viewers are to be offered it.
+        codecs: RoomCodecs,
+        /// Told why, when the server ends the session (admin stop, replacement, shutdown).
+        closed: tokio::sync::oneshot::Sender<CloseReason>,
+    },
+    /// Media from an ingest session: its frames as received (for the bridge) and the RTP
+    /// packets made from them (for WebRTC viewers), in that order.
+    IngestMedia {
+        /// The ingest session.
+        peer: PeerId,
+        /// New codecs to offer viewers that join from now on, if they changed.
+        codecs: Option<RoomCodecs>,
+        /// Frames as their container carried them.
+        native: Vec<Arc<crate::media::NativeFrame>>,
+        /// Packets for WebRTC viewers (`epoch`, `keyframe` and `frame_start` are set by
+        /// the core).
+        packets: Vec<crate::media::SourcePacket>,
     },
     /// The codecs a live room forwards (what a viewer's answer must offer).
     RoomCodecs {
@@ -195,6 +222,8 @@ pub struct SfuCore {
     buffers: crate::buffer_pool::BufferPool,
     /// Viewers with a GOP replay in progress, and when they are next paced.
     replaying: Vec<PeerId>,
+    /// Publishers without an engine (RTMP ingest).
+    ingests: HashMap<PeerId, ingest::IngestSource>,
     next_replay_tick: Option<Instant>,
 }
 
@@ -245,6 +274,7 @@ impl SfuCore {
             buffers: Default::default(),
             replaying: Vec::new(),
             next_replay_tick: None,
+            ingests: HashMap::new(),
         })
     }
 
@@ -288,6 +318,21 @@ impl SfuCore {
                 codecs,
                 negotiated,
             } => Reply::Done(self.add_viewer(room, home, peer, codecs, *negotiated, now)),
+            Command::AddIngest {
+                room,
+                peer,
+                codecs,
+                closed,
+            } => Reply::Done(self.add_ingest(room, peer, codecs, closed, now)),
+            Command::IngestMedia {
+                peer,
+                codecs,
+                native,
+                packets,
+            } => {
+                self.ingest_media(peer, codecs, native, packets, now);
+                Reply::None
+            }
             Command::RoomCodecs { room } => Reply::Codecs(match self.rooms.get(&room) {
                 Some(r) if r.codecs.audio.is_some() || r.codecs.video.is_some() => {
                     Ok(r.codecs.clone())
@@ -302,6 +347,7 @@ impl SfuCore {
                 self.peers
                     .get(&peer)
                     .map(|p| (p.room.clone(), p.role.kind()))
+                    .or_else(|| self.ingest_session(peer))
                     .ok_or(SfuError::SessionNotFound),
             ),
             Command::Tap { room } => Reply::Tap(self.attach_tap(room)),
@@ -408,17 +454,12 @@ impl SfuCore {
             .map(|room| {
                 let publisher = room
                     .publisher
-                    .and_then(|id| self.peers.get(&id).map(|p| (id, p)));
-                let live = publisher.is_some_and(|(_, p)| match &p.role {
-                    Role::Publisher(state) => state.last_media_at.is_some_and(|at| {
-                        now.saturating_duration_since(at) < self.config.publisher_stale_after
-                    }),
-                    Role::Viewer(_) => false,
-                });
+                    .filter(|id| self.peers.contains_key(id) || self.is_ingest(*id));
+                let live = publisher.is_some_and(|id| self.publisher_has_recent_media(id, now));
                 RoomSnapshot {
                     id: room.id.to_string(),
                     live,
-                    publisher: publisher.map(|(id, _)| id.to_string()),
+                    publisher: publisher.map(|id| id.to_string()),
                     viewers: room.viewers.len(),
                     sessions: room.members.len(),
                     audio: room.codecs.audio.map(|c| c.to_string()),

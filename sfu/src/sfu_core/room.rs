@@ -107,91 +107,7 @@ impl SfuCore {
         negotiated: NegotiatedPeer<InboundTrackPlan>,
         now: Instant,
     ) -> Result<(), SfuError> {
-        if self.directory.total_peers() >= self.config.max_peers {
-            return Err(SfuError::Capacity(self.config.max_peers));
-        }
-        let stale_after = self.config.publisher_stale_after;
-        let room = self
-            .rooms
-            .entry(room_id.clone())
-            .or_insert_with(|| Room::new(room_id.clone(), now));
-        if let Some(existing) = room.publisher {
-            let live = self.peers.get(&existing).is_some_and(|p| match &p.role {
-                Role::Publisher(state) => {
-                    let recent_media = state
-                        .last_media_at
-                        .is_some_and(|at| now.saturating_duration_since(at) < stale_after);
-                    let connecting = p.lifecycle.connected_since().is_none()
-                        && now.saturating_duration_since(p.created_at)
-                            < self.config.connect_timeout;
-                    recent_media || connecting
-                }
-                Role::Viewer(_) => false,
-            });
-            if live {
-                return Err(SfuError::PublisherConflict(room_id));
-            }
-        }
-        // Viewers negotiated the room's codecs; a new publisher must keep them.
-        let room = self.rooms.get(&room_id).expect("inserted above");
-        if room.home.is_some() {
-            // The handle places publishers on the room's home shard only.
-            return Err(SfuError::Engine(format!(
-                "room {room_id} is homed on another media shard"
-            )));
-        }
-        let has_viewers = room.has_viewers_anywhere();
-        let new_codecs = codecs_of(&negotiated.tracks);
-        if has_viewers {
-            if let (Some(old), Some(new)) = (room.codecs.audio, new_codecs.audio)
-                && old != new
-            {
-                return Err(SfuError::CodecConflict {
-                    room: room_id,
-                    expected: old.to_string(),
-                });
-            }
-            if let (Some((old, _)), Some((new, _))) = (&room.codecs.video, &new_codecs.video)
-                && old != new
-            {
-                return Err(SfuError::CodecConflict {
-                    room: room_id,
-                    expected: old.to_string(),
-                });
-            }
-        }
-        if let Some(existing) = room.publisher {
-            self.close_peer(existing, CloseReason::Replaced, now);
-        }
-        let room = self.rooms.get_mut(&room_id).expect("inserted above");
-        room.codecs = RoomCodecs {
-            audio: new_codecs
-                .audio
-                .or(if has_viewers { room.codecs.audio } else { None }),
-            video: new_codecs.video.or(if has_viewers {
-                room.codecs.video.clone()
-            } else {
-                None
-            }),
-        };
-        room.epoch = room.epoch.wrapping_add(1);
-        room.publisher = Some(id);
-        room.members.push(id);
-        room.idle_since = None;
-        room.keyframe_cache.clear();
-        room.pli.reset();
-        let epoch = room.epoch;
-        for &shard in &room.relays {
-            self.shard_outbox.push_back((
-                shard,
-                ShardMessage::Source {
-                    room: room_id.clone(),
-                    epoch,
-                    codecs: room.codecs.clone(),
-                    gop: Vec::new(),
-                },
-            ));
-        }
+        let epoch = self.seat_publisher(&room_id, id, codecs_of(&negotiated.tracks), now)?;
         let NegotiatedPeer {
             connection,
             local_ufrag,
@@ -223,6 +139,88 @@ impl SfuCore {
         tracing::info!(room = %room_id, peer = %id, epoch, "publisher session created");
         self.drain_peer(id, now);
         Ok(())
+    }
+
+    /// Gives the room's publisher seat to `id` (a WHIP session or an ingest source): the
+    /// room is created if needed; a live publisher keeps its seat (`PublisherConflict`), a
+    /// stale one is closed as replaced; viewers negotiated the room's codecs, so a new
+    /// publisher must keep them. Starts a new epoch (mirrors are told) and returns it.
+    pub(super) fn seat_publisher(
+        &mut self,
+        room_id: &RoomId,
+        id: PeerId,
+        new_codecs: RoomCodecs,
+        now: Instant,
+    ) -> Result<u32, SfuError> {
+        if self.directory.total_peers() >= self.config.max_peers {
+            return Err(SfuError::Capacity(self.config.max_peers));
+        }
+        let room = self
+            .rooms
+            .entry(room_id.clone())
+            .or_insert_with(|| Room::new(room_id.clone(), now));
+        if room.home.is_some() {
+            // The handle places publishers on the room's home shard only.
+            return Err(SfuError::Engine(format!(
+                "room {room_id} is homed on another media shard"
+            )));
+        }
+        if let Some(existing) = room.publisher
+            && self.publisher_is_live(existing, now)
+        {
+            return Err(SfuError::PublisherConflict(room_id.clone()));
+        }
+        let room = self.rooms.get(room_id).expect("inserted above");
+        let has_viewers = room.has_viewers_anywhere();
+        if has_viewers {
+            let conflict = |old: Codec, new: Codec| {
+                (old != new).then(|| SfuError::CodecConflict {
+                    room: room_id.clone(),
+                    expected: old.to_string(),
+                })
+            };
+            if let (Some(old), Some(new)) = (room.codecs.audio, new_codecs.audio)
+                && let Some(err) = conflict(old, new)
+            {
+                return Err(err);
+            }
+            if let (Some((old, _)), Some((new, _))) = (&room.codecs.video, &new_codecs.video)
+                && let Some(err) = conflict(*old, *new)
+            {
+                return Err(err);
+            }
+        }
+        if let Some(existing) = room.publisher {
+            self.close_peer(existing, CloseReason::Replaced, now);
+        }
+        let room = self.rooms.get_mut(room_id).expect("inserted above");
+        // A track the new publisher does not send keeps what viewers negotiated.
+        fn kept<T>(new: Option<T>, old: Option<T>, has_viewers: bool) -> Option<T> {
+            new.or(if has_viewers { old } else { None })
+        }
+        room.codecs = RoomCodecs {
+            audio: kept(new_codecs.audio, room.codecs.audio, has_viewers),
+            video: kept(new_codecs.video, room.codecs.video.clone(), has_viewers),
+        };
+        room.epoch = room.epoch.wrapping_add(1);
+        room.publisher = Some(id);
+        room.members.push(id);
+        room.idle_since = None;
+        room.keyframe_cache.clear();
+        room.pli.reset();
+        let epoch = room.epoch;
+        for &shard in &room.relays {
+            self.shard_outbox.push_back((
+                shard,
+                ShardMessage::Source {
+                    room: room_id.clone(),
+                    epoch,
+                    codecs: room.codecs.clone(),
+                    gop: Vec::new(),
+                },
+            ));
+        }
+        Ok(epoch)
     }
 
     pub(super) fn add_viewer(
@@ -317,6 +315,16 @@ impl SfuCore {
 
     /// Attaches a bridge tap; a live room's current GOP is queued into it at once.
     pub(super) fn attach_tap(&mut self, room: RoomId) -> Result<TapReceiver, SfuError> {
+        if let Some(catch_up) = self.ingest_catch_up(&room) {
+            let (sender, receiver) = mpsc::channel(self.config.tap_queue);
+            for event in catch_up.events {
+                let _ = sender.try_send(event);
+            }
+            if let Some(r) = self.rooms.get_mut(&room) {
+                r.taps.push(sender);
+            }
+            return Ok(receiver);
+        }
         match self.rooms.get_mut(&room) {
             Some(r) => {
                 let (sender, receiver) = mpsc::channel(self.config.tap_queue);
@@ -349,6 +357,9 @@ impl SfuCore {
         reason: CloseReason,
         now: Instant,
     ) -> Option<(RoomId, PeerRole)> {
+        if self.is_ingest(id) {
+            return self.close_ingest(id, reason, now);
+        }
         let mut peer = self.peers.remove(&id)?;
         let _ = peer.connection.close();
         while let Some(datagram) = peer.connection.poll_write() {
@@ -363,44 +374,27 @@ impl SfuCore {
         self.demux.remove(id);
         self.counters.peers_closed += 1;
         let role = peer.role.kind();
+        let was_publisher = self
+            .rooms
+            .get(&peer.room)
+            .is_some_and(|room| role == PeerRole::Publisher && room.publisher == Some(id));
+        if was_publisher {
+            self.publisher_left(&peer.room);
+        }
         if let Some(room) = self.rooms.get_mut(&peer.room) {
             room.members.retain(|member| *member != id);
-            match role {
-                PeerRole::Publisher if room.publisher == Some(id) => {
-                    room.publisher = None;
-                    room.keyframe_cache.clear();
-                    room.pli.reset();
-                    let epoch = room.epoch;
-                    room.send_to_taps(
-                        TapEvent::PublisherEnded { epoch },
-                        &mut self.counters.tap_dropped,
-                    );
-                    for &shard in &room.relays {
-                        self.shard_outbox.push_back((
-                            shard,
-                            ShardMessage::PublisherEnded {
-                                room: peer.room.clone(),
-                            },
-                        ));
-                    }
-                    self.events.push_back(SfuEvent::Offline {
+            if role == PeerRole::Viewer {
+                let before = room.viewers.len();
+                room.viewers.retain(|viewer| *viewer != id);
+                if room.viewers.len() != before {
+                    let viewers =
+                        self.directory
+                            .set_viewers(&peer.room, self.shard, room.viewers.len());
+                    self.events.push_back(SfuEvent::ViewerCount {
                         room: peer.room.clone(),
+                        viewers,
                     });
                 }
-                PeerRole::Viewer => {
-                    let before = room.viewers.len();
-                    room.viewers.retain(|viewer| *viewer != id);
-                    if room.viewers.len() != before {
-                        let viewers =
-                            self.directory
-                                .set_viewers(&peer.room, self.shard, room.viewers.len());
-                        self.events.push_back(SfuEvent::ViewerCount {
-                            room: peer.room.clone(),
-                            viewers,
-                        });
-                    }
-                }
-                PeerRole::Publisher => {}
             }
             if room.members.is_empty() && room.relays.is_empty() {
                 room.idle_since = Some(now);
@@ -416,8 +410,36 @@ impl SfuCore {
         Some((peer.room, role))
     }
 
+    /// The room's publisher left: its caches are cleared and taps, mirrors and the
+    /// server are told the room is offline.
+    pub(super) fn publisher_left(&mut self, room_id: &RoomId) {
+        let Some(room) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        room.publisher = None;
+        room.keyframe_cache.clear();
+        room.pli.reset();
+        let epoch = room.epoch;
+        room.send_to_taps(
+            TapEvent::PublisherEnded { epoch },
+            &mut self.counters.tap_dropped,
+        );
+        for &shard in &room.relays {
+            self.shard_outbox.push_back((
+                shard,
+                ShardMessage::PublisherEnded {
+                    room: room_id.clone(),
+                },
+            ));
+        }
+        self.events.push_back(SfuEvent::Offline {
+            room: room_id.clone(),
+        });
+    }
+
     pub(super) fn shutdown(&mut self, now: Instant) {
-        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        let mut ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        ids.extend(self.ingest_ids());
         for id in ids {
             self.close_peer(id, CloseReason::Shutdown, now);
         }

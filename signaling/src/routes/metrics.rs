@@ -57,6 +57,14 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         interaction.members.load(Ordering::Relaxed)
     );
     crate::bridge_metrics::write_metrics(&state, &mut out);
+    if let Some(ingest) = &state.rtmp_ingest {
+        for (name, value) in ingest.stats.pairs() {
+            let _ = writeln!(
+                out,
+                "# TYPE queqiao_rtmp_ingest_{name}_total counter\nqueqiao_rtmp_ingest_{name}_total {value}"
+            );
+        }
+    }
     if let Ok(snapshot) = state.sfu.snapshot().await {
         let live = snapshot.rooms.iter().filter(|r| r.live).count();
         let viewers: usize = snapshot.rooms.iter().map(|r| r.viewers).sum();

@@ -5,6 +5,7 @@ mod bridge_out;
 mod cors;
 mod follows;
 mod health;
+mod ingest;
 mod interaction;
 mod metrics;
 mod notify_ws;
@@ -33,6 +34,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(whip_whep::routes())
         .merge(rooms::routes())
+        .merge(ingest::routes())
         .merge(interaction::routes())
         .merge(ws::routes())
         .merge(accounts::routes())

@@ -1,7 +1,7 @@
 //! `GET /api/openapi.json`: the REST API described from the handlers' own annotations.
 
 use super::{
-    accounts, interaction, recordings, restream, rooms, schedule, sessions, share, uploads,
+    accounts, ingest, interaction, recordings, restream, rooms, schedule, sessions, share, uploads,
     viewers, views,
 };
 use crate::state::AppState;
@@ -17,7 +17,7 @@ use utoipa::{Modify, OpenApi};
         accounts::register, accounts::login, accounts::me, accounts::update_me, accounts::change_password,
         accounts::profile, accounts::list_users, accounts::set_role, accounts::ban, accounts::unban,
         rooms::list, rooms::create, rooms::detail, rooms::update, rooms::close, rooms::stream, rooms::shows,
-        rooms::stop, rooms::grants, rooms::grant, rooms::revoke,
+        rooms::stop, rooms::grants, rooms::grant, rooms::revoke, ingest::ingest, ingest::rotate,
         sessions::list,
         recordings::list, restream::list, restream::add, restream::remove,
         interaction::gifts, interaction::wallet, interaction::top_up, interaction::send_gift, interaction::leaderboard,
@@ -32,7 +32,7 @@ use utoipa::{Modify, OpenApi};
         crate::store::Gift, crate::store::Wallet, crate::store::Gifter,
         recordings::RecordingView, restream::TargetView, restream::NewTargetRequest,
         crate::interaction::hub::ViewerList, crate::interaction::hub::OnlineViewer, uploads::UploadView, share::ShareLinks,
-        schedule::ScheduleRequest, crate::store::ScheduledShow,
+        schedule::ScheduleRequest, crate::store::ScheduledShow, ingest::IngestInfo, ingest::RtmpIngestInfo,
     )),
     modifiers(&BearerAuth),
     tags((name = "accounts"), (name = "rooms"), (name = "interaction"), (name = "moderation"), (name = "admin"))

@@ -12,7 +12,7 @@ use crate::auth::bearer_token;
 use crate::error::AppError;
 use crate::live::SessionInfo;
 use crate::state::AppState;
-use crate::store::{NewRoom, StoreError, User, Visibility};
+use crate::store::{User, Visibility};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -184,10 +184,12 @@ async fn authorize_publish(
         let presented = bearer_token(headers)?.ok_or_else(|| {
             AppError::Unauthorized("publishing needs an Authorization: Bearer token".into())
         })?;
-        if expected.is_empty() || !constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
+        if expected.is_empty()
+            || !crate::auth::constant_time_eq(presented.as_bytes(), expected.as_bytes())
+        {
             return Err(AppError::Unauthorized("invalid publish token".into()));
         }
-        ensure_standalone_room(state, room).await?;
+        crate::access::ensure_standalone_room(state, room).await?;
         return Ok(None);
     }
     let token = bearer_token(headers)?.ok_or_else(|| {
@@ -204,31 +206,6 @@ async fn authorize_publish(
         return Err(AppError::Conflict("the room is closed".into()));
     }
     Ok(Some(user))
-}
-
-/// Standalone mode: publishing to a room creates it (owned by nobody).
-async fn ensure_standalone_room(state: &AppState, room: &RoomId) -> Result<(), AppError> {
-    match state.store.room(room.as_str()).await {
-        Ok(existing) if existing.closed => Err(AppError::Conflict("the room is closed".into())),
-        Ok(_) => Ok(()),
-        Err(StoreError::NotFound) => {
-            let new = NewRoom {
-                id: room.to_string(),
-                host_id: None,
-                title: room.to_string(),
-                cover_url: None,
-                tags: Vec::new(),
-                city: None,
-                scheduled_start: None,
-                visibility: Visibility::Public,
-            };
-            match state.store.create_room(&new).await {
-                Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
-                Err(other) => Err(other.into()),
-            }
-        }
-        Err(other) => Err(other.into()),
-    }
 }
 
 /// Who may watch: anyone for public rooms (unless anonymous viewing is off), the host,
@@ -339,10 +316,6 @@ async fn session_options() -> Response {
     );
     headers.insert("accept-patch", HeaderValue::from_static(TRICKLE));
     response
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn parse_room(raw: &str) -> Result<RoomId, AppError> {

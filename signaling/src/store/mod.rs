@@ -14,6 +14,7 @@ mod rooms;
 mod schedule;
 mod secrets;
 mod shows;
+mod stream_keys;
 mod uploads;
 mod users;
 mod wallet;

@@ -721,7 +721,7 @@ mod tests {
         // Two fragments of six frames, each with an audio run that must not match.
         for (n, group) in units.chunks(6).enumerate() {
             for au in group {
-                video.push_video(au.pts, au.keyframe, &au.nalus);
+                video.push_video(au.pts, 0, au.keyframe, &au.nalus);
                 audio.push_audio(au.pts, &[0x21, 0x10, 0x04, 0x60, 0x8c, 0x1c]);
             }
             let next = Some(group.last().unwrap().pts + 3000);

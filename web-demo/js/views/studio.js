@@ -1,7 +1,10 @@
 // The host studio. #/studio: the host's rooms, create a room. #/studio/{id}: edit the room,
 // camera/microphone preview with device pickers, go live by WHIP (H.264), live stats
 // (bitrate, frame rate, resolution, viewers, likes, gift coins), chat and gifts received
-// over the room WebSocket, moderation, and ending the show.
+// over the room WebSocket, moderation, and ending the show. 用 OBS 推流: the host can instead
+// stream from an encoder (OBS, ffmpeg) by RTMP — the studio then opens no camera, shows the
+// ingest panel (server URL, stream key) and follows the room's live state from the room
+// events; chat, gifts and viewers work the same whoever publishes.
 import { h, render, field, showFormError, toast, avatar, splitTags, formatTime, formatDuration } from '../dom.js';
 import { t, lang, giftName } from '../i18n.js';
 import { createChatOutbox } from '../chat-outbox.js';
@@ -15,12 +18,22 @@ import { floatHearts, createGiftLayer } from '../widgets/effects.js';
 import { createImageUpload } from '../widgets/image-upload.js';
 import { createViewersCard, createScheduleCard } from '../widgets/studio-panels.js';
 import { createSharePanel } from '../widgets/share-panel.js';
+import { createIngestPanel } from '../widgets/ingest-panel.js';
 
 const QUALITIES = {
   '720p': { width: 1280, height: 720, frameRate: 30 },
   '540p': { width: 960, height: 540, frameRate: 30 },
   '360p': { width: 640, height: 360, frameRate: 25 },
 };
+
+/** Where the studio's show comes from: this browser's camera (WHIP) or an encoder (OBS). */
+const SOURCE_KEY = 'queqiao.studio.source';
+function savedSource() {
+  try { return localStorage.getItem(SOURCE_KEY) === 'obs' ? 'obs' : 'browser'; } catch (_) { return 'browser'; }
+}
+function saveSource(source) {
+  try { localStorage.setItem(SOURCE_KEY, source); } catch (_) { /* storage blocked */ }
+}
 
 function requireHost(container, next) {
   const user = session.user();
@@ -138,6 +151,9 @@ export async function studioRoomView(container, { id }) {
   // ---- layout ----------------------------------------------------------------------------
   const preview = h('video', { id: 'studio-video', autoplay: true, playsinline: true, muted: true });
   preview.muted = true;
+  const stageNote = h('p', { class: 'stage-note', id: 'stage-note', role: 'status', hidden: true });
+  const sourceButton = h('button', { type: 'button', class: 'button-secondary button-small', id: 'studio-source', 'aria-controls': 'ingest-panel' });
+  const ingest = createIngestPanel({ room: room.id });
   const cameraSelect = h('select', { id: 'camera-select', name: 'camera' });
   const micSelect = h('select', { id: 'mic-select', name: 'mic' });
   const qualitySelect = h('select', { id: 'quality-select', name: 'quality' },
@@ -186,16 +202,19 @@ export async function studioRoomView(container, { id }) {
 
   const outbox = createChatOutbox({ send: (message) => link.send(message), chat });
   const viewersCard = createViewersCard({ room: room.id });
+  const deviceRow = h('div', { class: 'device-row' },
+    field('studio.camera', cameraSelect), field('studio.mic', micSelect), field('studio.quality', qualitySelect));
   const scheduleCard = createScheduleCard({ room: room.id });
 
   render(container,
     h('section', { class: 'page studio-page', 'aria-labelledby': 'studio-room-title' },
       h('div', { class: 'page-head' },
         h('div', {}, h('p', { class: 'muted' }, h('a', { href: '#/studio', i18n: 'studio.myRooms' })), title),
-        h('p', { class: 'share' }, h('button', { type: 'button', class: 'button-secondary button-small', id: 'studio-share', i18n: 'share.title', on: { click: () => share.open() } }))),
+        h('p', { class: 'share buttons' }, sourceButton,
+          h('button', { type: 'button', class: 'button-secondary button-small', id: 'studio-share', i18n: 'share.title', on: { click: () => share.open() } }))),
       h('div', { class: 'studio-grid' },
         h('div', { class: 'studio-main' },
-          h('div', { class: 'player-box' }, preview, hearts, giftLayerEl),
+          h('div', { class: 'player-box' }, preview, stageNote, hearts, giftLayerEl),
           h('div', { class: 'studio-controls' },
             h('div', { class: 'buttons' }, goLive, endShow, h('p', { class: 'status' }, liveState, ' ', liveTimer))),
           h('section', { class: 'card', 'aria-labelledby': 'stats-title' },
@@ -203,8 +222,8 @@ export async function studioRoomView(container, { id }) {
             h('dl', { class: 'stats-grid', id: 'studio-stats' },
               stat('bitrate', 'studio.bitrate'), stat('fps', 'studio.fps'), stat('resolution', 'studio.resolution'),
               stat('viewers', 'studio.viewers'), stat('likes', 'studio.likes'), stat('gifts', 'studio.giftsCoins'))),
-          h('div', { class: 'device-row' },
-            field('studio.camera', cameraSelect), field('studio.mic', micSelect), field('studio.quality', qualitySelect))),
+          deviceRow,
+          ingest.el),
         h('aside', { class: 'studio-side' },
           h('section', { class: 'card chat-card', 'aria-labelledby': 'studio-chat-title' },
             h('h2', { id: 'studio-chat-title', i18n: 'viewer.chat' }), chat.el),
@@ -226,6 +245,11 @@ export async function studioRoomView(container, { id }) {
   let liveSince = 0;
   let timerTick = null;
   let audience = 0;
+  let reconnecting = false;
+  let source = savedSource();
+  // Live from somewhere else than this page: an encoder (OBS) on the RTMP ingest, or the
+  // host's other device. Then this page neither opens the camera nor publishes.
+  let external = !!room.live;
 
   function drawTimer() {
     liveTimer.hidden = !liveSince;
@@ -235,6 +259,23 @@ export async function studioRoomView(container, { id }) {
   function drawAudience(n = audience) {
     audience = n;
     statValues.viewers.textContent = String(state === 'live' || state === 'lost' || state === 'connecting' ? n : 0);
+  }
+
+  /** Whether this page publishes (or is about to) by WHIP. */
+  const ownShow = () => !!publisher || reconnecting || (!external && (state === 'connecting' || state === 'lost'));
+
+  function stateMessage(next) {
+    if (next === 'lost') return t('studio.lost');
+    if (next === 'live' && external) return t(source === 'obs' ? 'studio.liveObs' : 'studio.liveExternal');
+    if ((next === 'offline' || next === 'ended') && source === 'obs') return t('studio.obsWaiting');
+    return undefined;
+  }
+
+  function drawStage() {
+    const obs = source === 'obs';
+    stageNote.hidden = !(obs || (external && !stream));
+    stageNote.textContent = external ? t(obs ? 'studio.liveObs' : 'studio.liveExternal') : t('studio.obsWaiting');
+    preview.hidden = obs;
   }
 
   function setState(next, message) {
@@ -250,13 +291,44 @@ export async function studioRoomView(container, { id }) {
     }
     drawTimer();
     liveState.dataset.state = next;
-    liveState.textContent = message || t(`studio.${next}`);
-    goLive.disabled = next === 'live' || next === 'connecting';
-    endShow.disabled = !(next === 'live' || next === 'connecting' || next === 'lost');
+    liveState.textContent = message || stateMessage(next) || t(`studio.${next}`);
+    liveState.dataset.source = external ? 'external' : source;
+    goLive.disabled = next === 'live' || next === 'connecting' || external;
+    endShow.disabled = external || !(next === 'live' || next === 'connecting' || next === 'lost');
+    // The source is chosen between shows, not while this page publishes.
+    sourceButton.disabled = ownShow();
     container.dataset.live = next === 'live' ? '1' : '0';
     drawAudience();
+    drawStage();
   }
-  setState('offline');
+
+  /** Browser camera (WHIP) or encoder (OBS by RTMP). */
+  function applySource(next) {
+    if (ownShow()) return;
+    source = next;
+    saveSource(next);
+    const obs = next === 'obs';
+    container.dataset.source = next;
+    sourceButton.dataset.i18n = obs ? 'studio.useBrowser' : 'studio.useObs';
+    sourceButton.textContent = t(sourceButton.dataset.i18n);
+    sourceButton.setAttribute('aria-expanded', obs ? 'true' : 'false');
+    ingest.el.hidden = !obs;
+    deviceRow.hidden = obs;
+    goLive.hidden = obs;
+    endShow.hidden = obs;
+    if (obs) {
+      ingest.load();
+      // OBS may want the same camera: let go of it.
+      if (stream) stream.getTracks().forEach((track) => track.stop());
+      stream = null;
+      preview.srcObject = null;
+    } else if (!external && !stream) {
+      startPreview();
+    }
+    setState(state);
+  }
+  sourceButton.addEventListener('click', () => applySource(source === 'obs' ? 'browser' : 'obs'));
+  setState(external ? 'live' : 'offline');
 
   function fillSelect(select, devices, chosenId) {
     const previous = chosenId || select.value;
@@ -290,6 +362,7 @@ export async function studioRoomView(container, { id }) {
   }
 
   async function startPreview() {
+    if (source === 'obs') return;
     try {
       await openDevices();
     } catch (err) {
@@ -306,7 +379,7 @@ export async function studioRoomView(container, { id }) {
       const whip = new URL(`/whip/${encodeURIComponent(room.id)}`, location.href).toString();
       // The studio talks to the room over the WebSocket, so the WHIP session needs no data channel.
       publisher = await publish(whip, token(), stream, 'video/H264', { dataChannel: false });
-      window.queqiao.studio.publisher = publisher;
+      if (window.queqiao.studio) window.queqiao.studio.publisher = publisher;
       publisher.pc.addEventListener('connectionstatechange', () => {
         const s = publisher && publisher.pc.connectionState;
         if (s === 'connected') setState('live');
@@ -326,7 +399,6 @@ export async function studioRoomView(container, { id }) {
     }
   }
 
-  let reconnecting = false;
   async function reconnectShow() {
     if (reconnecting || stopped) return;
     reconnecting = true;
@@ -350,7 +422,7 @@ export async function studioRoomView(container, { id }) {
     lastStats = null;
     const old = publisher;
     publisher = null;
-    window.queqiao.studio.publisher = null;
+    if (window.queqiao.studio) window.queqiao.studio.publisher = null;
     setState('ended');
     setLeaveGuard(null);
     if (old) await old.stop();
@@ -413,6 +485,20 @@ export async function studioRoomView(container, { id }) {
             .forEach((u) => chat.system(() => [userName(u), ` ${t('viewer.joined', { name: '' }).trim()}`], 'join'));
           break;
         case 'deleted': chat.remove(change.seq); break;
+        case 'system':
+          // A show this page does not publish (OBS on the RTMP ingest, another device).
+          if (change.event === 'show_started' && !ownShow()) {
+            external = true;
+            giftCoins = 0;
+            statValues.gifts.textContent = '0';
+            setState('live');
+          }
+          if (change.event === 'show_ended' && external) {
+            external = false;
+            setState('ended');
+            if (source === 'browser' && !stream) startPreview();
+          }
+          break;
         case 'gift': {
           giftLayer.show(change);
           giftCoins += change.coins || 0;
@@ -442,13 +528,13 @@ export async function studioRoomView(container, { id }) {
   link.loadHistory();
   link.start();
 
-  window.queqiao.studio = { room: room.id, publisher: null, link, get state() { return state; } };
-  startPreview();
+  window.queqiao.studio = { room: room.id, publisher: null, link, ingest, get state() { return state; }, get source() { return source; }, get external() { return external; } };
+  applySource(source);
 
   const beforeUnload = (event) => { if (state === 'live') { event.preventDefault(); event.returnValue = ''; } };
   window.addEventListener('beforeunload', beforeUnload);
   const giftDrawers = [];
-  const relabel = () => { setState(state, state === 'lost' ? t('studio.lost') : undefined); giftDrawers.forEach((draw) => draw()); };
+  const relabel = () => { setState(state); giftDrawers.forEach((draw) => draw()); };
   window.addEventListener('langchange', relabel);
 
   return async () => {
@@ -462,6 +548,7 @@ export async function studioRoomView(container, { id }) {
     chat.destroy();
     viewersCard.destroy();
     share.destroy();
+    ingest.destroy();
     scheduleCard.destroy();
     if (confirmEnd.open) confirmEnd.close();
     if (publisher) await publisher.stop();

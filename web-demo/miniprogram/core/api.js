@@ -43,6 +43,9 @@ function createApi(platform, config) {
     rooms: function (params) { return call('GET', '/api/rooms' + query(params || {})); },
     room: function (id) { return call('GET', '/api/rooms/' + enc(id)); },
     stream: function (id) { return call('GET', '/api/rooms/' + enc(id) + '/stream'); },
+    /** The host's ingest points: {whip_url, rtmp: {server_url, stream_key, url} | null}. */
+    ingest: function (id) { return call('GET', '/api/rooms/' + enc(id) + '/ingest'); },
+    rotateIngest: function (id) { return call('POST', '/api/rooms/' + enc(id) + '/ingest/rotate'); },
     recordings: function (id) { return call('GET', '/api/rooms/' + enc(id) + '/recordings'); },
     chat: function (id) { return call('GET', '/api/rooms/' + enc(id) + '/chat'); },
     events: function (id, after) { return call('GET', '/api/rooms/' + enc(id) + '/events?after=' + enc(after)); },

@@ -62,8 +62,11 @@ module.exports = {
   navigateBack: function () { my.navigateBack({ delta: 1 }); },
   toast: function (text, kind) { my.showToast({ content: text, type: kind === 'ok' ? 'success' : 'none' }); },
   setTitle: function (text) { my.setNavigationBar({ title: text }); },
-  /** No <live-player>; no virtual-goods purchase on iOS (Apple's rule). */
-  caps: function () { return { livePlayer: false, recharge: !isIos() }; },
+  /** No <live-player>, no push component (hosts go live from the web studio); no
+   *  virtual-goods purchase on iOS (Apple's rule). */
+  caps: function () { return { livePlayer: false, recharge: !isIos(), pusher: false }; },
+  createPusher: function () { return null; },
+  setClipboard: function (text) { my.setClipboard({ text: text }); },
   /** The share panel (the page's onShareAppMessage says what is shared). */
   showSharePanel: function () { if (typeof my.showSharePanel === 'function') my.showSharePanel(); },
   definePage: function (definition) { Page(definition); },

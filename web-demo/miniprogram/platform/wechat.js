@@ -67,7 +67,11 @@ module.exports = {
    *  WeChat enforces): there the recharge entries are hidden. */
   caps: function (config) {
     var canUse = typeof wx.canIUse !== 'function' || wx.canIUse('live-player');
-    return { livePlayer: !!(config.livePlayer && canUse), recharge: !isIos() };
+    var canPush = typeof wx.createLivePusherContext === 'function' && (typeof wx.canIUse !== 'function' || wx.canIUse('live-pusher'));
+    return { livePlayer: !!(config.livePlayer && canUse), recharge: !isIos(), pusher: canPush };
   },
+  /** The page's <live-pusher> (one per page): start/stop/switchCamera… */
+  createPusher: function () { return wx.createLivePusherContext(); },
+  setClipboard: function (text) { wx.setClipboardData({ data: text }); },
   definePage: definePage,
 };

@@ -4,6 +4,8 @@ var createApi = require('../api').createApi;
 var errorText = require('../errors').errorText;
 var cache = require('../cache');
 var format = require('../format');
+var session = require('../session');
+var isHost = require('./host').isHost;
 
 var CACHE_KEY = 'queqiao.rooms.v1';
 var STALE_MS = 15000;
@@ -38,10 +40,13 @@ module.exports = function createRoomsPage(platform, config) {
       fromCache: false,
       error: '',
       updatedText: '',
+      hostEntry: false,
+      hostEntryNote: '',
     },
 
     onLoad: function () {
       this.loadedAt = 0;
+      this.showHostEntry();
       var cached = cache.read(platform, CACHE_KEY);
       if (cached && Array.isArray(cached.value)) {
         this.setData({ rooms: cached.value.map(card), fromCache: true, loading: false });
@@ -50,6 +55,7 @@ module.exports = function createRoomsPage(platform, config) {
     },
 
     onShow: function () {
+      this.showHostEntry();
       if (this.loadedAt && Date.now() - this.loadedAt > STALE_MS) this.refresh();
     },
 
@@ -75,6 +81,20 @@ module.exports = function createRoomsPage(platform, config) {
           error: self.data.rooms.length ? '网络不可用，显示的是缓存内容' : errorText(err),
         });
       });
+    },
+
+    /** 我要开播, for logged-in hosts only; Alipay has no push component (the host page says
+     *  so and gives the web studio's address). */
+    showHostEntry: function () {
+      var host = isHost(session.get(platform));
+      var canPush = platform.caps(config).pusher !== false;
+      if (host !== this.data.hostEntry || (host && !this.data.hostEntryNote)) {
+        this.setData({ hostEntry: host, hostEntryNote: host ? (canPush ? '手机开播 ›' : '支付宝小程序没有推流组件，请用网页工作台开播 ›') : '' });
+      }
+    },
+
+    onHost: function () {
+      platform.navigateTo('/pages/host/host');
     },
 
     onTapRoom: function (event) {
