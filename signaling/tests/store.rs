@@ -375,3 +375,47 @@ async fn racing_retries_of_one_gift_are_charged_once_and_all_answered() {
         store.close().await;
     }
 }
+
+/// A transaction that reads and then writes must not fail because another connection
+/// committed in between (SQLite's `SQLITE_BUSY_SNAPSHOT`, which `busy_timeout` does not
+/// wait out): scheduling shows while a live room's viewer count is written all the time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_that_read_first_survive_concurrent_commits() {
+    for (backend, store, _) in stores().await {
+        let host = store
+            .create_user(&user(&format!("busy{}", rand_suffix())))
+            .await
+            .unwrap();
+        let id = format!("busy-{}", rand_suffix());
+        store.create_room(&room(&id, host.id)).await.unwrap();
+        let writer = {
+            let (store, id) = (store.clone(), id.clone());
+            tokio::spawn(async move {
+                for viewers in 0..2000 {
+                    store.set_room_live(&id, true, viewers).await.unwrap();
+                }
+            })
+        };
+        let now = signaling::store::now_ms() / 1000;
+        let mut failures = Vec::new();
+        for n in 0..40 {
+            // Each schedule counts the room's upcoming shows, then inserts (one transaction).
+            match store
+                .create_schedule(&id, now + 3600 + n, "busy", now)
+                .await
+            {
+                Ok(_) => {}
+                Err(StoreError::Conflict(_)) => {} // past the per-room cap: expected
+                Err(err) => failures.push(err.to_string()),
+            }
+            // Clear the room so the cap is not what stops us.
+            if n % 15 == 14 {
+                for show in store.upcoming_schedules(&id, now, None).await.unwrap() {
+                    store.delete_schedule(&id, show.id).await.unwrap();
+                }
+            }
+        }
+        writer.abort();
+        assert!(failures.is_empty(), "{backend}: {failures:?}");
+    }
+}

@@ -220,7 +220,7 @@ impl Store {
         admin: Option<i64>,
     ) -> Result<(Wallet, bool), StoreError> {
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(&self.sql("INSERT INTO wallets (user_id, coins, earnings, updated_at) VALUES ($1, 0, 0, $2) ON CONFLICT (user_id) DO NOTHING"))
             .bind(user)
             .bind(now)
@@ -270,7 +270,7 @@ impl Store {
     /// Sends a gift: debits the sender and credits the room's host in one transaction.
     pub async fn send_gift(&self, request: &GiftRequest) -> Result<GiftOutcome, GiftError> {
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         // A write first: on SQLite this takes the writer lock now (see the module docs).
         sqlx::query(&self.sql("INSERT INTO wallets (user_id, coins, earnings, updated_at) VALUES ($1, 0, 0, $2) ON CONFLICT (user_id) DO NOTHING"))
             .bind(request.sender_id)
@@ -488,7 +488,7 @@ impl Store {
         if messages.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         for m in messages {
             sqlx::query(&self.sql(
                 "INSERT INTO chat_messages (room_id, seq, user_id, text, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (room_id, seq) DO NOTHING",
@@ -578,7 +578,7 @@ impl Store {
         event_seq: i64,
         new_likes: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(&self.sql(
             "UPDATE rooms SET event_seq = CASE WHEN event_seq < $1 THEN $1 ELSE event_seq END, likes = likes + $2 WHERE id = $3",
         ))

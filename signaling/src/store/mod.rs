@@ -135,6 +135,18 @@ impl Store {
         &self.pool
     }
 
+    /// Begins a transaction that will write. On SQLite it takes the write lock at `BEGIN
+    /// IMMEDIATE`: a deferred transaction that reads and then writes fails at once with
+    /// `SQLITE_BUSY_SNAPSHOT` (which `busy_timeout` does not wait out) when another
+    /// connection committed in between, and under a live room's steady writes (viewer
+    /// counts, chat) that turned a scheduled show or a reservation into a 500 now and then.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     /// Closes the pool (waits for connections to be returned).
     pub async fn close(&self) {
         self.pool.close().await;

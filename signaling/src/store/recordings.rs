@@ -111,7 +111,7 @@ impl Store {
             .map(|row| row.try_get::<i64, _>("id"))
             .transpose()?,
         };
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let updated = sqlx::query(&self.sql(
             "UPDATE recordings SET show_id = COALESCE(show_id, $3), ended_at = $4, duration_ms = $5, segments = $6, width = $7, height = $8, error = $9 \
              WHERE room_id = $1 AND id = $2",

@@ -171,7 +171,7 @@ impl Store {
     /// Creates a room and its tag index in one transaction.
     pub async fn create_room(&self, new: &NewRoom) -> Result<Room, StoreError> {
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(&self.sql(
             "INSERT INTO rooms (id, host_id, title, cover_url, tags, city, scheduled_start, visibility, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
@@ -252,7 +252,7 @@ impl Store {
         if let Some(v) = change.visibility {
             room.visibility = v;
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(&self.sql(
             "UPDATE rooms SET title = $1, cover_url = $2, tags = $3, city = $4, scheduled_start = $5, visibility = $6, updated_at = $7 WHERE id = $8",
         ))

@@ -56,7 +56,7 @@ impl Store {
         title: &str,
         now_secs: i64,
     ) -> Result<ScheduledShow, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let upcoming: i64 = sqlx::query(&self.sql(
             "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM scheduled_shows WHERE room_id = $1 AND starts_at > $2",
         ))
@@ -129,7 +129,7 @@ impl Store {
     /// Deletes a room's scheduled show (and its reservations). `NotFound` if the room has
     /// no such show.
     pub async fn delete_schedule(&self, room: &str, id: i64) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(&self.sql(
             "DELETE FROM reservations WHERE schedule_id IN (SELECT id FROM scheduled_shows WHERE id = $1 AND room_id = $2)",
         ))

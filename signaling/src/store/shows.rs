@@ -37,7 +37,7 @@ impl Store {
     /// Starts a show and marks the room live, in one transaction.
     pub async fn start_show(&self, room: &str) -> Result<Show, StoreError> {
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(&self.sql(
             "INSERT INTO shows (room_id, started_at, peak_viewers) VALUES ($1, $2, 0) RETURNING id, room_id, started_at, ended_at, peak_viewers, end_reason",
         ))
@@ -72,7 +72,7 @@ impl Store {
         peak_viewers: i64,
         reason: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(&self.sql(
             "UPDATE shows SET ended_at = $1, end_reason = $2, peak_viewers = CASE WHEN peak_viewers < $3 THEN $3 ELSE peak_viewers END \
              WHERE id = $4 AND ended_at IS NULL RETURNING room_id",

@@ -284,7 +284,7 @@ impl Store {
         id: i64,
         change: &ProfileUpdate,
     ) -> Result<User, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
         let row = sqlx::query(&self.sql(&sql))
             .bind(id)
@@ -400,7 +400,7 @@ impl Store {
         reason: &str,
     ) -> Result<Option<User>, StoreError> {
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         if self.backend() == super::Backend::Postgres {
             sqlx::query(
                 "SELECT id FROM users WHERE role = $1 AND banned_at IS NULL ORDER BY id FOR UPDATE",

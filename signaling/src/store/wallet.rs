@@ -104,7 +104,7 @@ impl Store {
         recharge: &NewRecharge<'_>,
     ) -> Result<(RechargeOrder, Wallet, bool), StoreError> {
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         // A write first: on SQLite this takes the writer lock now.
         sqlx::query(&self.sql("INSERT INTO wallets (user_id, coins, earnings, updated_at) VALUES ($1, 0, 0, $2) ON CONFLICT (user_id) DO NOTHING"))
             .bind(recharge.user_id)
