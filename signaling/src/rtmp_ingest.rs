@@ -435,7 +435,7 @@ impl Connection {
             publishing.codecs = codecs.clone();
             codecs
         });
-        let dropped = publishing.converter.status().b_frames_dropped;
+        let dropped = publishing.converter.b_frames_dropped();
         if dropped > publishing.b_frames_dropped {
             self.ingest
                 .stats

@@ -216,6 +216,12 @@ impl WebRtcConverter {
         self.emit_audio(received_at, out);
     }
 
+    /// B-frames dropped so far (the one figure the ingest task follows per read; cheaper
+    /// than a whole [`Self::status`]).
+    pub fn b_frames_dropped(&self) -> u64 {
+        self.status.b_frames_dropped
+    }
+
     /// What the stream status API shows.
     pub fn status(&self) -> ConverterStatus {
         let mut status = self.status.clone();

@@ -79,11 +79,6 @@ impl IngestSource {
     }
 }
 
-/// What a new tap of an ingest room is sent before live events.
-pub(super) struct IngestCatchUp {
-    pub(super) events: Vec<TapEvent>,
-}
-
 impl SfuCore {
     /// Seats an ingest source as the room's publisher (the room is created if needed).
     pub(super) fn add_ingest(
@@ -173,9 +168,9 @@ impl SfuCore {
         };
         let room_id = source.room.clone();
         let epoch = source.epoch;
-        let first_media =
-            source.last_media_at.is_none() && !(native.is_empty() && packets.is_empty());
-        if !(native.is_empty() && packets.is_empty()) {
+        let has_media = !(native.is_empty() && packets.is_empty());
+        let first_media = has_media && source.last_media_at.is_none();
+        if has_media {
             source.last_media_at = Some(now);
         }
         for frame in &native {
@@ -270,7 +265,7 @@ impl SfuCore {
 
     /// What a tap attaching to `room` now must be sent first, if its publisher is an
     /// ingest source that has sent media.
-    pub(super) fn ingest_catch_up(&self, room: &RoomId) -> Option<IngestCatchUp> {
+    pub(super) fn ingest_catch_up(&self, room: &RoomId) -> Option<Vec<TapEvent>> {
         let publisher = self.rooms.get(room)?.publisher?;
         let source = self.ingests.get(&publisher)?;
         source.last_media_at?;
@@ -284,7 +279,7 @@ impl SfuCore {
             epoch: source.epoch,
             frame: Arc::clone(frame),
         }));
-        Some(IngestCatchUp { events })
+        Some(events)
     }
 
     /// Whether `id` is one of this shard's ingest sources.

@@ -317,7 +317,7 @@ impl SfuCore {
     pub(super) fn attach_tap(&mut self, room: RoomId) -> Result<TapReceiver, SfuError> {
         if let Some(catch_up) = self.ingest_catch_up(&room) {
             let (sender, receiver) = mpsc::channel(self.config.tap_queue);
-            for event in catch_up.events {
+            for event in catch_up {
                 let _ = sender.try_send(event);
             }
             if let Some(r) = self.rooms.get_mut(&room) {
